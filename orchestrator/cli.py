@@ -1,0 +1,127 @@
+"""`sassl`: validate, run and tabulate experiments."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from .experiment import ConfigError, Experiment, load_experiment
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Experiment orchestrator for style- and augmentation-aware SSL.")
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _parse_sets(sets: list[str]) -> dict:
+    out = {}
+    for s in sets:
+        if "=" not in s:
+            _fail(f"--set {s!r}: expected path=value, e.g. --set optim.epochs=2")
+        k, v = s.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def _load(path: Path, profile: Optional[str], sets: list[str]) -> Experiment:
+    try:
+        return load_experiment(path, profile, _parse_sets(sets))
+    except ConfigError as e:
+        _fail(f"{path}: invalid experiment\n{e}")
+
+
+ProfileOpt = typer.Option(None, "--profile", "-p", help="A named profile of the YAML (e.g. paper).")
+SetOpt = typer.Option([], "--set", "-s", help="Override a field: --set optim.epochs=2 (repeatable).")
+
+
+@app.command()
+def validate(path: Path, profile: Optional[str] = ProfileOpt, set_: list[str] = SetOpt) -> None:
+    """Check an experiment file and print the cells it expands into. Starts nothing."""
+    exp = _load(path, profile, set_)
+    from .runner import check_datasets
+    try:
+        check_datasets(exp)
+    except ConfigError as e:
+        _fail(f"{path}: {e}")
+    table = RichTable(title=f"{exp.name}: {len(exp.cells)} cells" + (f" (profile {profile})" if profile else ""))
+    for col in ("cell", "row", "seed", "overrides"):
+        table.add_column(col)
+    for c in exp.cells:
+        table.add_row(c.cell_id, c.row, str(c.seed), ", ".join(f"{k}={v}" for k, v in c.overrides.items()))
+    console.print(table)
+    console.print("[green]valid[/]")
+
+
+@app.command()
+def run(path: Path, profile: Optional[str] = ProfileOpt, set_: list[str] = SetOpt,
+        address: Optional[str] = typer.Option(None, help="Join a Ray cluster ('auto', 'ray://host:10001'); "
+                                              "default: cluster.address of the YAML, else start a local one."),
+        rerun: bool = typer.Option(False, help="Run cells again even if MLflow has them finished.")) -> None:
+    """Run every cell of an experiment on Ray, log to MLflow, print its table."""
+    exp = _load(path, profile, set_)
+    from .runner import run_experiment
+    try:
+        summary = run_experiment(exp, address=address, rerun=rerun, console=console)
+    except ConfigError as e:
+        _fail(f"{path}: {e}")
+    console.print(f"{len(summary.finished)} finished, {len(summary.skipped)} skipped (already finished), "
+                  f"{len(summary.failed)} failed in {summary.seconds:.0f} s; MLflow parent run "
+                  f"{summary.parent_run_id} in {summary.tracking_uri}")
+    for cid, reason in summary.failed.items():
+        err.print(f"[red]cell {cid} failed:[/] {reason}", highlight=False)
+    _print_tables(exp.name, summary.tracking_uri, Path(exp.config.tracking.run_dir), "md")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _print_tables(name: str, uri: str, run_dir: Path, fmt: str) -> None:
+    from results import build_tables
+    from results.collect import NoRunsError
+    try:
+        tables = build_tables(name, uri)
+    except NoRunsError as e:
+        _fail(str(e))
+    out_dir = run_dir / "tables"
+    for stem, table in tables.items():
+        paths = table.save(out_dir, stem)
+        text = {"md": table.markdown, "latex": table.latex, "csv": lambda: paths["csv"].read_text()}[fmt]()
+        console.print(text, highlight=False, markup=False)
+        console.print(f"(written to {paths['md']}, .csv, .tex)", style="dim")
+
+
+@app.command()
+def tables(experiment: str = typer.Argument(..., help="Experiment name, or its YAML file."),
+           fmt: str = typer.Option("md", "--format", "-f", help="md, latex or csv"),
+           tracking_uri: Optional[str] = typer.Option(None, help="MLflow store (default: the YAML's, "
+                                                      "else $MLFLOW_TRACKING_URI, else sqlite:///runs/mlflow.db)"),
+           run_dir: Path = typer.Option(Path(os.environ.get("SASSL_RUN_DIR", "runs")),
+                                        help="Where tables are written and the default store lives.")) -> None:
+    """Rebuild an experiment's tables from MLflow alone."""
+    if fmt not in ("md", "latex", "csv"):
+        _fail(f"--format {fmt!r}: choose md, latex or csv")
+    from . import tracking
+    name, uri = experiment, tracking_uri
+    if experiment.endswith((".yaml", ".yml")):
+        exp = _load(Path(experiment), None, [])
+        name, run_dir = exp.name, Path(exp.config.tracking.run_dir)
+        uri = uri or exp.config.tracking.uri
+    uri = tracking.resolve_tracking_uri(uri, run_dir)
+    _print_tables(name, uri, run_dir, fmt)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,212 @@
+"""Load an experiment YAML, apply a profile, and expand its grid into cells.
+
+Everything here runs before Ray or MLflow is touched, so a bad file costs nothing."""
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .config import CELL_FIELDS, CellConfig, ExperimentConfig
+
+
+class ConfigError(ValueError):
+    """A problem with the experiment file, with the YAML path of the offending field."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One pretraining run and its evaluations."""
+    cell_id: str          # hash of the resolved config: the cell's identity across invocations
+    row: str              # table row label (variant and axis values, not the seed)
+    seed: int
+    overrides: dict[str, Any]
+    config: dict[str, Any] = field(repr=False)
+
+
+@dataclass
+class Experiment:
+    path: Path | None
+    profile: str | None
+    config: ExperimentConfig
+    cells: list[Cell]
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+# ---------------------------------------------------------------- error text
+_MESSAGES = {
+    "greater_than": "must be > {gt}",
+    "greater_than_equal": "must be >= {ge}",
+    "less_than": "must be < {lt}",
+    "less_than_equal": "must be <= {le}",
+    "missing": "required field is missing",
+    "too_short": "needs at least {min_length} item(s)",
+}
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part and not str(part).startswith(("function-", "tagged-union")):
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def format_validation_error(err: ValidationError, model: type, prefix: str = "") -> str:
+    lines = []
+    for e in err.errors(include_url=False):
+        loc = tuple(e["loc"])
+        ctx = e.get("ctx") or {}
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field" + _suggest(loc, model)
+        elif e["type"] in _MESSAGES:
+            msg = _MESSAGES[e["type"]].format(**ctx)
+        elif e["type"] == "value_error":
+            msg = str(ctx.get("error", e["msg"]))
+            loc_extra = msg.split(":", 1)
+            if len(loc_extra) == 2 and " " not in loc_extra[0]:  # "crop_scale: ..." from a validator
+                loc, msg = loc + (loc_extra[0],), loc_extra[1].strip()
+        else:
+            msg = e["msg"][0].lower() + e["msg"][1:] + f" (got {e.get('input')!r})"
+        path = _loc(loc)
+        line = f"{path}: {msg}" if path else msg
+        lines.append(f"{prefix} {line}" if prefix else line)
+    return "\n".join(lines)
+
+
+def _suggest(loc: tuple, model: type) -> str:
+    """'did you mean …' from the fields allowed at that place in the schema."""
+    fields = _fields_at(model, loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else (f"; allowed: {', '.join(fields)}" if fields else "")
+
+
+def _fields_at(model: type, loc: tuple) -> list[str]:
+    for part in loc:
+        info = getattr(model, "model_fields", {}).get(part)
+        if info is None:
+            return []
+        model = info.annotation
+    return list(getattr(model, "model_fields", {}))
+
+
+# ---------------------------------------------------------------- loading
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such experiment file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of fields, got {type(raw).__name__}")
+    return raw
+
+
+def load_experiment(path: str | Path, profile: str | None = None,
+                    overrides: dict[str, Any] | None = None) -> Experiment:
+    raw = read_yaml(path)
+    exp = build_experiment(raw, profile, overrides)
+    exp.path = Path(path)
+    return exp
+
+
+def build_experiment(raw: dict[str, Any], profile: str | None = None,
+                     overrides: dict[str, Any] | None = None) -> Experiment:
+    base = validate(raw, ExperimentConfig)
+    data = base.model_dump(mode="json")
+    if profile is not None:
+        if profile not in base.profiles:
+            avail = ", ".join(sorted(base.profiles)) or "none defined"
+            raise ConfigError(f"--profile {profile}: unknown profile (available: {avail})")
+        data = apply_overrides(data, base.profiles[profile], f"profiles.{profile}")
+    if overrides:
+        data = apply_overrides(data, overrides, "--set")
+    base = validate(data, ExperimentConfig)
+    return Experiment(None, profile, base, expand_cells(base))
+
+
+def validate(data: dict[str, Any], model: type, prefix: str = ""):
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, model, prefix)) from None
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], where: str) -> dict[str, Any]:
+    """Set dotted paths (``optim.lr: 0.1``); a path that names no existing field is an error."""
+    data = copy.deepcopy(data)
+    for dotted, value in overrides.items():
+        node, parts = data, dotted.split(".")
+        for i, part in enumerate(parts):
+            if not isinstance(node, dict) or part not in node:
+                here = ".".join(parts[:i]) or "the top level"
+                allowed = sorted(node) if isinstance(node, dict) else []
+                close = difflib.get_close_matches(part, allowed, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"{where}.{dotted}: {here} has no field {part!r}{hint}")
+            if i == len(parts) - 1:
+                node[part] = value
+            else:
+                node = node[part]
+    return data
+
+
+# ---------------------------------------------------------------- grid
+def cell_hash(config: dict[str, Any]) -> str:
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def expand_cells(exp: ExperimentConfig) -> list[Cell]:
+    """variants × axis values × seeds → validated cells (one pretraining each)."""
+    base = {k: v for k, v in exp.model_dump(mode="json").items() if k in CELL_FIELDS}
+    variants = exp.grid.variants or [None]
+    axes = list(exp.grid.axes.items())
+    combos = list(itertools.product(*[vals for _, vals in axes])) if axes else [()]
+    cells, seen = [], {}
+    for variant, combo, seed in itertools.product(variants, combos, exp.seeds):
+        overrides = dict(variant.set) if variant else {}
+        overrides.update({path: v for (path, _), v in zip(axes, combo)})
+        label_parts = ([variant.name] if variant else []) + [f"{p}={v}" for (p, _), v in zip(axes, combo)]
+        row = ", ".join(label_parts) or exp.name
+        where = f"grid.variants[{variants.index(variant)}].set" if variant else "grid.axes"
+        cfg_dict = apply_overrides(base, {**overrides, "seed": seed}, where)
+        cfg = validate(cfg_dict, CellConfig, prefix=f"cell '{row}' (seed {seed}):")
+        resolved = cfg.model_dump(mode="json")
+        if resolved["optim"]["batch_size"] % exp.cluster.num_workers:
+            raise ConfigError(f"optim.batch_size: {resolved['optim']['batch_size']} is not divisible by "
+                              f"cluster.num_workers {exp.cluster.num_workers}")
+        cid = cell_hash(resolved)
+        if cid in seen:
+            raise ConfigError(f"grid: cells '{seen[cid]}' and '{row}' (seed {seed}) resolve to the same "
+                              "configuration; remove the duplicate")
+        seen[cid] = f"{row}' (seed {seed}"
+        cells.append(Cell(cid, row, seed, overrides, resolved))
+    return cells
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config → {'optim.lr': 0.06, ...} (MLflow params)."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else k
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key))
+        else:
+            out[key] = v
+    return out

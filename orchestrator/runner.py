@@ -1,0 +1,236 @@
+"""Run an expanded experiment on Ray: one Ray Train pretraining per cell, then its
+evaluation, as many cells at once as the cluster's CPUs/GPUs allow."""
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+import yaml
+from rich.console import Console
+
+from workloads.data import DatasetError, open_source
+
+from . import tracking
+from .experiment import Cell, ConfigError, Experiment, flatten
+from .progress import LiveProgress, ProgressBoard
+
+
+@dataclass
+class RunContext:
+    """What every cell task needs to know about the invocation (plain, picklable)."""
+    experiment: str
+    experiment_id: str
+    parent_run_id: str
+    tracking_uri: str
+    run_dir: str
+    num_workers: int
+    cpus_per_worker: float
+    gpus_per_worker: float
+    max_failures: int
+    rerun: bool
+
+    @property
+    def cache_dir(self) -> str:
+        return str(Path(self.run_dir) / "cache")
+
+    def cell_dir(self, cell_id: str) -> Path:
+        return Path(self.run_dir) / "cells" / self.experiment / cell_id
+
+
+@dataclass
+class RunSummary:
+    parent_run_id: str
+    tracking_uri: str
+    finished: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def check_datasets(exp: Experiment) -> None:
+    """Open every dataset the cells name, so a missing root fails before anything starts."""
+    seen = set()
+    for cell in exp.cells:
+        c = cell.config
+        probe = c["evaluation"]["linear_probe"]
+        refs = [("data.pretrain", c["data"]["pretrain"]), ("evaluation.linear_probe.target", probe["target"]),
+                ("evaluation.linear_probe.test_split", {**probe["target"], "split": probe["test_split"]})]
+        for where, ref in refs:
+            key = (ref["name"], ref["split"], ref["root"])
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                open_source(ref["name"], split=ref["split"], image_size=c["data"]["image_size"],
+                            root=ref["root"], download=ref["download"])
+            except DatasetError as e:
+                raise ConfigError(f"{where}: {e}") from None
+
+
+def _short_error(e: BaseException) -> str:
+    """The root cause's last line, not Ray's multi-page wrapper."""
+    while e.__cause__ is not None:
+        e = e.__cause__
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if "Error" in ln or "Exception" in ln:
+            return ln[:2000]
+    return (lines[-1] if lines else type(e).__name__)[:2000]
+
+
+@ray.remote(num_cpus=0)
+def _evaluate(cfg: dict[str, Any], backbone_path: str, cache_dir: str, threads: int):
+    from workloads.evaluation.linear_eval import evaluate_linear_probe
+    torch.set_num_threads(max(1, threads))
+    device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
+    state = torch.load(backbone_path, map_location="cpu", weights_only=True)
+    metrics, split_file = evaluate_linear_probe(cfg, state, cache_dir=cache_dir, device=device)
+    return metrics, str(split_file) if split_file else None
+
+
+@ray.remote(num_cpus=0)
+def run_cell(cell: Cell, ctx: RunContext, board) -> tuple[str, str, dict[str, float] | str]:
+    """Pretrain (Ray Train) → evaluate (Ray task) → record; never raises, so one
+    failing cell cannot take the others down."""
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from .train_worker import train_loop
+
+    c = tracking.client(ctx.tracking_uri)
+    run = tracking.retry(c.create_run, ctx.experiment_id, run_name=f"{cell.row} · seed {cell.seed}", tags={
+        tracking.TAG_PARENT: ctx.parent_run_id, tracking.TAG_ROLE: "cell", tracking.TAG_CELL: cell.cell_id,
+        tracking.TAG_ROW: cell.row, tracking.TAG_SEED: cell.seed})
+    run_id = run.info.run_id
+    board.update.remote(cell.cell_id, {"status": "starting", "run_id": run_id})
+    try:
+        tracking.log_params(c, run_id, {**flatten(cell.config), "cluster.num_workers": ctx.num_workers})
+        with tempfile.TemporaryDirectory() as tmp:
+            p = Path(tmp) / "cell_config.yaml"
+            p.write_text(yaml.safe_dump({"cell_id": cell.cell_id, "row": cell.row, **cell.config}, sort_keys=False))
+            tracking.retry(c.log_artifact, run_id, str(p))
+        cell_dir = ctx.cell_dir(cell.cell_id)
+        storage = Path(ctx.run_dir) / "ray" / ctx.experiment
+        if ctx.rerun:
+            shutil.rmtree(storage / cell.cell_id, ignore_errors=True)
+        backbone_path = cell_dir / "backbone.pt"
+        use_gpu = ctx.gpus_per_worker > 0
+        resources = {"CPU": ctx.cpus_per_worker, **({"GPU": ctx.gpus_per_worker} if use_gpu else {})}
+        trainer = TorchTrainer(
+            train_loop,
+            train_loop_config={"cell": cell.config, "cell_id": cell.cell_id, "run_id": run_id, "board": board,
+                               "tracking_uri": ctx.tracking_uri, "cache_dir": ctx.cache_dir,
+                               "backbone_path": str(backbone_path), "cpus_per_worker": ctx.cpus_per_worker,
+                               "use_gpu": use_gpu},
+            scaling_config=ScalingConfig(num_workers=ctx.num_workers, use_gpu=use_gpu, resources_per_worker=resources),
+            run_config=RunConfig(name=cell.cell_id, storage_path=str(storage),
+                                 failure_config=FailureConfig(max_failures=ctx.max_failures)))
+        trainer.fit()
+        board.update.remote(cell.cell_id, {"status": "evaluating"})
+        metrics, split_file = ray.get(_evaluate.options(
+            num_cpus=ctx.cpus_per_worker, num_gpus=ctx.gpus_per_worker).remote(
+            cell.config, str(backbone_path), ctx.cache_dir, max(1, int(ctx.cpus_per_worker))))
+        tracking.log_metrics(c, run_id, metrics)
+        if split_file:
+            tracking.retry(c.log_artifact, run_id, split_file, "splits")
+        tracking.retry(c.set_terminated, run_id, "FINISHED")
+        result = f"top-1 {metrics['probe_top1']:.1f}"
+        if "random_init_probe_top1" in metrics:
+            result += f" (random init {metrics['random_init_probe_top1']:.1f})"
+        board.update.remote(cell.cell_id, {"status": "finished", "result": result})
+        return cell.cell_id, "finished", metrics
+    except Exception as e:  # noqa: BLE001 - any failure is recorded on the cell's run
+        reason = _short_error(e)
+        try:
+            tracking.set_tags(c, run_id, {tracking.TAG_ERROR: reason})
+            tracking.retry(c.set_terminated, run_id, "FAILED")
+        finally:
+            board.update.remote(cell.cell_id, {"status": "failed", "result": reason[:80]})
+        return cell.cell_id, "failed", reason
+
+
+def connect(address: str | None, local_num_cpus: int | None) -> None:
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=local_num_cpus, **kwargs)
+
+
+def cell_slots(exp: Experiment) -> int:
+    """How many cells fit on the cluster at once (each needs num_workers × per-worker resources)."""
+    cl = exp.config.cluster
+    total = ray.cluster_resources()
+    fits = [math.floor(total.get("CPU", 0) / (cl.num_workers * cl.cpus_per_worker))]
+    if cl.gpus_per_worker > 0:
+        fits.append(math.floor(total.get("GPU", 0) / (cl.num_workers * cl.gpus_per_worker)))
+    slots = min(fits)
+    if slots < 1:
+        raise ConfigError(f"cluster: one cell needs {cl.num_workers} worker(s) × {cl.cpus_per_worker} CPU "
+                          f"× {cl.gpus_per_worker} GPU but the Ray cluster has {dict(total)}")
+    return min(slots, cl.max_concurrent_cells or slots)
+
+
+def run_experiment(exp: Experiment, *, address: str | None = None, rerun: bool = False,
+                   console: Console | None = None) -> RunSummary:
+    console = console or Console()
+    cfg = exp.config
+    check_datasets(exp)
+    run_dir = Path(cfg.tracking.run_dir).resolve()
+    uri = tracking.resolve_tracking_uri(cfg.tracking.uri, run_dir)
+    c = tracking.client(uri)
+    exp_id = tracking.get_or_create_experiment(c, cfg.name, run_dir / "artifacts" if uri.startswith("sqlite") else None)
+    done = {} if rerun else tracking.finished_cell_runs(c, exp_id)
+
+    connect(address or cfg.cluster.address, cfg.cluster.local_num_cpus)
+    slots = cell_slots(exp)
+    parent = tracking.retry(c.create_run, exp_id, run_name=f"{cfg.name} {time.strftime('%Y-%m-%d %H:%M:%S')}", tags={
+        tracking.TAG_ROLE: "experiment", tracking.TAG_PROFILE: exp.profile or "default"})
+    summary = RunSummary(parent.info.run_id, uri)
+    tracking.log_params(c, parent.info.run_id, {"experiment_file": str(exp.path), "cells": len(exp.cells),
+                                                "profile": exp.profile or "default", "cell_slots": slots})
+    if exp.path:
+        tracking.retry(c.log_artifact, parent.info.run_id, str(exp.path))
+    ctx = RunContext(cfg.name, exp_id, parent.info.run_id, uri, str(run_dir), cfg.cluster.num_workers,
+                     cfg.cluster.cpus_per_worker, cfg.cluster.gpus_per_worker, cfg.cluster.max_failures, rerun)
+
+    board = ProgressBoard.remote()
+    for cell in exp.cells:
+        status = {"row": cell.row, "seed": cell.seed, "status": "queued"}
+        if cell.cell_id in done:
+            status.update(status="skipped", result=f"finished in run {done[cell.cell_id][:8]}")
+        board.update.remote(cell.cell_id, status)
+    todo = [cell for cell in exp.cells if cell.cell_id not in done]
+    summary.skipped = [cell.cell_id for cell in exp.cells if cell.cell_id in done]
+    t0 = time.perf_counter()
+    pending: list = []
+    title = f"{cfg.name}: {len(exp.cells)} cells, {slots} at a time ({uri})"
+    try:
+        with LiveProgress(board, [cell.cell_id for cell in exp.cells], title, console) as live:
+            while todo or pending:
+                while todo and len(pending) < slots:
+                    pending.append(run_cell.remote(todo.pop(0), ctx, board))
+                ready, pending = ray.wait(pending, num_returns=1, timeout=0.5)
+                for ref in ready:
+                    cid, status, payload = ray.get(ref)
+                    if status == "finished":
+                        summary.finished.append(cid)
+                    else:
+                        summary.failed[cid] = payload
+                live.refresh()
+    finally:
+        summary.seconds = time.perf_counter() - t0
+        tracking.log_metrics(c, parent.info.run_id, {"wall_seconds": summary.seconds,
+                                                     "cells_failed": len(summary.failed),
+                                                     "cells_finished": len(summary.finished)})
+        tracking.retry(c.set_terminated, parent.info.run_id, "FAILED" if summary.failed or pending else "FINISHED")
+    return summary

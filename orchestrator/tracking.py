@@ -1,0 +1,83 @@
+"""MLflow bookkeeping: one parent run per invocation, one child run per cell.
+
+Only the explicit client API is used (no global "active run"), because cells log
+from several Ray processes at once."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+# tags that identify what a run is; results/ reads exactly these
+TAG_ROLE = "sassl.role"            # "experiment" (parent) or "cell"
+TAG_CELL = "sassl.cell_id"         # hash of the cell's resolved config
+TAG_ROW = "sassl.row"              # table row label
+TAG_SEED = "sassl.seed"
+TAG_PROFILE = "sassl.profile"
+TAG_ERROR = "sassl.error"
+TAG_PARENT = "mlflow.parentRunId"
+BATCH = 100
+
+
+def resolve_tracking_uri(uri: str | None, run_dir: str | Path) -> str:
+    """Explicit URI, else $MLFLOW_TRACKING_URI, else a SQLite file in the run directory."""
+    if uri:
+        return uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    run_dir = Path(run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{run_dir / 'mlflow.db'}"
+
+
+def client(uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=uri)
+
+
+def retry(fn, *args, attempts: int = 5, **kwargs):
+    """SQLite allows one writer at a time; parallel cells occasionally collide."""
+    for i in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - MLflow wraps sqlite errors in several types
+            if "locked" not in str(e).lower() or i == attempts - 1:
+                raise
+            time.sleep(0.2 * 2 ** i)
+
+
+def get_or_create_experiment(c: MlflowClient, name: str, artifact_root: str | Path | None) -> str:
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = Path(artifact_root).resolve().as_uri() if artifact_root and "://" not in str(artifact_root) else artifact_root
+    return c.create_experiment(name, artifact_location=str(location) if location else None)
+
+
+def log_params(c: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
+    items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+    for i in range(0, len(items), BATCH):
+        retry(c.log_batch, run_id, params=items[i:i + BATCH])
+
+
+def log_metrics(c: MlflowClient, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+    retry(c.log_batch, run_id, metrics=items)
+
+
+def set_tags(c: MlflowClient, run_id: str, tags: dict[str, Any]) -> None:
+    retry(c.log_batch, run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+
+def finished_cell_runs(c: MlflowClient, experiment_id: str) -> dict[str, str]:
+    """cell_id -> run_id of the newest FINISHED cell run."""
+    runs = c.search_runs([experiment_id], filter_string=f"tags.`{TAG_ROLE}` = 'cell' and attributes.status = 'FINISHED'",
+                         order_by=["attributes.start_time DESC"], max_results=5000)
+    out: dict[str, str] = {}
+    for r in runs:
+        out.setdefault(r.data.tags.get(TAG_CELL, ""), r.info.run_id)
+    return out

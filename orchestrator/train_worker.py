@@ -1,0 +1,78 @@
+"""The function every Ray Train worker runs for a cell's pretraining.
+
+It adapts the workload's Callback to Ray Train (per-epoch checkpoints, resume),
+the progress board and MLflow (rank 0 only)."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray.train
+import torch
+
+from workloads.callbacks import Callback
+from workloads.data.prepare import pretrain_images
+from workloads.pretrain import pretrain
+
+from . import tracking
+
+CHECKPOINT_FILE = "state.pt"
+
+
+class RayTrainCallback(Callback):
+    def __init__(self, loop_cfg: dict[str, Any]):
+        self.rank = ray.train.get_context().get_world_rank()
+        self.cell_id = loop_cfg["cell_id"]
+        self.board = loop_cfg.get("board")
+        self.epochs = loop_cfg["cell"]["optim"]["epochs"]
+        self.run_id = loop_cfg["run_id"]
+        self.mlflow = tracking.client(loop_cfg["tracking_uri"]) if self.rank == 0 else None
+
+    def on_progress(self, stage, epoch, step, steps, metrics):
+        if self.rank == 0 and self.board is not None:
+            self.board.update.remote(self.cell_id, {"status": stage, "epoch": epoch, "epochs": self.epochs,
+                                                    "step": step, "steps": steps, **metrics})
+
+    def on_epoch_end(self, stage, epoch, metrics, state):
+        checkpoint = None
+        with tempfile.TemporaryDirectory() as tmp:
+            if self.rank == 0:
+                tracking.log_metrics(self.mlflow, self.run_id, {f"{stage}/{k}": v for k, v in metrics.items()}, epoch)
+                torch.save(state(), os.path.join(tmp, CHECKPOINT_FILE))
+                checkpoint = ray.train.Checkpoint.from_directory(tmp)
+            # every rank must call report (it is a collective); only rank 0 carries the state
+            ray.train.report({"epoch": epoch, **metrics}, checkpoint=checkpoint)
+
+    def on_artifact(self, path, folder=None):
+        if self.rank == 0:
+            tracking.retry(self.mlflow.log_artifact, self.run_id, path, folder)
+
+
+def train_loop(loop_cfg: dict[str, Any]) -> None:
+    cfg = loop_cfg["cell"]
+    torch.set_num_threads(max(1, int(loop_cfg["cpus_per_worker"])))
+    use_gpu = torch.cuda.is_available() and loop_cfg["use_gpu"]
+    device = ray.train.torch.get_device() if use_gpu else torch.device("cpu")
+    images = pretrain_images(cfg, loop_cfg["cache_dir"])
+
+    resume = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:  # a retried worker or an interrupted run picks up its last epoch
+        with checkpoint.as_directory() as d:
+            resume = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+
+    def wrap(model):
+        if ray.train.get_context().get_world_size() > 1:
+            return torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if use_gpu else None)
+        return model
+
+    callback = RayTrainCallback(loop_cfg)
+    model = pretrain(cfg, images, callback=callback, device=device, resume=resume, wrap_model=wrap)
+    if ray.train.get_context().get_world_rank() == 0:
+        out = Path(loop_cfg["backbone_path"])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.backbone.state_dict(), out)
+        callback.on_artifact(str(out), "model")

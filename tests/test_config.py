@@ -1,0 +1,93 @@
+"""Experiment schema, profiles, overrides and grid expansion."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.experiment import ConfigError, build_experiment, cell_hash, flatten, load_experiment
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quickstart_is_valid_and_expands_to_one_cell_per_seed():
+    exp = load_experiment(ROOT / "experiments" / "quickstart.yaml")
+    assert exp.name == "quickstart"
+    assert [c.seed for c in exp.cells] == exp.config.seeds
+    assert len({c.cell_id for c in exp.cells}) == len(exp.cells)
+    assert all(c.config["method"]["name"] == "moco_v2" for c in exp.cells)
+
+
+def test_paper_profile_switches_scale():
+    exp = load_experiment(ROOT / "experiments" / "quickstart.yaml", profile="paper")
+    cfg = exp.cells[0].config
+    assert cfg["backbone"]["arch"] == "resnet50" and cfg["data"]["image_size"] == 224
+    assert cfg["optim"]["optimizer"] == "lars"
+
+
+def test_grid_expands_variants_axes_and_seeds():
+    exp = build_experiment({"name": "g", "seeds": [0, 1, 2], "grid": {
+        "variants": [{"name": "a"}, {"name": "b", "set": {"method.temperature": 0.5}}],
+        "axes": {"optim.lr": [0.1, 0.2]}}})
+    assert len(exp.cells) == 2 * 2 * 3
+    rows = {c.row for c in exp.cells}
+    assert rows == {"a, optim.lr=0.1", "a, optim.lr=0.2", "b, optim.lr=0.1", "b, optim.lr=0.2"}
+    b = [c for c in exp.cells if c.row.startswith("b")]
+    assert all(c.config["method"]["temperature"] == 0.5 for c in b)
+    assert {c.config["optim"]["lr"] for c in exp.cells} == {0.1, 0.2}
+
+
+def test_cell_identity_is_a_stable_hash_of_the_resolved_config():
+    a = build_experiment({"name": "x"}).cells[0]
+    b = build_experiment({"name": "renamed", "description": "other"}).cells[0]
+    c = build_experiment({"name": "x", "optim": {"lr": 0.5}}).cells[0]
+    assert a.cell_id == b.cell_id == cell_hash(a.config)
+    assert a.cell_id != c.cell_id
+
+
+def test_flatten_gives_dotted_params():
+    flat = flatten(build_experiment({"name": "x"}).cells[0].config)
+    assert flat["method.temperature"] == 0.1 and flat["augmentation.view2.solarize_p"] == 0.2
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"name": "x", "method": {"temperature": 0}}, "method.temperature: must be > 0"),
+    ({"name": "x", "method": {"temperatur": 0.1}}, "method.temperatur: unknown field (did you mean 'temperature'?)"),
+    ({"name": "x", "optim": {"epochs": "many"}}, "optim.epochs: input should be a valid integer"),
+    ({"name": "x", "augmentation": {"view1": {"flip_p": 1.5}}}, "augmentation.view1.flip_p: must be <= 1"),
+    ({"name": "x", "augmentation": {"view1": {"crop_scale": [0.9, 0.2]}}},
+     "augmentation.view1.crop_scale: low 0.9 is greater than high 0.2"),
+    ({"name": "x", "method": {"name": "simsiam"}}, "method.name: input should be 'moco_v2'"),
+    ({"name": "x", "backbone": {"arch": "vgg"}}, "backbone.arch: input should be 'resnet18' or 'resnet50'"),
+    ({"name": "bad name!"}, "name: string should match pattern"),
+    ({"name": "x", "seeds": []}, "seeds: needs at least 1 item"),
+    ({"name": "x", "seeds": [1, 1]}, "seeds: duplicate seeds"),
+    ({"name": "x", "grid": {"axes": {"optim.lrr": [0.1]}}}, "grid.axes.optim.lrr: optim has no field 'lrr' (did you mean 'lr'?)"),
+    ({"name": "x", "grid": {"axes": {"optim.lr": [-1]}}}, "optim.lr: must be > 0"),
+    ({"name": "x", "grid": {"axes": {"optim.lr": []}}}, "grid.axes.optim.lr: an axis needs at least one value"),
+    ({"name": "x", "grid": {"variants": [{"name": "a"}, {"name": "b"}]}}, "resolve to the same configuration"),
+    ({"name": "x", "cluster": {"num_workers": 3}}, "optim.batch_size: 256 is not divisible by cluster.num_workers 3"),
+    ({"name": "x", "evaluation": {"linear_probe": {"lrs": [0.1, -1]}}}, "evaluation.linear_probe.lrs: every learning rate must be > 0"),
+])
+def test_bad_configs_name_the_field(raw, message):
+    with pytest.raises(ConfigError) as e:
+        build_experiment(raw)
+    assert message in str(e.value)
+
+
+def test_unknown_profile_and_bad_override():
+    with pytest.raises(ConfigError, match="--profile nope: unknown profile"):
+        build_experiment({"name": "x"}, profile="nope")
+    with pytest.raises(ConfigError, match=r"--set.optim.nope: optim has no field 'nope'"):
+        build_experiment({"name": "x"}, overrides={"optim.nope": 1})
+
+
+def test_malformed_and_non_mapping_yaml(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_experiment(bad)
+    bad.write_text(yaml.safe_dump([1, 2]))
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_experiment(bad)
+    with pytest.raises(ConfigError, match="no such experiment file"):
+        load_experiment(tmp_path / "missing.yaml")

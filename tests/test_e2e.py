@@ -1,0 +1,99 @@
+"""A tiny experiment through the real CLI, a real local Ray and a real MLflow store."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.e2e
+
+
+def sassl(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+
+
+def tiny_experiment(tmp_path: Path) -> Path:
+    cfg = {
+        "name": "e2e",
+        "tracking": {"run_dir": str(tmp_path / "runs")},
+        "cluster": {"num_workers": 1, "cpus_per_worker": 1},
+        "data": {"pretrain": {"name": "cifar10-kit", "split": "train"}, "image_size": 32, "limit": 256},
+        "backbone": {"arch": "resnet18", "width": 0.125},
+        "method": {"proj_hidden_dim": 64, "proj_dim": 32, "pred_hidden_dim": 64},
+        "optim": {"epochs": 2, "batch_size": 128},
+        "seeds": [0, 1],
+        "evaluation": {"linear_probe": {"lrs": [0.1], "epochs": 2}},
+        # the second variant's loss is NaN from its first step: it must fail alone
+        "grid": {"variants": [{"name": "MoCo v2"}, {"name": "broken", "set": {"method.temperature": 1e-40}}]},
+    }
+    path = tmp_path / "e2e.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_tiny_experiment_end_to_end(tmp_path):
+    path = tiny_experiment(tmp_path)
+    res = sassl("run", str(path), cwd=tmp_path)
+    assert res.returncode == 1, res.stdout + res.stderr  # one variant fails by design
+    assert "2 finished, 0 skipped (already finished), 2 failed" in res.stdout
+    assert "| MoCo v2" in res.stdout and "2 failed" in res.stdout
+
+    uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name("e2e")
+    parents = c.search_runs([exp.experiment_id], "tags.`sassl.role` = 'experiment'")
+    cells = c.search_runs([exp.experiment_id], "tags.`sassl.role` = 'cell'")
+    assert len(parents) == 1 and len(cells) == 4
+    assert {r.data.tags["mlflow.parentRunId"] for r in cells} == {parents[0].info.run_id}
+
+    good = [r for r in cells if r.data.tags["sassl.row"] == "MoCo v2"]
+    bad = [r for r in cells if r.data.tags["sassl.row"] == "broken"]
+    for r in good:
+        assert r.info.status == "FINISHED"
+        assert r.data.params["optim.epochs"] == "2" and r.data.params["backbone.width"] == "0.125"
+        assert 0 <= r.data.metrics["probe_top1"] <= 100 and "random_init_probe_top1" in r.data.metrics
+        history = c.get_metric_history(r.info.run_id, "pretrain/loss")
+        assert sorted(m.step for m in history) == [1, 2]
+        assert c.get_metric_history(r.info.run_id, "pretrain/images_per_s")[0].value > 0
+        arts = {a.path for a in c.list_artifacts(r.info.run_id)}
+        assert {"cell_config.yaml", "pictures", "model", "splits"} <= arts
+        assert [a.path for a in c.list_artifacts(r.info.run_id, "pictures")] == ["pictures/augmented_view_pairs.png"]
+        assert [a.path for a in c.list_artifacts(r.info.run_id, "model")] == ["model/backbone.pt"]
+    for r in bad:
+        assert r.info.status == "FAILED"
+        assert "pretraining loss became nan" in r.data.tags["sassl.error"]
+
+    # the table comes back from MLflow alone
+    tables = sassl("tables", "e2e", "--run-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    assert tables.returncode == 0, tables.stderr
+    assert "| MoCo v2" in tables.stdout and "| broken" in tables.stdout and "2 failed" in tables.stdout
+    assert (tmp_path / "runs" / "tables" / "e2e.csv").exists()
+
+    # running again skips the finished cells
+    again = sassl("run", str(path), cwd=tmp_path)
+    assert "0 finished, 2 skipped (already finished), 2 failed" in again.stdout, again.stdout + again.stderr
+
+
+def test_invalid_config_starts_nothing(tmp_path):
+    path = tiny_experiment(tmp_path)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["method"]["temperature"] = -1
+    path.write_text(yaml.safe_dump(cfg))
+    res = sassl("run", str(path), cwd=tmp_path)
+    assert res.returncode == 2
+    assert "method.temperature: must be > 0" in res.stderr
+    assert not (tmp_path / "runs").exists()  # no MLflow store, no Ray storage
+
+
+def test_missing_dataset_root_names_the_path(tmp_path):
+    path = tiny_experiment(tmp_path)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["data"]["pretrain"] = {"name": "imagefolder", "root": str(tmp_path / "nowhere")}
+    path.write_text(yaml.safe_dump(cfg))
+    res = sassl("validate", str(path), cwd=tmp_path)
+    assert res.returncode == 2
+    assert "data.pretrain:" in res.stderr and str(tmp_path / "nowhere") in res.stderr.replace("\n", "")
+    assert not (tmp_path / "runs").exists()

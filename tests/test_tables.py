@@ -1,0 +1,53 @@
+"""Tables rebuilt from a synthetic MLflow store with known values."""
+import pytest
+from mlflow.tracking import MlflowClient
+
+from orchestrator import tracking
+from results import NoRunsError, build_tables
+
+
+def _cell(c, exp_id, cell_id, row, seed, status, metrics, error=""):
+    tags = {tracking.TAG_ROLE: "cell", tracking.TAG_CELL: cell_id, tracking.TAG_ROW: row, tracking.TAG_SEED: seed}
+    if error:
+        tags[tracking.TAG_ERROR] = error
+    run = c.create_run(exp_id, tags=tags)
+    tracking.log_metrics(c, run.info.run_id, metrics)
+    if status != "RUNNING":
+        c.set_terminated(run.info.run_id, status)
+
+
+def test_mean_std_over_seeds_and_unfinished_cells(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    c = MlflowClient(uri)
+    exp_id = c.create_experiment("synthetic", artifact_location=(tmp_path / "a").as_uri())
+    m = lambda t1, t5, r: {"probe_top1": t1, "probe_top5": t5, "random_init_probe_top1": r}  # noqa: E731
+    _cell(c, exp_id, "a0", "baseline", 0, "FINISHED", m(40.0, 80.0, 30.0))
+    _cell(c, exp_id, "a1", "baseline", 1, "FINISHED", m(42.0, 84.0, 32.0))
+    _cell(c, exp_id, "a1", "baseline", 1, "FAILED", {}, error="older failed attempt")  # superseded
+    _cell(c, exp_id, "b0", "stylized", 0, "FINISHED", m(50.0, 90.0, 31.0))
+    _cell(c, exp_id, "b1", "stylized", 1, "FAILED", {}, error="loss became nan")
+    _cell(c, exp_id, "c0", "running", 0, "RUNNING", {})
+    table = build_tables("synthetic", uri)["synthetic"]
+    expected = "\n".join([
+        "**synthetic: linear probe on frozen features (mean ± std over seeds)**",
+        "",
+        "|          | Linear probe top-1 | Linear probe top-5 | Random-init probe top-1 | Seeds | Not finished |",
+        "|----------|--------------------|--------------------|-------------------------|-------|--------------|",
+        "| baseline | 41.00 ± 1.41       | 82.00 ± 2.83       | 31.00 ± 1.41            | 2     |              |",
+        "| stylized | 50.00              | 90.00              | 31.00                   | 1     | 1 failed     |",
+        "| running  | –                  | –                  | –                       | 0     | 1 running    |",
+    ])
+    assert table.markdown() == expected
+    assert table.numeric.loc["baseline", "Linear probe top-1"] == pytest.approx(41.0)
+    paths = table.save(tmp_path / "tables", "synthetic")
+    assert "41.00 ± 1.41" in paths["csv"].read_text()
+    assert r"41.00 $\pm$ 1.41" in paths["tex"].read_text()
+
+
+def test_missing_experiment_or_runs_is_a_clear_error(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with pytest.raises(NoRunsError, match="no experiment named 'nope'"):
+        build_tables("nope", uri)
+    MlflowClient(uri).create_experiment("empty")
+    with pytest.raises(NoRunsError, match="has no cell runs yet"):
+        build_tables("empty", uri)

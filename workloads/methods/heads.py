@@ -1,0 +1,19 @@
+"""Projector/predictor MLPs shared by the SSL methods."""
+from __future__ import annotations
+
+from torch import nn
+
+
+def mlp(in_dim: int, hidden_dim: int, out_dim: int, layers: int = 2, last_bn: bool = False) -> nn.Sequential:
+    """Linear-BN-ReLU blocks, then a final Linear (SimCLR/MoCo v2/BYOL head shape)."""
+    if layers < 1:
+        raise ValueError("an MLP head needs at least 1 layer")
+    mods: list[nn.Module] = []
+    dim = in_dim
+    for _ in range(layers - 1):
+        mods += [nn.Linear(dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True)]
+        dim = hidden_dim
+    mods.append(nn.Linear(dim, out_dim, bias=not last_bn))
+    if last_bn:
+        mods.append(nn.BatchNorm1d(out_dim, affine=False))
+    return nn.Sequential(*mods)

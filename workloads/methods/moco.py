@@ -1,0 +1,91 @@
+"""MoCo v2 as SASSL uses it (METHODS.md): a momentum key encoder, InfoNCE over the
+batch's keys (and an optional queue), an MLP projector, an optional predictor on the
+query tower, and a momentum that follows a cosine schedule up to 1.0."""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .distributed import gather_no_grad, rank
+from .heads import mlp
+
+
+def info_nce(q: torch.Tensor, k: torch.Tensor, temperature: float,
+             queue: torch.Tensor | None = None, k_all: torch.Tensor | None = None) -> torch.Tensor:
+    """InfoNCE: query i's positive is key i; negatives are the other keys (all ranks) and the queue.
+
+    q, k: L2-normalised (B, D). k_all: keys gathered from every rank (defaults to k)."""
+    k_all = k if k_all is None else k_all
+    logits = q @ k_all.t()
+    if queue is not None and queue.numel():
+        logits = torch.cat([logits, q @ queue.t()], dim=1)
+    labels = torch.arange(q.shape[0], device=q.device) + rank() * q.shape[0]
+    return F.cross_entropy(logits / temperature, labels)
+
+
+def cosine_momentum(base: float, progress: float) -> float:
+    """BYOL/MoCo v3 schedule: base at the start, 1.0 at the end of training."""
+    return 1.0 - (1.0 - base) * (math.cos(math.pi * min(max(progress, 0.0), 1.0)) + 1.0) / 2.0
+
+
+class MoCoV2(nn.Module):
+    def __init__(self, backbone: nn.Module, *, proj_hidden_dim: int = 2048, proj_dim: int = 128,
+                 proj_layers: int = 2, predictor: bool = True, pred_hidden_dim: int = 2048,
+                 temperature: float = 0.1, momentum: float = 0.99, momentum_schedule: str = "cosine",
+                 queue_size: int = 0, symmetric: bool = False):
+        super().__init__()
+        self.backbone = backbone
+        self.projector = mlp(backbone.out_dim, proj_hidden_dim, proj_dim, proj_layers)
+        self.predictor = mlp(proj_dim, pred_hidden_dim, proj_dim, 2) if predictor else nn.Identity()
+        # the key tower never receives gradients; it follows the online weights by EMA
+        self.key_backbone = copy.deepcopy(backbone).requires_grad_(False)
+        self.key_projector = copy.deepcopy(self.projector).requires_grad_(False)
+        self.temperature = temperature
+        self.base_momentum = momentum
+        self.momentum_schedule = momentum_schedule
+        self.symmetric = symmetric
+        self.register_buffer("queue", F.normalize(torch.randn(queue_size, proj_dim), dim=1))
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        self.current_momentum = momentum
+
+    def _query(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.predictor(self.projector(self.backbone(x))), dim=1)
+
+    @torch.no_grad()
+    def _key(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.key_projector(self.key_backbone(x)), dim=1)
+
+    def forward(self, v1: torch.Tensor, v2: torch.Tensor) -> dict[str, torch.Tensor]:
+        q1, k2 = self._query(v1), self._key(v2)
+        k2_all = gather_no_grad(k2)
+        queue = self.queue.clone().detach() if self.queue.numel() else None
+        loss = info_nce(q1, k2, self.temperature, queue, k2_all)
+        if self.symmetric:
+            q2, k1 = self._query(v2), self._key(v1)
+            loss = 0.5 * (loss + info_nce(q2, k1, self.temperature, queue, gather_no_grad(k1)))
+        self._enqueue(k2_all)
+        return {"loss": loss}
+
+    @torch.no_grad()
+    def _enqueue(self, keys: torch.Tensor) -> None:
+        n = self.queue.shape[0]
+        if n == 0:
+            return
+        idx = (self.queue_ptr + torch.arange(keys.shape[0], device=keys.device)) % n
+        self.queue[idx] = keys[: n]
+        self.queue_ptr.copy_((self.queue_ptr + keys.shape[0]) % n)
+
+    @torch.no_grad()
+    def after_step(self, progress: float) -> None:
+        """EMA update of the key tower; progress in [0, 1] is the fraction of training done."""
+        m = cosine_momentum(self.base_momentum, progress) if self.momentum_schedule == "cosine" else self.base_momentum
+        self.current_momentum = m
+        for online, key in ((self.backbone, self.key_backbone), (self.projector, self.key_projector)):
+            for po, pk in zip(online.parameters(), key.parameters()):
+                pk.mul_(m).add_(po.detach(), alpha=1.0 - m)
+            for bo, bk in zip(online.buffers(), key.buffers()):
+                bk.copy_(bo)

@@ -1,0 +1,75 @@
+"""ResNet backbones with a width multiplier and a small-image stem option.
+
+torchvision's ResNet hard-codes 64 base channels, so the network is assembled here
+from torchvision's own BasicBlock/Bottleneck with scaled widths; at width 1.0 and
+the ImageNet stem it has exactly torchvision's resnet18/resnet50 layout.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
+
+ARCHS = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet50": (Bottleneck, [3, 4, 6, 3])}
+STEMS = ("imagenet", "cifar")
+
+
+class ResNetBackbone(nn.Module):
+    """ResNet trunk returning pooled features (no classifier)."""
+
+    def __init__(self, arch: str = "resnet18", width: float = 1.0, stem: str = "imagenet"):
+        super().__init__()
+        if arch not in ARCHS:
+            raise ValueError(f"unknown backbone arch {arch!r}; choose one of {sorted(ARCHS)}")
+        if stem not in STEMS:
+            raise ValueError(f"unknown stem {stem!r}; choose one of {STEMS}")
+        if width <= 0:
+            raise ValueError("backbone width must be > 0")
+        block, layers = ARCHS[arch]
+        widths = [max(8, int(round(c * width))) for c in (64, 128, 256, 512)]
+        self.inplanes = widths[0]
+        if stem == "imagenet":
+            # 7x7/2 conv + 3x3/2 max-pool: 4x cheaper per pixel than the CIFAR stem
+            self.stem = nn.Sequential(
+                nn.Conv2d(3, widths[0], 7, 2, 3, bias=False), nn.BatchNorm2d(widths[0]),
+                nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
+        else:
+            self.stem = nn.Sequential(
+                nn.Conv2d(3, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
+                nn.ReLU(inplace=True))
+        self.layer1 = self._make_layer(block, widths[0], layers[0], 1)
+        self.layer2 = self._make_layer(block, widths[1], layers[1], 2)
+        self.layer3 = self._make_layer(block, widths[2], layers[2], 2)
+        self.layer4 = self._make_layer(block, widths[3], layers[3], 2)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.out_dim = widths[3] * block.expansion
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def _make_layer(self, block, planes: int, blocks: int, stride: int) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(
+                nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride, bias=False),
+                nn.BatchNorm2d(planes * block.expansion))
+        mods = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        mods += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*mods)
+
+    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Feature maps after the stem and each residual stage (for sensitivity analyses)."""
+        outs = [self.stem(x)]
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            outs.append(layer(outs[-1]))
+        return outs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return torch.flatten(self.pool(x), 1)
+
+
+def build_backbone(arch: str = "resnet18", width: float = 1.0, stem: str = "imagenet") -> ResNetBackbone:
+    return ResNetBackbone(arch, width, stem)

@@ -1,0 +1,129 @@
+"""SSL pretraining loop: pure PyTorch, on whatever device it is given.
+
+Images arrive as uint8 batches; both views are augmented on the training device
+inside the step (batched tensor ops), which is what keeps 2 CPU cores busy with
+the model instead of with per-image PIL work."""
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .augment import TwoViewAugment, ViewConfig, denormalize
+from .callbacks import Callback, NonFiniteLossError
+from .methods import build_method
+from .methods.distributed import rank, world_size
+from .models.backbones import build_backbone
+from .optim import build_optimizer, lr_at, set_lr
+from .visualize import save_view_pairs
+
+STAGE = "pretrain"
+
+
+def build_model(cfg: dict[str, Any]) -> nn.Module:
+    """Backbone + SSL method from a resolved config (plain dict)."""
+    backbone = build_backbone(**cfg["backbone"])
+    method = dict(cfg["method"])
+    return build_method(method.pop("name"), backbone, **method)
+
+
+def build_augment(cfg: dict[str, Any]) -> TwoViewAugment:
+    aug = cfg["augmentation"]
+    return TwoViewAugment(ViewConfig(**aug["view1"]), ViewConfig(**aug["view2"]),
+                          out_size=cfg["data"]["image_size"], mean=tuple(aug["mean"]), std=tuple(aug["std"]))
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
+    """This rank's index batches for an epoch: one seeded permutation shared by all ranks,
+    split into global batches, each sliced by rank (so resuming replays the same order)."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    perm = torch.randperm(n, generator=g)
+    steps = n // batch_size
+    if steps == 0:
+        raise ValueError(f"optim.batch_size {batch_size} is larger than the {n} training images")
+    per_rank = batch_size // world_size()
+    return [perm[s * batch_size:(s + 1) * batch_size][rank() * per_rank:(rank() + 1) * per_rank]
+            for s in range(steps)]
+
+
+def pretrain(cfg: dict[str, Any], images: torch.Tensor, *, callback: Callback | None = None,
+             device: str | torch.device = "cpu", resume: dict[str, Any] | None = None,
+             wrap_model=None) -> nn.Module:
+    """Train cfg's SSL method on ``images`` (uint8 N×3×S×S); returns the trained method module.
+
+    ``wrap_model`` (e.g. DDP) is applied to the method for the forward pass only;
+    ``resume`` is a state produced by an earlier ``on_epoch_end(... state)``."""
+    callback = callback or Callback()
+    device = torch.device(device)
+    opt_cfg = cfg["optim"]
+    seed = int(cfg["seed"])
+    torch.manual_seed(seed)
+    model = build_model(cfg).to(device)
+    augment = build_augment(cfg).to(device)
+    optimizer = build_optimizer(model, opt_cfg["optimizer"], opt_cfg["lr"], opt_cfg["momentum"],
+                                opt_cfg["weight_decay"])
+    aug_gen = torch.Generator(device=device).manual_seed(seed * 7919 + rank())
+    start_epoch = 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        aug_gen.set_state(resume["aug_generator"])
+        start_epoch = int(resume["epoch"])
+    forward = wrap_model(model) if wrap_model else model
+
+    epochs, batch_size = int(opt_cfg["epochs"]), int(opt_cfg["batch_size"])
+    steps_per_epoch = len(epoch_batches(len(images), batch_size, seed, 0))
+    total_steps = epochs * steps_per_epoch
+    warmup_steps = int(round(opt_cfg["warmup_epochs"] * steps_per_epoch))
+    for epoch in range(start_epoch, epochs):
+        model.train()
+        t0, seen, loss_sum = time.perf_counter(), 0, 0.0
+        last_report = 0.0
+        for step, idx in enumerate(epoch_batches(len(images), batch_size, seed, epoch)):
+            gstep = epoch * steps_per_epoch + step
+            lr = lr_at(gstep, total_steps, opt_cfg["lr"], warmup_steps, opt_cfg["schedule"])
+            set_lr(optimizer, lr)
+            x = images[idx].to(device, non_blocking=True)
+            with torch.no_grad():
+                v1, v2, _info = augment(x, generator=aug_gen)
+            out = forward(v1, v2)
+            loss = out["loss"]
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(f"pretraining loss became {loss.item()} at epoch {epoch + 1}, "
+                                         f"step {step + 1}; lower optim.lr or check the data")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            model.after_step((gstep + 1) / total_steps)
+            loss_sum += loss.item()
+            seen += x.shape[0] * world_size()
+            if epoch == start_epoch and step == 0 and rank() == 0:
+                _log_view_pairs(callback, x, v1, v2, cfg)
+            now = time.perf_counter()
+            if now - last_report > 0.5 or step == steps_per_epoch - 1:
+                last_report = now
+                callback.on_progress(STAGE, epoch + 1, step + 1, steps_per_epoch,
+                                     {"loss": loss_sum / (step + 1), "images_per_s": seen / (now - t0)})
+        elapsed = time.perf_counter() - t0
+        metrics = {"loss": loss_sum / steps_per_epoch, "lr": lr, "images_per_s": seen / elapsed,
+                   "epoch_seconds": elapsed, "momentum": getattr(model, "current_momentum", math.nan)}
+
+        def state(epoch=epoch) -> dict[str, Any]:
+            return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "aug_generator": aug_gen.get_state(), "epoch": epoch + 1}
+        callback.on_epoch_end(STAGE, epoch + 1, metrics, state)
+    return model
+
+
+def _log_view_pairs(callback: Callback, x: torch.Tensor, v1: torch.Tensor, v2: torch.Tensor,
+                    cfg: dict[str, Any]) -> None:
+    mean, std = cfg["augmentation"]["mean"], cfg["augmentation"]["std"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_view_pairs(denormalize(v1, mean, std), denormalize(v2, mean, std),
+                               Path(tmp) / "augmented_view_pairs.png", originals=x)
+        callback.on_artifact(str(path), "pictures")
