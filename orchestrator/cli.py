@@ -15,8 +15,9 @@ from .experiment import ConfigError, Experiment, load_experiment
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Experiment orchestrator for style- and augmentation-aware SSL.")
-console = Console()
-err = Console(stderr=True)
+# logs and CI are not terminals: keep rich from wrapping tables at 80 columns there
+console = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -96,8 +97,8 @@ def _print_tables(name: str, uri: str, run_dir: Path, fmt: str) -> None:
     for stem, table in tables.items():
         paths = table.save(out_dir, stem)
         text = {"md": table.markdown, "latex": table.latex, "csv": lambda: paths["csv"].read_text()}[fmt]()
-        console.print(text, highlight=False, markup=False)
-        console.print(f"(written to {paths['md']}, .csv, .tex)", style="dim")
+        typer.echo(text)  # plain: a table must survive copy-paste and redirection
+        typer.echo(f"(written to {paths['md']}, .csv, .tex)")
 
 
 @app.command()

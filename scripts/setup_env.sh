@@ -12,7 +12,6 @@ fi
 stamp=.venv/.sassl-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "[setup] installing sassl and its dependencies (torch ~1-2 min from the local wheel cache)"
-  .venv/bin/pip install --quiet --upgrade pip >/dev/null 2>&1 || true
   .venv/bin/pip install --quiet -e '.[test]'
   touch "$stamp"
 fi
