@@ -12,6 +12,8 @@ fi
 stamp=.venv/.sassl-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "[setup] installing sassl and its dependencies (torch ~1-2 min from the local wheel cache)"
-  .venv/bin/pip install --quiet -e '.[test]'
+  if ! .venv/bin/pip install --quiet -e '.[test]' > .venv/install.log 2>&1; then
+    tail -n 30 .venv/install.log; echo "[setup] pip install failed; full log in .venv/install.log" >&2; exit 1
+  fi
   touch "$stamp"
 fi
