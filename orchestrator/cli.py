@@ -50,9 +50,9 @@ SetOpt = typer.Option([], "--set", "-s", help="Override a field: --set optim.epo
 def validate(path: Path, profile: Optional[str] = ProfileOpt, set_: list[str] = SetOpt) -> None:
     """Check an experiment file and print the cells it expands into. Starts nothing."""
     exp = _load(path, profile, set_)
-    from .runner import check_datasets
+    from .runner import check_inputs
     try:
-        check_datasets(exp)
+        check_inputs(exp)
     except ConfigError as e:
         _fail(f"{path}: {e}")
     table = RichTable(title=f"{exp.name}: {len(exp.cells)} cells" + (f" (profile {profile})" if profile else ""))
@@ -126,3 +126,51 @@ def main() -> None:  # pragma: no cover - console entry point
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+plot_app = typer.Typer(no_args_is_help=True, help="Analysis plots, logged to MLflow.")
+app.add_typer(plot_app, name="plot")
+
+
+@plot_app.command("style-embeddings")
+def style_embeddings(experiment: str = typer.Argument(..., help="Experiment name with a finished stylizer run."),
+                     extra: list[str] = typer.Option([], "--extra", help="Also embed a dataset, as name:split "
+                                                     "(e.g. cifar10-kit:test); its bank is logged too."),
+                     tracking_uri: Optional[str] = typer.Option(None),
+                     run_dir: Path = typer.Option(Path(os.environ.get("SASSL_RUN_DIR", "runs")))) -> None:
+    """t-SNE (PCA init) of the style banks of an experiment's stylizer (SASSL A.2)."""
+    import tempfile
+
+    import torch
+
+    from results.collect import NoRunsError
+    from results.style_embeddings import BANK_FOLDER, download_banks, plot_style_embeddings, stylizer_runs
+
+    from . import tracking
+    from .stylizer_stage import ARTIFACT
+    uri = tracking.resolve_tracking_uri(tracking_uri, run_dir)
+    try:
+        run = stylizer_runs(uri, experiment)[0]
+    except NoRunsError as e:
+        _fail(str(e))
+    c = tracking.client(uri)
+    rid = run.info.run_id
+    with tempfile.TemporaryDirectory() as tmp:
+        if extra:
+            from workloads.stylize.model import load_stylizer
+            from workloads.stylize.train import style_bank, style_pool
+            net_path = c.download_artifacts(rid, ARTIFACT, tmp)
+            arch = torch.load(net_path, map_location="cpu", weights_only=True)["config"]
+            net = load_stylizer(net_path, expected=arch)
+            size = int(run.data.params.get("stylizer.image_size", 64))
+            for spec in extra:
+                name, _, split = spec.partition(":")
+                bank = style_bank(net, style_pool([{"name": name, "split": split or "train", "root": None,
+                                                    "download": False}], size, str(run_dir / "cache")), size)
+                p = Path(tmp) / f"{name}-{split or 'train'}.pt"
+                torch.save(bank, p)
+                tracking.retry(c.log_artifact, rid, str(p), BANK_FOLDER)
+        banks = download_banks(uri, rid, Path(tmp) / "banks")
+        out = plot_style_embeddings(banks, run_dir / "plots" / f"{experiment}-style-embeddings.png")
+        tracking.retry(c.log_artifact, rid, str(out), "plots")
+    typer.echo(f"{out} ({', '.join(f'{k}: {len(v)}' for k, v in sorted(banks.items()))}); logged to stylizer run {rid}")

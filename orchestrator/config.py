@@ -112,11 +112,69 @@ class RightView(View):
     solarize_p: float = Probability(0.2)
 
 
+def _unit_range(value: tuple[float, float], name: str) -> None:
+    _check_range(value, name)
+    if value[0] < 0 or value[1] > 1:
+        raise ValueError(f"{name}: must lie in [0, 1], got [{value[0]}, {value[1]}]")
+
+
+class Style(Strict):
+    """SASSL style transfer on the left view, after the crop and before the flip."""
+    enabled: bool = False
+    p: float = Probability(0.8)
+    alpha: tuple[float, float] = (0.1, 0.3)  # feature blending, drawn per image
+    beta: tuple[float, float] = (0.1, 0.3)   # pixel interpolation, drawn per image (1 = none)
+    source: Literal["external", "in_batch", "noise", "content"] = "external"
+    shift: int = Field(1, ge=1)               # in-batch: sample i takes the style of (i + shift) mod B
+    style_data: DatasetRef = DatasetRef(name="paintings-kit", split="all")  # the external style bank
+    stylized_layers: Literal[4, 8, 10, 13] = 13
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "Style":
+        _unit_range(self.alpha, "alpha")
+        _unit_range(self.beta, "beta")
+        return self
+
+
 class Augmentation(Strict):
     view1: View = View()
     view2: RightView = RightView()
+    style: Style = Style()
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+
+
+class Stylizer(Strict):
+    """The fast arbitrary style-transfer network: loaded from ``checkpoint`` (a file or an
+    MLflow run id), or trained once per distinct configuration and reused by its hash."""
+    checkpoint: str | None = None
+    width: float = Field(0.25, gt=0, le=2)   # channel multiplier of P and T (1.0 = the paper's)
+    embed_dim: int = Field(100, ge=1)
+    loss_network: Literal["vgg16", "vgg16-hed", "efficientnet-lite0"] = "vgg16-hed"
+    loss_weights: str | None = None          # torchvision-format VGG-16 file for loss_network vgg16
+    content_data: DatasetRef = DatasetRef(name="cifar10-kit", split="train")
+    style_data: list[DatasetRef] = Field(default_factory=lambda: [
+        DatasetRef(name="paintings-kit", split="all"), DatasetRef(name="dtd-kit", split="train")], min_length=1)
+    image_size: int = Field(32, ge=16)       # SASSL stylizes the pretraining crops: train at their size
+    steps: int = Field(400, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    content_weight: float = Field(1.0, ge=0)
+    # None: the measured default of the loss network (STYLE_WEIGHTS); the paper's 0.5e-3 per layer
+    # was set for magenta's Gram normalisation and leaves the style term negligible here
+    style_weight: float | None = Field(None, ge=0)
+    tv_weight: float = Field(1e4, ge=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _default_style_weight(self) -> "Stylizer":
+        if self.style_weight is None:
+            self.style_weight = STYLE_WEIGHTS[self.loss_network]
+        return self
+
+
+# style weight per loss network, chosen by looking at content × style grids (README, "Stylizer")
+STYLE_WEIGHTS = {"vgg16-hed": 0.05, "vgg16": 0.05, "efficientnet-lite0": 30.0}
 
 
 class Optim(Strict):
@@ -159,6 +217,7 @@ class CellConfig(Strict):
     backbone: Backbone = Backbone()
     method: MoCoV2 = MoCoV2()
     augmentation: Augmentation = Augmentation()
+    stylizer: Stylizer = Stylizer()
     optim: Optim = Optim()
     evaluation: Evaluation = Evaluation()
 

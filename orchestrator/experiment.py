@@ -117,9 +117,33 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return raw
 
 
+def deep_merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in child.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def read_with_base(path: str | Path, _seen: tuple = ()) -> dict[str, Any]:
+    """``base: other.yaml`` (relative to this file) is deep-merged under this file; the
+    base's grid is replaced, not merged, since a table's rows are its own."""
+    path = Path(path).resolve()
+    if path in _seen:
+        raise ConfigError(f"{path}: 'base' files form a cycle")
+    raw = read_yaml(path)
+    if "base" not in raw:
+        return raw
+    ref = raw.pop("base")
+    if not isinstance(ref, str):
+        raise ConfigError(f"{path}: base: expected a file name, got {ref!r}")
+    parent = read_with_base(path.parent / ref, _seen + (path,))
+    parent.pop("grid", None)
+    return deep_merge(parent, raw)
+
+
 def load_experiment(path: str | Path, profile: str | None = None,
                     overrides: dict[str, Any] | None = None) -> Experiment:
-    raw = read_yaml(path)
+    raw = read_with_base(path)
     exp = build_experiment(raw, profile, overrides)
     exp.path = Path(path)
     return exp
@@ -188,6 +212,8 @@ def expand_cells(exp: ExperimentConfig) -> list[Cell]:
         cfg_dict = apply_overrides(base, {**overrides, "seed": seed}, where)
         cfg = validate(cfg_dict, CellConfig, prefix=f"cell '{row}' (seed {seed}):")
         resolved = cfg.model_dump(mode="json")
+        if not resolved["augmentation"]["style"]["enabled"]:
+            resolved.pop("stylizer")  # not part of this cell's identity
         if resolved["optim"]["batch_size"] % exp.cluster.num_workers:
             raise ConfigError(f"optim.batch_size: {resolved['optim']['batch_size']} is not divisible by "
                               f"cluster.num_workers {exp.cluster.num_workers}")

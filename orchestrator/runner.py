@@ -3,7 +3,9 @@ evaluation, as many cells at once as the cluster's CPUs/GPUs allow."""
 from __future__ import annotations
 
 import math
+import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ from rich.console import Console
 
 from workloads.data import DatasetError, open_source
 
-from . import tracking
+from . import stylizer_stage, tracking
 from .experiment import Cell, ConfigError, Experiment, flatten
 from .progress import LiveProgress, ProgressBoard
 
@@ -54,24 +56,48 @@ class RunSummary:
     seconds: float = 0.0
 
 
-def check_datasets(exp: Experiment) -> None:
-    """Open every dataset the cells name, so a missing root fails before anything starts."""
+def _dataset_refs(c: dict[str, Any]) -> list[tuple[str, dict[str, Any], int]]:
+    """(YAML path, dataset ref, image size) of every dataset a cell reads."""
+    probe = c["evaluation"]["linear_probe"]
+    size = c["data"]["image_size"]
+    refs = [("data.pretrain", c["data"]["pretrain"], size),
+            ("evaluation.linear_probe.target", probe["target"], size),
+            ("evaluation.linear_probe.test_split", {**probe["target"], "split": probe["test_split"]}, size)]
+    style = c["augmentation"]["style"]
+    if style["enabled"]:
+        st = c["stylizer"]
+        if style["source"] == "external":
+            refs.append(("augmentation.style.style_data", style["style_data"], st["image_size"]))
+        if not st["checkpoint"]:
+            refs.append(("stylizer.content_data", st["content_data"], st["image_size"]))
+            refs += [(f"stylizer.style_data[{i}]", r, st["image_size"]) for i, r in enumerate(st["style_data"])]
+    return refs
+
+
+def check_inputs(exp: Experiment) -> None:
+    """Open every dataset and weights file the cells name, so a missing one fails before
+    anything starts (nothing is written to MLflow)."""
     seen = set()
     for cell in exp.cells:
-        c = cell.config
-        probe = c["evaluation"]["linear_probe"]
-        refs = [("data.pretrain", c["data"]["pretrain"]), ("evaluation.linear_probe.target", probe["target"]),
-                ("evaluation.linear_probe.test_split", {**probe["target"], "split": probe["test_split"]})]
-        for where, ref in refs:
+        for where, ref, size in _dataset_refs(cell.config):
             key = (ref["name"], ref["split"], ref["root"])
             if key in seen:
                 continue
             seen.add(key)
             try:
-                open_source(ref["name"], split=ref["split"], image_size=c["data"]["image_size"],
-                            root=ref["root"], download=ref["download"])
+                open_source(ref["name"], split=ref["split"], image_size=size, root=ref["root"], download=ref["download"])
             except DatasetError as e:
                 raise ConfigError(f"{where}: {e}") from None
+        if cell.config["augmentation"]["style"]["enabled"]:
+            st = cell.config["stylizer"]
+            ckpt = st["checkpoint"]
+            if ckpt and not Path(ckpt).expanduser().is_file() and not re.fullmatch(r"[0-9a-f]{32}", ckpt):
+                raise ConfigError(f"stylizer.checkpoint: {ckpt!r} is neither an existing file nor an MLflow run id")
+            if ckpt and Path(ckpt).expanduser().is_file():
+                stylizer_stage.check_architecture(Path(ckpt).expanduser(), st)
+            if not ckpt and st["loss_network"] == "vgg16" and st["loss_weights"] and \
+                    not Path(st["loss_weights"]).expanduser().is_file():
+                raise ConfigError(f"stylizer.loss_weights: no such file {st['loss_weights']}")
 
 
 def _short_error(e: BaseException) -> str:
@@ -96,9 +122,11 @@ def _evaluate(cfg: dict[str, Any], backbone_path: str, cache_dir: str, threads: 
 
 
 @ray.remote(num_cpus=0)
-def run_cell(cell: Cell, ctx: RunContext, board) -> tuple[str, str, dict[str, float] | str]:
+def run_cell(cell: Cell, ctx: RunContext, board, style_inputs: dict[str, str] | None = None,
+             upstream_error: str | None = None) -> tuple[str, str, dict[str, float] | str]:
     """Pretrain (Ray Train) → evaluate (Ray task) → record; never raises, so one
-    failing cell cannot take the others down."""
+    failing cell cannot take the others down. ``upstream_error``: a stage this cell
+    depends on (its stylizer) failed, so the cell is recorded as failed with that reason."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -112,6 +140,8 @@ def run_cell(cell: Cell, ctx: RunContext, board) -> tuple[str, str, dict[str, fl
     board.update.remote(cell.cell_id, {"status": "starting", "run_id": run_id})
     try:
         tracking.log_params(c, run_id, {**flatten(cell.config), "cluster.num_workers": ctx.num_workers})
+        if upstream_error:
+            raise RuntimeError(upstream_error)
         with tempfile.TemporaryDirectory() as tmp:
             p = Path(tmp) / "cell_config.yaml"
             p.write_text(yaml.safe_dump({"cell_id": cell.cell_id, "row": cell.row, **cell.config}, sort_keys=False))
@@ -126,6 +156,7 @@ def run_cell(cell: Cell, ctx: RunContext, board) -> tuple[str, str, dict[str, fl
         trainer = TorchTrainer(
             train_loop,
             train_loop_config={"cell": cell.config, "cell_id": cell.cell_id, "run_id": run_id, "board": board,
+                               "epochs": cell.config["optim"]["epochs"], **(style_inputs or {}),
                                "tracking_uri": ctx.tracking_uri, "cache_dir": ctx.cache_dir,
                                "backbone_path": str(backbone_path), "cpus_per_worker": ctx.cpus_per_worker,
                                "use_gpu": use_gpu},
@@ -180,11 +211,50 @@ def cell_slots(exp: Experiment) -> int:
     return min(slots, cl.max_concurrent_cells or slots)
 
 
+class StylizerStage:
+    """Stylizer and style-bank stages, run in a thread so that baseline cells (which do not
+    depend on them) and the live table keep going; SASSL cells wait for it."""
+
+    def __init__(self, cells: list[Cell], ctx: RunContext, board, c):
+        self.pool = ThreadPoolExecutor(1)
+        self.future = self.pool.submit(stylizer_stage.prepare, cells, ctx, board, c) \
+            if stylizer_stage.style_cells(cells) else None
+
+    @property
+    def busy(self) -> bool:
+        return self.future is not None and not self.future.done()
+
+    def outcome(self) -> tuple[dict, str | None]:
+        """(stylizers by id, error text for the dependent cells); call once not busy."""
+        if self.future is None:
+            return {}, None
+        try:
+            return self.future.result(), None
+        except Exception as e:  # noqa: BLE001 - recorded on every dependent cell
+            return {}, f"upstream stylizer stage failed: {_short_error(e)}"
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _style_inputs(cell: Cell, stylizers: dict) -> dict[str, str] | None:
+    style = cell.config["augmentation"]["style"]
+    if not style["enabled"]:
+        return None
+    st = stylizers.get(stylizer_stage.stylizer_id(cell.config["stylizer"]))
+    if st is None:
+        return None
+    inputs = {"stylizer_path": str(st.path)}
+    if style["source"] == "external":
+        inputs["bank_path"] = str(st.banks[stylizer_stage.bank_key(style["style_data"])])
+    return inputs
+
+
 def run_experiment(exp: Experiment, *, address: str | None = None, rerun: bool = False,
                    console: Console | None = None) -> RunSummary:
     console = console or Console()
     cfg = exp.config
-    check_datasets(exp)
+    check_inputs(exp)
     run_dir = Path(cfg.tracking.run_dir).resolve()
     uri = tracking.resolve_tracking_uri(cfg.tracking.uri, run_dir)
     c = tracking.client(uri)
@@ -204,21 +274,35 @@ def run_experiment(exp: Experiment, *, address: str | None = None, rerun: bool =
                      cfg.cluster.cpus_per_worker, cfg.cluster.gpus_per_worker, cfg.cluster.max_failures, rerun)
 
     board = ProgressBoard.remote()
+    todo = [cell for cell in exp.cells if cell.cell_id not in done]
+    stage_rows = list(dict.fromkeys(f"stylizer-{stylizer_stage.stylizer_id(cell.config['stylizer'])}"
+                                    for cell in stylizer_stage.style_cells(todo)))
     for cell in exp.cells:
         status = {"row": cell.row, "seed": cell.seed, "status": "queued"}
         if cell.cell_id in done:
             status.update(status="skipped", result=f"finished in run {done[cell.cell_id][:8]}")
         board.update.remote(cell.cell_id, status)
-    todo = [cell for cell in exp.cells if cell.cell_id not in done]
     summary.skipped = [cell.cell_id for cell in exp.cells if cell.cell_id in done]
     t0 = time.perf_counter()
     pending: list = []
     title = f"{cfg.name}: {len(exp.cells)} cells, {slots} at a time ({uri})"
     try:
-        with LiveProgress(board, [cell.cell_id for cell in exp.cells], title, console) as live:
+        with LiveProgress(board, stage_rows + [cell.cell_id for cell in exp.cells], title, console) as live:
+            stage = StylizerStage(todo, ctx, board, c)
             while todo or pending:
-                while todo and len(pending) < slots:
-                    pending.append(run_cell.remote(todo.pop(0), ctx, board))
+                free = slots - len(pending) - (1 if stage.busy else 0)  # a training stylizer holds a slot
+                for cell in list(todo):
+                    is_style = cell.config["augmentation"]["style"]["enabled"]
+                    if free <= 0 or (is_style and stage.busy):
+                        continue
+                    todo.remove(cell)
+                    stylizers, style_error = stage.outcome() if is_style else ({}, None)
+                    pending.append(run_cell.remote(cell, ctx, board, _style_inputs(cell, stylizers), style_error))
+                    free -= 1
+                if not pending:
+                    live.refresh()
+                    time.sleep(0.5)
+                    continue
                 ready, pending = ray.wait(pending, num_returns=1, timeout=0.5)
                 for ref in ready:
                     cid, status, payload = ray.get(ref)
@@ -228,6 +312,8 @@ def run_experiment(exp: Experiment, *, address: str | None = None, rerun: bool =
                         summary.failed[cid] = payload
                 live.refresh()
     finally:
+        if "stage" in locals():
+            stage.close()
         summary.seconds = time.perf_counter() - t0
         tracking.log_metrics(c, parent.info.run_id, {"wall_seconds": summary.seconds,
                                                      "cells_failed": len(summary.failed),

@@ -15,6 +15,8 @@ import torch
 from workloads.callbacks import Callback
 from workloads.data.prepare import pretrain_images
 from workloads.pretrain import pretrain
+from workloads.stylize.model import load_stylizer, save_stylizer
+from workloads.stylize.train import stylizer_arch, style_pool, train_stylizer
 
 from . import tracking
 
@@ -26,7 +28,7 @@ class RayTrainCallback(Callback):
         self.rank = ray.train.get_context().get_world_rank()
         self.cell_id = loop_cfg["cell_id"]
         self.board = loop_cfg.get("board")
-        self.epochs = loop_cfg["cell"]["optim"]["epochs"]
+        self.epochs = loop_cfg["epochs"]
         self.run_id = loop_cfg["run_id"]
         self.mlflow = tracking.client(loop_cfg["tracking_uri"]) if self.rank == 0 else None
 
@@ -50,18 +52,29 @@ class RayTrainCallback(Callback):
             tracking.retry(self.mlflow.log_artifact, self.run_id, path, folder)
 
 
-def train_loop(loop_cfg: dict[str, Any]) -> None:
-    cfg = loop_cfg["cell"]
+def _setup(loop_cfg: dict[str, Any]) -> tuple[torch.device, bool, dict[str, Any] | None]:
+    """Threads, device, and the state to resume from (a retried worker or an interrupted run)."""
     torch.set_num_threads(max(1, int(loop_cfg["cpus_per_worker"])))
     use_gpu = torch.cuda.is_available() and loop_cfg["use_gpu"]
     device = ray.train.torch.get_device() if use_gpu else torch.device("cpu")
-    images = pretrain_images(cfg, loop_cfg["cache_dir"])
-
     resume = None
     checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:  # a retried worker or an interrupted run picks up its last epoch
+    if checkpoint is not None:
         with checkpoint.as_directory() as d:
             resume = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    return device, use_gpu, resume
+
+
+def train_loop(loop_cfg: dict[str, Any]) -> None:
+    """A cell's SSL pretraining."""
+    cfg = loop_cfg["cell"]
+    device, use_gpu, resume = _setup(loop_cfg)
+    images = pretrain_images(cfg, loop_cfg["cache_dir"])
+    stylizer = bank = None
+    if loop_cfg.get("stylizer_path"):
+        stylizer = load_stylizer(loop_cfg["stylizer_path"], expected=stylizer_arch(cfg["stylizer"]))
+    if loop_cfg.get("bank_path"):
+        bank = torch.load(loop_cfg["bank_path"], map_location="cpu", weights_only=True)
 
     def wrap(model):
         if ray.train.get_context().get_world_size() > 1:
@@ -70,9 +83,31 @@ def train_loop(loop_cfg: dict[str, Any]) -> None:
         return model
 
     callback = RayTrainCallback(loop_cfg)
-    model = pretrain(cfg, images, callback=callback, device=device, resume=resume, wrap_model=wrap)
+    model = pretrain(cfg, images, callback=callback, device=device, resume=resume, wrap_model=wrap,
+                     stylizer=stylizer, style_bank=bank)
     if ray.train.get_context().get_world_rank() == 0:
         out = Path(loop_cfg["backbone_path"])
         out.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.backbone.state_dict(), out)
         callback.on_artifact(str(out), "model")
+
+
+def stylizer_loop(loop_cfg: dict[str, Any]) -> None:
+    """Train a style-transfer network once; rank 0 saves it (one worker is the sensible scale)."""
+    from workloads.data import load_in_memory, open_source
+    from workloads.stylize.loss_networks import build_loss_network
+    cfg = loop_cfg["stylizer"]
+    device, _, resume = _setup(loop_cfg)
+    ref, size = cfg["content_data"], cfg["image_size"]
+    content, _ = load_in_memory(open_source(ref["name"], split=ref["split"], image_size=size, root=ref["root"],
+                                            download=ref["download"]), progress=False, cache_dir=loop_cfg["cache_dir"])
+    style = style_pool(cfg["style_data"], size, loop_cfg["cache_dir"])
+    loss_net = build_loss_network(cfg["loss_network"], weights=cfg["loss_weights"],
+                                  cache_dir=str(Path(loop_cfg["cache_dir"]) / "weights"))
+    callback = RayTrainCallback(loop_cfg)
+    net = train_stylizer(cfg, content, style, loss_net, callback=callback, device=device, resume=resume)
+    if ray.train.get_context().get_world_rank() == 0:
+        out = Path(loop_cfg["stylizer_path"])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_stylizer(net.cpu(), out)
+        callback.on_artifact(str(out), "stylizer")

@@ -67,6 +67,12 @@ def test_flatten_gives_dotted_params():
     ({"name": "x", "grid": {"variants": [{"name": "a"}, {"name": "b"}]}}, "resolve to the same configuration"),
     ({"name": "x", "cluster": {"num_workers": 3}}, "optim.batch_size: 256 is not divisible by cluster.num_workers 3"),
     ({"name": "x", "evaluation": {"linear_probe": {"lrs": [0.1, -1]}}}, "evaluation.linear_probe.lrs: every learning rate must be > 0"),
+    ({"name": "x", "augmentation": {"style": {"p": 1.2}}}, "augmentation.style.p: must be <= 1"),
+    ({"name": "x", "augmentation": {"style": {"alpha": [0.2, 1.5]}}}, "augmentation.style.alpha: must lie in [0, 1]"),
+    ({"name": "x", "augmentation": {"style": {"beta": [0.3, 0.1]}}}, "augmentation.style.beta: low 0.3 is greater than high 0.1"),
+    ({"name": "x", "augmentation": {"style": {"stylized_layers": 5}}}, "augmentation.style.stylized_layers: input should be 4, 8, 10 or 13"),
+    ({"name": "x", "augmentation": {"style": {"source": "pbn"}}}, "augmentation.style.source: input should be"),
+    ({"name": "x", "stylizer": {"width": 0}}, "stylizer.width: must be > 0"),
 ])
 def test_bad_configs_name_the_field(raw, message):
     with pytest.raises(ConfigError) as e:
@@ -91,3 +97,25 @@ def test_malformed_and_non_mapping_yaml(tmp_path):
         load_experiment(bad)
     with pytest.raises(ConfigError, match="no such experiment file"):
         load_experiment(tmp_path / "missing.yaml")
+
+
+def test_stylizer_section_is_part_of_identity_only_for_style_cells():
+    base = build_experiment({"name": "x"}).cells[0]
+    other_stylizer = build_experiment({"name": "x", "stylizer": {"steps": 5}}).cells[0]
+    assert base.cell_id == other_stylizer.cell_id and "stylizer" not in base.config
+    on = {"augmentation": {"style": {"enabled": True}}}
+    a = build_experiment({"name": "x", **on}).cells[0]
+    b = build_experiment({"name": "x", **on, "stylizer": {"steps": 5}}).cells[0]
+    assert a.cell_id != b.cell_id and a.config["stylizer"]["steps"] == 1500
+
+
+def test_base_file_is_deep_merged_and_its_grid_replaced(tmp_path):
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({
+        "name": "base", "optim": {"lr": 0.2, "epochs": 3}, "grid": {"variants": [{"name": "v"}]}}))
+    (tmp_path / "child.yaml").write_text(yaml.safe_dump({"base": "base.yaml", "name": "child", "optim": {"epochs": 5}}))
+    exp = load_experiment(tmp_path / "child.yaml")
+    assert exp.name == "child" and exp.cells[0].config["optim"] == {**exp.cells[0].config["optim"], "lr": 0.2, "epochs": 5}
+    assert exp.cells[0].row == "child"  # the base's variants are not inherited
+    (tmp_path / "loop.yaml").write_text(yaml.safe_dump({"base": "loop.yaml", "name": "x"}))
+    with pytest.raises(ConfigError, match="cycle"):
+        load_experiment(tmp_path / "loop.yaml")

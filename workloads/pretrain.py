@@ -20,6 +20,8 @@ from .methods import build_method
 from .methods.distributed import rank, world_size
 from .models.backbones import build_backbone
 from .optim import build_optimizer, lr_at, set_lr
+from .stylize.augment import StyleAugment
+from .stylize.pictures import save_style_grid
 from .visualize import save_view_pairs
 
 STAGE = "pretrain"
@@ -51,13 +53,28 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.
             for s in range(steps)]
 
 
+def build_style_hook(cfg: dict[str, Any], stylizer: nn.Module | None, bank: torch.Tensor | None,
+                     generator: torch.Generator, device: torch.device):
+    """SASSL's left-view style transfer, or None when the config does not ask for it."""
+    style = cfg["augmentation"]["style"]
+    if not style["enabled"]:
+        return None
+    if stylizer is None:
+        raise ValueError("augmentation.style.enabled is true but no stylizer was given to the workload")
+    return StyleAugment(stylizer.to(device), p=style["p"], alpha=tuple(style["alpha"]), beta=tuple(style["beta"]),
+                        source=style["source"], shift=style["shift"], bank=bank,
+                        stylized_layers=style["stylized_layers"], generator=generator)
+
+
 def pretrain(cfg: dict[str, Any], images: torch.Tensor, *, callback: Callback | None = None,
              device: str | torch.device = "cpu", resume: dict[str, Any] | None = None,
-             wrap_model=None) -> nn.Module:
+             wrap_model=None, stylizer: nn.Module | None = None,
+             style_bank: torch.Tensor | None = None) -> nn.Module:
     """Train cfg's SSL method on ``images`` (uint8 N×3×S×S); returns the trained method module.
 
     ``wrap_model`` (e.g. DDP) is applied to the method for the forward pass only;
-    ``resume`` is a state produced by an earlier ``on_epoch_end(... state)``."""
+    ``resume`` is a state produced by an earlier ``on_epoch_end(... state)``;
+    ``stylizer`` and ``style_bank`` serve SASSL's style augmentation when enabled."""
     callback = callback or Callback()
     device = torch.device(device)
     opt_cfg = cfg["optim"]
@@ -69,6 +86,7 @@ def pretrain(cfg: dict[str, Any], images: torch.Tensor, *, callback: Callback | 
     optimizer = build_optimizer(model, opt_cfg["optimizer"], opt_cfg["lr"], opt_cfg["momentum"],
                                 opt_cfg["weight_decay"])
     aug_gen = torch.Generator(device=device).manual_seed(seed * 7919 + rank())
+    style_hook = build_style_hook(cfg, stylizer, style_bank, aug_gen, device)
     start_epoch = 0
     if resume is not None:
         model.load_state_dict(resume["model"])
@@ -91,7 +109,7 @@ def pretrain(cfg: dict[str, Any], images: torch.Tensor, *, callback: Callback | 
             set_lr(optimizer, lr)
             x = images[idx].to(device, non_blocking=True)
             with torch.no_grad():
-                v1, v2, _info = augment(x, generator=aug_gen)
+                v1, v2, _info = augment(x, generator=aug_gen, left_hook=style_hook)
                 v1 = v1.contiguous(memory_format=torch.channels_last)
                 v2 = v2.contiguous(memory_format=torch.channels_last)
             out = forward(v1, v2)
@@ -107,6 +125,9 @@ def pretrain(cfg: dict[str, Any], images: torch.Tensor, *, callback: Callback | 
             seen += x.shape[0] * world_size()
             if epoch == start_epoch and step == 0 and rank() == 0:
                 _log_view_pairs(callback, x, v1, v2, cfg)
+                if style_hook is not None:
+                    _log_style_grid(callback, x, style_hook, cfg, denormalize(v1, cfg["augmentation"]["mean"],
+                                                                             cfg["augmentation"]["std"]))
             now = time.perf_counter()
             if now - last_report > 0.5 or step == steps_per_epoch - 1:
                 last_report = now
@@ -129,4 +150,12 @@ def _log_view_pairs(callback: Callback, x: torch.Tensor, v1: torch.Tensor, v2: t
     with tempfile.TemporaryDirectory() as tmp:
         path = save_view_pairs(denormalize(v1, mean, std), denormalize(v2, mean, std),
                                Path(tmp) / "augmented_view_pairs.png", originals=x)
+        callback.on_artifact(str(path), "pictures")
+
+
+def _log_style_grid(callback: Callback, x: torch.Tensor, hook: StyleAugment, cfg: dict[str, Any],
+                    final: torch.Tensor) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_style_grid(x, hook, cfg["data"]["image_size"], Path(tmp) / "style_augmentation.png",
+                               final=final)
         callback.on_artifact(str(path), "pictures")

@@ -1,0 +1,171 @@
+"""The DAG's first stages: stylizer → style banks, before any SASSL cell starts.
+
+A stylizer is identified by the hash of its config section. It is loaded from
+``stylizer.checkpoint`` (a file or an MLflow run id) when given; otherwise a finished
+MLflow stylizer run with the same hash is reused, and only when none exists is one
+trained (visibly, as its own MLflow run). Style banks (P's embeddings of a style
+dataset) are computed once per (stylizer, dataset) and logged on the stylizer's run."""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+
+from . import tracking
+from .experiment import Cell, ConfigError, cell_hash
+
+TAG_STYLIZER = "sassl.stylizer_id"
+ARTIFACT = "stylizer/stylizer.pt"
+
+
+@dataclass
+class StylizerInputs:
+    stylizer_id: str
+    path: Path
+    run_id: str
+    banks: dict[str, Path] = field(default_factory=dict)
+
+
+def stylizer_id(cfg: dict[str, Any]) -> str:
+    return cell_hash(cfg)
+
+
+def bank_key(ref: dict[str, Any]) -> str:
+    return f"{ref['name']}-{ref['split']}" + (f"-{cell_hash(ref)[:6]}" if ref.get("root") else "")
+
+
+def style_cells(cells: list[Cell]) -> list[Cell]:
+    return [c for c in cells if c.config["augmentation"]["style"]["enabled"]]
+
+
+def _resolve_checkpoint(c, cfg: dict[str, Any], run_dir: Path, sid: str) -> Path:
+    """stylizer.checkpoint as a file, else as an MLflow run id holding stylizer/stylizer.pt."""
+    ref = cfg["checkpoint"]
+    path = Path(ref).expanduser()
+    if path.is_file():
+        return path.resolve()
+    try:
+        run = c.get_run(ref)
+    except Exception:  # noqa: BLE001 - MLflow raises several types for an unknown id
+        raise ConfigError(f"stylizer.checkpoint: {ref!r} is neither a file nor an MLflow run id") from None
+    dest = run_dir / "stylizers" / sid
+    dest.mkdir(parents=True, exist_ok=True)
+    return Path(c.download_artifacts(run.info.run_id, ARTIFACT, str(dest)))
+
+
+def check_architecture(path: Path, cfg: dict[str, Any]) -> None:
+    from workloads.stylize.model import load_stylizer
+    from workloads.stylize.train import stylizer_arch
+    try:
+        load_stylizer(str(path), expected=stylizer_arch(cfg))
+    except ValueError as e:
+        raise ConfigError(f"stylizer.checkpoint: {e}") from None
+
+
+def _finished_stylizer(c, exp_id: str, sid: str):
+    runs = c.search_runs([exp_id], filter_string=f"tags.`{TAG_STYLIZER}` = '{sid}' and attributes.status = 'FINISHED'",
+                         order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
+
+
+def _train(cfg: dict[str, Any], sid: str, ctx, board, c, run_id: str, path: Path) -> None:
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from .train_worker import stylizer_loop
+    use_gpu = ctx.gpus_per_worker > 0
+    resources = {"CPU": ctx.cpus_per_worker, **({"GPU": ctx.gpus_per_worker} if use_gpu else {})}
+    trainer = TorchTrainer(
+        stylizer_loop,
+        train_loop_config={"stylizer": cfg, "cell_id": f"stylizer-{sid}", "run_id": run_id, "board": board,
+                           "epochs": 10, "tracking_uri": ctx.tracking_uri, "cache_dir": ctx.cache_dir,
+                           "stylizer_path": str(path), "cpus_per_worker": ctx.cpus_per_worker, "use_gpu": use_gpu},
+        scaling_config=ScalingConfig(num_workers=1, use_gpu=use_gpu, resources_per_worker=resources),
+        run_config=RunConfig(name=f"stylizer-{sid}", storage_path=str(Path(ctx.run_dir) / "ray" / ctx.experiment),
+                             failure_config=FailureConfig(max_failures=ctx.max_failures)))
+    trainer.fit()
+
+
+@ray.remote(num_cpus=1)
+def _compute_bank(stylizer_path: str, arch_cfg: dict[str, Any], ref: dict[str, Any], size: int,
+                  cache_dir: str, out: str) -> int:
+    from workloads.stylize.model import load_stylizer
+    from workloads.stylize.train import style_bank, style_pool, stylizer_arch
+    net = load_stylizer(stylizer_path, expected=stylizer_arch(arch_cfg))
+    bank = style_bank(net, style_pool([ref], size, cache_dir), size)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(bank, out)
+    return len(bank)
+
+
+def prepare(cells: list[Cell], ctx, board, c) -> dict[str, StylizerInputs]:
+    """Stylizers and style banks for every SASSL cell, keyed by stylizer id."""
+    out: dict[str, StylizerInputs] = {}
+    run_dir = Path(ctx.run_dir)
+    for cell in style_cells(cells):
+        cfg = cell.config["stylizer"]
+        sid = stylizer_id(cfg)
+        if sid not in out:
+            out[sid] = _stylizer(cfg, sid, ctx, board, c, run_dir)
+        style = cell.config["augmentation"]["style"]
+        if style["source"] == "external":
+            key = bank_key(style["style_data"])
+            if key not in out[sid].banks:
+                out[sid].banks[key] = _bank(out[sid], cfg, style["style_data"], ctx, board, c)
+    return out
+
+
+def _stylizer(cfg, sid, ctx, board, c, run_dir: Path) -> StylizerInputs:
+    label = {"row": f"stylizer {sid}", "seed": cfg["seed"]}
+    if cfg["checkpoint"]:
+        path = _resolve_checkpoint(c, cfg, run_dir, sid)
+        check_architecture(path, cfg)
+        run = tracking.retry(c.create_run, ctx.experiment_id, run_name=f"stylizer {sid} (loaded)", tags={
+            tracking.TAG_PARENT: ctx.parent_run_id, tracking.TAG_ROLE: "stylizer", TAG_STYLIZER: sid,
+            "sassl.stylizer_source": str(cfg["checkpoint"])})
+        tracking.retry(c.set_terminated, run.info.run_id, "FINISHED")
+        board.update.remote(f"stylizer-{sid}", {**label, "status": "loaded", "result": str(path)[-40:]})
+        return StylizerInputs(sid, path, run.info.run_id)
+    done = _finished_stylizer(c, ctx.experiment_id, sid)
+    if done is not None:
+        path = run_dir / "stylizers" / sid / "stylizer.pt"
+        if not path.is_file():
+            path = Path(c.download_artifacts(done.info.run_id, ARTIFACT, str(path.parent.parent / f"{sid}-dl")))
+        board.update.remote(f"stylizer-{sid}", {**label, "status": "skipped",
+                                                "result": f"reused run {done.info.run_id[:8]}"})
+        return StylizerInputs(sid, path, done.info.run_id)
+    run = tracking.retry(c.create_run, ctx.experiment_id, run_name=f"stylizer {sid}", tags={
+        tracking.TAG_PARENT: ctx.parent_run_id, tracking.TAG_ROLE: "stylizer", TAG_STYLIZER: sid})
+    run_id = run.info.run_id
+    from .experiment import flatten
+    tracking.log_params(c, run_id, flatten({"stylizer": cfg}))
+    path = run_dir / "stylizers" / sid / "stylizer.pt"
+    board.update.remote(f"stylizer-{sid}", {**label, "status": "starting"})
+    try:
+        _train(cfg, sid, ctx, board, c, run_id, path)
+    except Exception as e:
+        from .runner import _short_error
+        reason = _short_error(e)
+        tracking.set_tags(c, run_id, {tracking.TAG_ERROR: reason})
+        tracking.retry(c.set_terminated, run_id, "FAILED")
+        board.update.remote(f"stylizer-{sid}", {"status": "failed", "result": reason[:80]})
+        raise RuntimeError(f"stylizer {sid} failed: {reason}") from None
+    tracking.retry(c.set_terminated, run_id, "FINISHED")
+    board.update.remote(f"stylizer-{sid}", {"status": "finished", "result": "trained"})
+    return StylizerInputs(sid, path, run_id)
+
+
+def _bank(st: StylizerInputs, cfg, ref, ctx, board, c) -> Path:
+    key = bank_key(ref)
+    path = st.path.parent / "banks" / f"{key}.pt"
+    if not path.is_file():
+        board.update.remote(f"stylizer-{st.stylizer_id}", {"status": f"bank {key}"})
+        n = ray.get(_compute_bank.options(num_cpus=ctx.cpus_per_worker).remote(
+            str(st.path), cfg, ref, cfg["image_size"], ctx.cache_dir, str(path)))
+        tracking.retry(c.log_artifact, st.run_id, str(path), "style_banks")
+        tracking.log_metrics(c, st.run_id, {f"style_bank_size/{key}": n})
+    return path

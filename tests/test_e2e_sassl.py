@@ -1,0 +1,70 @@
+"""A tiny SASSL experiment through the CLI, real Ray and MLflow: the stylizer stage, the
+style bank as an MLflow artifact, picture grids, the t-SNE plot, no silent retraining."""
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.e2e
+
+
+def sassl(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_tiny_sassl_experiment(tmp_path):
+    cfg = {
+        "name": "sassl_e2e",
+        "tracking": {"run_dir": str(tmp_path / "runs")},
+        "data": {"image_size": 32, "limit": 256},
+        "backbone": {"width": 0.125},
+        "method": {"proj_hidden_dim": 64, "proj_dim": 32, "pred_hidden_dim": 64},
+        "optim": {"epochs": 1, "batch_size": 128},
+        "evaluation": {"linear_probe": {"lrs": [0.1], "epochs": 2}},
+        "stylizer": {"loss_network": "efficientnet-lite0", "steps": 4, "batch_size": 4, "image_size": 32},
+        "grid": {"variants": [
+            {"name": "baseline"},
+            {"name": "SASSL", "set": {"augmentation.style.enabled": True, "augmentation.style.p": 1.0}}]},
+    }
+    path = tmp_path / "sassl.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = sassl("run", str(path), cwd=tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "| SASSL" in res.stdout and "| baseline" in res.stdout
+
+    uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name("sassl_e2e")
+    stylizers = c.search_runs([exp.experiment_id], "tags.`sassl.role` = 'stylizer'")
+    assert len(stylizers) == 1 and stylizers[0].info.status == "FINISHED"
+    sid = stylizers[0].info.run_id
+    arts = {a.path for a in c.list_artifacts(sid)}
+    assert {"stylizer", "pictures", "style_banks"} <= arts
+    assert c.get_metric_history(sid, "stylizer/total_loss")
+    # the style bank round-trips through MLflow: one 100-d embedding per painting
+    bank_file = c.download_artifacts(sid, "style_banks/paintings-kit-all.pt", str(tmp_path / "dl"))
+    bank = torch.load(bank_file, weights_only=True)
+    assert bank.shape == (300, 100) and torch.isfinite(bank).all()
+    local = next((tmp_path / "runs" / "stylizers").glob("*/banks/paintings-kit-all.pt"))
+    assert torch.equal(bank, torch.load(local, weights_only=True))
+
+    cells = {r.data.tags["sassl.row"]: r for r in c.search_runs([exp.experiment_id], "tags.`sassl.role` = 'cell'")}
+    styled = [a.path for a in c.list_artifacts(cells["SASSL"].info.run_id, "pictures")]
+    plain = [a.path for a in c.list_artifacts(cells["baseline"].info.run_id, "pictures")]
+    assert "pictures/style_augmentation.png" in styled and "pictures/style_augmentation.png" not in plain
+
+    plot = sassl("plot", "style-embeddings", "sassl_e2e", "--run-dir", str(tmp_path / "runs"),
+                 "--extra", "dtd-kit:train", cwd=tmp_path)
+    assert plot.returncode == 0, plot.stderr[-3000:]
+    assert "paintings-kit-all: 300" in plot.stdout and "dtd-kit-train: 720" in plot.stdout
+    assert "plots/sassl_e2e-style-embeddings.png" in {a.path for a in c.list_artifacts(sid, "plots")}
+
+    # a new SASSL cell reuses the finished stylizer instead of training another one
+    again = sassl("run", str(path), "--set", "seeds=[1]", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    stylizers = c.search_runs([exp.experiment_id], "tags.`sassl.role` = 'stylizer'")
+    assert len(stylizers) == 1

@@ -1,0 +1,87 @@
+"""SASSL style augmentation (METHODS.md): applied to the left view's cropped batch,
+before the flip, on the training device, with no gradient reaching the stylizer.
+
+For each image, with probability p:
+    z_c = P(x_c);  z = α·z_s + (1 − α)·z_c;  x_t = T(x_c, z);  x = β·x_t + (1 − β)·x_c
+with α, β ~ U(low, high) per image and z_s from the configured style source."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .model import validate_stylized_layers
+
+SOURCES = ("in_batch", "external", "noise", "content")
+
+
+@dataclass
+class StyleDraw:
+    """What one call did, for tests and picture grids."""
+    mask: torch.Tensor     # bool B: which images were stylized
+    alpha: torch.Tensor    # per stylized image
+    beta: torch.Tensor
+    style_index: torch.Tensor  # in-batch partner or bank row per stylized image (-1: noise/content)
+
+
+def _uniform(lo_hi: tuple[float, float], n: int, generator, device) -> torch.Tensor:
+    lo, hi = lo_hi
+    return lo + (hi - lo) * torch.rand(n, generator=generator, device=device)
+
+
+class StyleAugment:
+    def __init__(self, net, *, p: float = 0.8, alpha: tuple[float, float] = (0.1, 0.3),
+                 beta: tuple[float, float] = (0.1, 0.3), source: str = "external", shift: int = 1,
+                 bank: torch.Tensor | None = None, stylized_layers: int = 13,
+                 generator: torch.Generator | None = None):
+        if source not in SOURCES:
+            raise ValueError(f"style source {source!r}: choose one of {SOURCES}")
+        for name, (lo, hi) in (("alpha", alpha), ("beta", beta)):
+            if not 0.0 <= lo <= hi <= 1.0:
+                raise ValueError(f"{name}: need 0 <= low <= high <= 1, got [{lo}, {hi}]")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p: must lie in [0, 1], got {p}")
+        if source == "external" and (bank is None or len(bank) == 0):
+            raise ValueError("an external style source needs a non-empty style bank")
+        if source == "in_batch" and shift < 1:
+            raise ValueError("shift: the in-batch circular shift k must be >= 1")
+        validate_stylized_layers(stylized_layers)
+        self.net = net.eval().requires_grad_(False)
+        self.p, self.alpha, self.beta, self.source, self.shift = p, alpha, beta, source, shift
+        self.bank, self.stylized_layers, self.generator = bank, stylized_layers, generator
+        self.last: StyleDraw | None = None
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x: float B×3×S×S in [0, 1] (the cropped left view). Returns a new tensor."""
+        b, dev, g = x.shape[0], x.device, self.generator
+        mask = torch.rand(b, generator=g, device=dev) < self.p
+        idx = mask.nonzero().flatten()
+        m = len(idx)
+        alpha = _uniform(self.alpha, m, g, dev)
+        beta = _uniform(self.beta, m, g, dev)
+        style_index = torch.full((m,), -1, dtype=torch.long, device=dev)
+        if m == 0:
+            self.last = StyleDraw(mask, alpha, beta, style_index)
+            return x
+        content = x[idx]
+        if self.source == "in_batch":
+            # sample i takes the style of sample (i + k) mod B of the whole content batch
+            style_index = (idx + self.shift) % b
+            z_all = self.net.embed(x)
+            z_c, z_s = z_all[idx], z_all[style_index]
+        else:
+            z_c = self.net.embed(content)
+            if self.source == "external":
+                style_index = torch.randint(len(self.bank), (m,), generator=g, device=dev)
+                z_s = self.bank.to(dev)[style_index]
+            elif self.source == "noise":
+                z_s = torch.randn(z_c.shape, generator=g, device=dev)
+            else:  # content: the stylizer as an autoencoder of its own style
+                z_s = z_c
+        z = alpha[:, None] * z_s + (1.0 - alpha[:, None]) * z_c
+        stylized = self.net.transformer(content, z, z_content=z_c, stylized_layers=self.stylized_layers)
+        out = x.clone()
+        out[idx] = beta.view(-1, 1, 1, 1) * stylized + (1.0 - beta.view(-1, 1, 1, 1)) * content
+        self.last = StyleDraw(mask, alpha, beta, style_index)
+        return out

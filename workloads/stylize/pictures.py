@@ -1,0 +1,79 @@
+"""Picture grids for style transfer: shapes must survive, texture and colour must change."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torchvision.utils import make_grid, save_image
+
+from .augment import StyleAugment
+
+# (α, β) columns shown: mild as in SASSL, then full style strength without and with interpolation
+SETTINGS = ((0.2, 1.0), (0.6, 1.0), (1.0, 1.0), (1.0, 0.3))
+
+
+def _tiles(columns: list[torch.Tensor], upscale_to: int) -> torch.Tensor:
+    tiles = torch.stack(columns, dim=1).flatten(0, 1).clamp(0, 1).cpu()
+    if tiles.shape[-1] < upscale_to:  # 32 px tiles are too small to judge by eye
+        tiles = F.interpolate(tiles, size=(upscale_to, upscale_to), mode="nearest")
+    return tiles
+
+
+@torch.no_grad()
+def save_style_grid(x_uint8: torch.Tensor, hook: StyleAugment, size: int, path: str | Path,
+                    n: int = 8, final: torch.Tensor | None = None) -> Path:
+    """Rows: content | stylized at each (α, β) of SETTINGS | α, β as sampled in training | final view."""
+    content = x_uint8[:n].float().div(255.0)
+    if content.shape[-1] != size:
+        content = F.interpolate(content, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    net, dev = hook.net, next(hook.net.parameters()).device
+    content = content.to(dev)
+    z_c = net.embed(content)
+    if hook.source == "external":
+        z_s = hook.bank.to(dev)[torch.arange(len(content), device=dev) % len(hook.bank)]
+    elif hook.source == "in_batch":
+        z_s = z_c.roll(-hook.shift, dims=0)
+    elif hook.source == "noise":
+        z_s = torch.randn(z_c.shape, generator=torch.Generator(device=dev).manual_seed(1), device=dev)
+    else:
+        z_s = z_c
+    columns = [content]
+    for alpha, beta in SETTINGS:
+        z = alpha * z_s + (1 - alpha) * z_c
+        t = net.transformer(content, z, z_content=z_c, stylized_layers=hook.stylized_layers)
+        columns.append(beta * t + (1 - beta) * content)
+    # the sampled column uses its own generator: logging must not shift training's random stream
+    p, g = hook.p, hook.generator
+    hook.p, hook.generator = 1.0, torch.Generator(device=dev).manual_seed(0)
+    try:
+        columns.append(hook(content))
+    finally:
+        hook.p, hook.generator = p, g
+    if final is not None:
+        columns.append(final[:n].to(dev))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(make_grid(_tiles(columns, 96), nrow=len(columns), padding=2, pad_value=1.0), path)
+    return path
+
+
+@torch.no_grad()
+def save_content_style_grid(net, contents: torch.Tensor, styles: torch.Tensor, path: str | Path,
+                            upscale_to: int = 96) -> Path:
+    """First row: the style images; first column: the contents; cell (i, j) = content i in style j."""
+    net = net.eval()
+    z_c, z_s = net.embed(contents), net.embed(styles)
+    blank = torch.ones_like(contents[:1])
+    rows = [torch.cat([blank, styles])]
+    for i in range(len(contents)):
+        c = contents[i:i + 1].expand(len(styles), -1, -1, -1)
+        out = net.transformer(c, z_s, z_content=z_c[i:i + 1].expand(len(styles), -1))
+        rows.append(torch.cat([contents[i:i + 1], out]))
+    tiles = torch.cat(rows).clamp(0, 1).cpu()
+    if tiles.shape[-1] < upscale_to:
+        tiles = F.interpolate(tiles, size=(upscale_to, upscale_to), mode="bilinear", align_corners=False)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(make_grid(tiles, nrow=len(styles) + 1, padding=2, pad_value=1.0), path)
+    return path
