@@ -20,30 +20,10 @@ from torchvision.transforms import v2
 
 from workloads.augment import TwoViewAugment, ViewConfig
 from workloads.data import load_in_memory, open_source
-from workloads.methods import build_method
-from workloads.models.backbones import build_backbone
-from workloads.optim import build_optimizer
+
+from common import make_moco_v2, train_step  # noqa: E402 - benchmarks/common.py
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-def make_model(width: float, channels_last: bool):
-    """MoCo v2 as published: projector hidden width = feature width, no predictor."""
-    torch.manual_seed(0)
-    backbone = build_backbone("resnet18", width, "imagenet")
-    model = build_method("moco_v2", backbone, proj_hidden_dim=backbone.out_dim, proj_dim=128,
-                         predictor=False, temperature=0.2)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model, build_optimizer(model, "sgd", 0.06, 0.9, 5e-4)
-
-
-def step(model, opt, v1, v2):
-    loss = model(v1, v2)["loss"]
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    model.after_step(0.5)
 
 
 def timed(fn, batches, warmup: int, steps: int, batch: int) -> float:
@@ -97,28 +77,28 @@ def main() -> None:
         return torch.arange(i * b, (i + 1) * b) % len(images)
 
     # 1. compute ceiling: views prepared before timing
-    model, opt = make_model(args.width, args.channels_last)
+    model, opt = make_moco_v2(args.width, args.channels_last)
     pre = []
     with torch.no_grad():
         for i in range(n):
             v1, v2_, _ = augment(images[batch_indices(i)], generator=g)
             pre.append((v1, v2_))
-    compute = timed(lambda v1, v2_: step(model, opt, v1, v2_), pre, args.warmup, args.steps, b)
+    compute = timed(lambda v1, v2_: train_step(model, opt, v1, v2_), pre, args.warmup, args.steps, b)
 
     # 2. sassl: batched augmentation inside the step
-    model, opt = make_model(args.width, args.channels_last)
+    model, opt = make_moco_v2(args.width, args.channels_last)
 
     def batched_step(x):
         with torch.no_grad():
             v1, v2_, _ = augment(x, generator=g)
-        step(model, opt, v1, v2_)
+        train_step(model, opt, v1, v2_)
     batched = timed(batched_step, [(images[batch_indices(i)],) for i in range(n)], args.warmup, args.steps, b)
 
     # 3. per-image transforms in DataLoader workers
-    model, opt = make_model(args.width, args.channels_last)
+    model, opt = make_moco_v2(args.width, args.channels_last)
     loader = DataLoader(TwoViews(images, size), batch_size=b, shuffle=True, drop_last=True,
                         num_workers=args.loader_workers, persistent_workers=args.loader_workers > 0)
-    per_image = timed(lambda v1, v2_: step(model, opt, v1, v2_), iter(loader), args.warmup, args.steps, b)
+    per_image = timed(lambda v1, v2_: train_step(model, opt, v1, v2_), iter(loader), args.warmup, args.steps, b)
 
     # augmentation alone (both views), for the overhead figure
     t0 = time.perf_counter()

@@ -140,6 +140,8 @@ class Augmentation(Strict):
     view1: View = View()
     view2: RightView = RightView()
     style: Style = Style()
+    # make the next batch's views (and stylization) in a thread while the current step runs
+    prefetch: bool = True
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 

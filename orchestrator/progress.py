@@ -47,6 +47,7 @@ class LiveProgress:
         self.board, self.order, self.title = board, order, title
         self.console = console or Console()
         self.live = Live(console=self.console, refresh_per_second=2, transient=False)
+        self.printed: dict[str, tuple] = {}  # off a terminal: one line per status/epoch change
 
     def __enter__(self):
         self.live.__enter__()
@@ -55,7 +56,24 @@ class LiveProgress:
     def refresh(self) -> dict[str, dict[str, Any]]:
         rows = ray.get(self.board.snapshot.remote())
         self.live.update(render(rows, self.order, self.title))
+        if not self.console.is_terminal:
+            self._log_changes(rows)
         return rows
+
+    def _log_changes(self, rows: dict[str, dict[str, Any]]) -> None:
+        for cid in self.order:
+            r = rows.get(cid, {})
+            key = (r.get("status"), r.get("epoch"))
+            if not r or self.printed.get(cid) == key:
+                continue
+            self.printed[cid] = key
+            parts = [time.strftime("%H:%M:%S"), cid, r.get("row", ""), f"seed {r.get('seed', '')}", str(r.get("status"))]
+            if "epoch" in r:
+                parts.append(f"epoch {r['epoch']}/{r['epochs']} loss {r.get('loss', float('nan')):.3f} "
+                             f"{r.get('images_per_s', 0):.0f} img/s")
+            if r.get("result"):
+                parts.append(str(r["result"]))
+            print(" | ".join(parts), flush=True)
 
     def __exit__(self, *exc):
         try:

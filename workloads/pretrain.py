@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .augment import TwoViewAugment, ViewConfig, denormalize
+from .augment.prefetch import Prefetcher, make_views
 from .callbacks import Callback, NonFiniteLossError
 from .methods import build_method
 from .methods.distributed import rank, world_size
@@ -103,15 +104,17 @@ def pretrain(cfg: dict[str, Any], images: torch.Tensor, *, callback: Callback | 
         model.train()
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         last_report = 0.0
-        for step, idx in enumerate(epoch_batches(len(images), batch_size, seed, epoch)):
+        batches = (images[idx].to(device, non_blocking=True)
+                   for idx in epoch_batches(len(images), batch_size, seed, epoch))
+
+        def work(x):
+            return make_views(augment, x, aug_gen, style_hook)
+        views = Prefetcher(batches, work, device) if cfg["augmentation"]["prefetch"] else \
+            (work(x) for x in batches)
+        for step, (x, v1, v2, _info) in enumerate(views):
             gstep = epoch * steps_per_epoch + step
             lr = lr_at(gstep, total_steps, opt_cfg["lr"], warmup_steps, opt_cfg["schedule"])
             set_lr(optimizer, lr)
-            x = images[idx].to(device, non_blocking=True)
-            with torch.no_grad():
-                v1, v2, _info = augment(x, generator=aug_gen, left_hook=style_hook)
-                v1 = v1.contiguous(memory_format=torch.channels_last)
-                v2 = v2.contiguous(memory_format=torch.channels_last)
             out = forward(v1, v2)
             loss = out["loss"]
             if not torch.isfinite(loss):

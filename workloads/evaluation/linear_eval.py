@@ -2,6 +2,9 @@
 randomly initialised backbone of the same architecture on the same splits."""
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,30 @@ def evaluate_linear_probe(cfg: dict[str, Any], backbone_state: dict[str, torch.T
     backbone.load_state_dict(backbone_state)
     metrics = probe(backbone).as_metrics("probe")
     if pc["random_init_control"]:
-        torch.manual_seed(cfg["seed"])
-        metrics.update(probe(build_backbone(**cfg["backbone"])).as_metrics("random_init_probe"))
+        metrics.update(_cached_control(cfg, cache_dir, lambda: _control(cfg, probe)))
     return metrics, splits.split_file
+
+
+def _control(cfg: dict[str, Any], probe) -> dict[str, float]:
+    torch.manual_seed(cfg["seed"])
+    return probe(build_backbone(**cfg["backbone"])).as_metrics("random_init_probe")
+
+
+def _cached_control(cfg: dict[str, Any], cache_dir: str | Path | None, compute) -> dict[str, float]:
+    """The random-init control depends only on architecture, seed, data and probe settings,
+    so variants that differ in pretraining (say, with and without SASSL) share one."""
+    if cache_dir is None:
+        return compute()
+    key = {k: cfg[k] for k in ("seed", "backbone")}
+    key.update(image_size=cfg["data"]["image_size"], mean=cfg["augmentation"]["mean"],
+               std=cfg["augmentation"]["std"], probe=cfg["evaluation"]["linear_probe"])
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / "controls" / f"random_init-{digest}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    metrics = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(metrics))
+    os.replace(tmp, path)  # parallel cells may race; either result is the same
+    return metrics

@@ -50,12 +50,27 @@ def save_style_grid(x_uint8: torch.Tensor, hook: StyleAugment, size: int, path: 
         columns.append(hook(content))
     finally:
         hook.p, hook.generator = p, g
+    labels = ["content"] + [f"a={a:g} b={b:g}" for a, b in SETTINGS] + ["sampled a, b"]
     if final is not None:
         columns.append(final[:n].to(dev))
+        labels.append("final view")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(make_grid(_tiles(columns, 96), nrow=len(columns), padding=2, pad_value=1.0), path)
+    _label_columns(path, labels, tile=96 + 2)
     return path
+
+
+def _label_columns(path: Path, labels: list[str], tile: int) -> None:
+    """A white strip on top naming each column (a=α, b=β), so the grid reads without a legend."""
+    from PIL import Image, ImageDraw
+    grid = Image.open(path).convert("RGB")
+    out = Image.new("RGB", (grid.width, grid.height + 14), "white")
+    out.paste(grid, (0, 14))
+    draw = ImageDraw.Draw(out)
+    for i, text in enumerate(labels):
+        draw.text((i * tile + 4, 2), text[:16], fill=(0, 0, 0))
+    out.save(path)
 
 
 @torch.no_grad()

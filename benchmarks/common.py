@@ -1,0 +1,28 @@
+"""What the benchmarks share: the MoCo v2 model they time, and one training step."""
+from __future__ import annotations
+
+import torch
+
+from workloads.methods import build_method
+from workloads.models.backbones import build_backbone
+from workloads.optim import build_optimizer
+
+
+def make_moco_v2(width: float, channels_last: bool = True):
+    """MoCo v2 as published: projector hidden width = feature width, no predictor."""
+    torch.manual_seed(0)
+    backbone = build_backbone("resnet18", width, "imagenet")
+    model = build_method("moco_v2", backbone, proj_hidden_dim=backbone.out_dim, proj_dim=128,
+                         predictor=False, temperature=0.2)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, build_optimizer(model, "sgd", 0.06, 0.9, 5e-4)
+
+
+def train_step(model, opt, v1, v2) -> None:
+    """Query forward + backward, key forward, InfoNCE, optimizer step, EMA update."""
+    loss = model(v1, v2)["loss"]
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    model.after_step(0.5)
