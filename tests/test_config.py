@@ -9,10 +9,12 @@ from orchestrator.experiment import ConfigError, build_experiment, cell_hash, fl
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_quickstart_is_valid_and_expands_to_one_cell_per_seed():
+def test_quickstart_is_valid_and_expands_to_one_cell_per_variant_and_seed():
     exp = load_experiment(ROOT / "experiments" / "quickstart.yaml")
     assert exp.name == "quickstart"
-    assert [c.seed for c in exp.cells] == exp.config.seeds
+    assert len(exp.config.seeds) >= 2
+    assert [c.seed for c in exp.cells] == exp.config.seeds * len(exp.config.grid.variants)
+    assert [c.config["augmentation"]["style"]["enabled"] for c in exp.cells].count(True) == len(exp.config.seeds)
     assert len({c.cell_id for c in exp.cells}) == len(exp.cells)
     assert all(c.config["method"]["name"] == "moco_v2" for c in exp.cells)
 
@@ -106,7 +108,7 @@ def test_stylizer_section_is_part_of_identity_only_for_style_cells():
     on = {"augmentation": {"style": {"enabled": True}}}
     a = build_experiment({"name": "x", **on}).cells[0]
     b = build_experiment({"name": "x", **on, "stylizer": {"steps": 5}}).cells[0]
-    assert a.cell_id != b.cell_id and a.config["stylizer"]["steps"] == 1500
+    assert a.cell_id != b.cell_id and b.config["stylizer"]["steps"] == 5
 
 
 def test_base_file_is_deep_merged_and_its_grid_replaced(tmp_path):
