@@ -66,8 +66,10 @@ def check_architecture(path: Path, cfg: dict[str, Any]) -> None:
         raise ConfigError(f"stylizer.checkpoint: {e}") from None
 
 
-def _finished_stylizer(c, exp_id: str, sid: str):
-    runs = c.search_runs([exp_id], filter_string=f"tags.`{TAG_STYLIZER}` = '{sid}' and attributes.status = 'FINISHED'",
+def _finished_stylizer(c, sid: str):
+    """A finished stylizer run with this config hash in any experiment of the store."""
+    ids = [e.experiment_id for e in c.search_experiments()]
+    runs = c.search_runs(ids, filter_string=f"tags.`{TAG_STYLIZER}` = '{sid}' and attributes.status = 'FINISHED'",
                          order_by=["attributes.start_time DESC"], max_results=1)
     return runs[0] if runs else None
 
@@ -130,7 +132,7 @@ def _stylizer(cfg, sid, ctx, board, c, run_dir: Path) -> StylizerInputs:
         tracking.retry(c.set_terminated, run.info.run_id, "FINISHED")
         board.update.remote(f"stylizer-{sid}", {**label, "status": "loaded", "result": str(path)[-40:]})
         return StylizerInputs(sid, path, run.info.run_id)
-    done = _finished_stylizer(c, ctx.experiment_id, sid)
+    done = _finished_stylizer(c, sid)
     if done is not None:
         path = run_dir / "stylizers" / sid / "stylizer.pt"
         if not path.is_file():
