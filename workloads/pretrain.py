@@ -88,6 +88,7 @@ def pretrain(cfg: dict[str, Any], images: torch.Tensor, *, callback: Callback | 
                                 opt_cfg["weight_decay"])
     aug_gen = torch.Generator(device=device).manual_seed(seed * 7919 + rank())
     style_hook = build_style_hook(cfg, stylizer, style_bank, aug_gen, device)
+    prefetch = {"on": True, "off": False}.get(cfg["augmentation"]["prefetch"], device.type == "cuda")
     start_epoch = 0
     if resume is not None:
         model.load_state_dict(resume["model"])
@@ -109,8 +110,7 @@ def pretrain(cfg: dict[str, Any], images: torch.Tensor, *, callback: Callback | 
 
         def work(x):
             return make_views(augment, x, aug_gen, style_hook)
-        views = Prefetcher(batches, work, device) if cfg["augmentation"]["prefetch"] else \
-            (work(x) for x in batches)
+        views = Prefetcher(batches, work, device) if prefetch else (work(x) for x in batches)
         for step, (x, v1, v2, _info) in enumerate(views):
             gstep = epoch * steps_per_epoch + step
             lr = lr_at(gstep, total_steps, opt_cfg["lr"], warmup_steps, opt_cfg["schedule"])
