@@ -96,7 +96,7 @@ def _print_tables(name: str, uri: str, run_dir: Path, fmt: str) -> None:
     out_dir = run_dir / "tables"
     for stem, table in tables.items():
         paths = table.save(out_dir, stem)
-        text = {"md": table.markdown, "latex": table.latex, "csv": lambda: paths["csv"].read_text()}[fmt]()
+        text = table.latex() if fmt == "latex" else paths["csv"].read_text() if fmt == "csv" else table.markdown()
         typer.echo(text)  # plain: a table must survive copy-paste and redirection
         typer.echo(f"(written to {paths['md']}, .csv, .tex)")
 

@@ -7,7 +7,6 @@ trained (visibly, as its own MLflow run). Style banks (P's embeddings of a style
 dataset) are computed once per (stylizer, dataset) and logged on the stylizer's run."""
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
