@@ -94,14 +94,12 @@ def train_loop(loop_cfg: dict[str, Any]) -> None:
 
 def stylizer_loop(loop_cfg: dict[str, Any]) -> None:
     """Train a style-transfer network once; rank 0 saves it (one worker is the sensible scale)."""
-    from workloads.data import load_in_memory, open_source
+    from workloads.data.prepare import load_images
     from workloads.stylize.loss_networks import build_loss_network
     cfg = loop_cfg["stylizer"]
     device, _, resume = _setup(loop_cfg)
-    ref, size = cfg["content_data"], cfg["image_size"]
-    content, _ = load_in_memory(open_source(ref["name"], split=ref["split"], image_size=size, root=ref["root"],
-                                            download=ref["download"]), progress=False, cache_dir=loop_cfg["cache_dir"])
-    style = style_pool(cfg["style_data"], size, loop_cfg["cache_dir"])
+    content, _, _ = load_images(cfg["content_data"], cfg["image_size"], loop_cfg["cache_dir"])
+    style = style_pool(cfg["style_data"], cfg["image_size"], loop_cfg["cache_dir"])
     loss_net = build_loss_network(cfg["loss_network"], weights=cfg["loss_weights"],
                                   cache_dir=str(Path(loop_cfg["cache_dir"]) / "weights"))
     callback = RayTrainCallback(loop_cfg)

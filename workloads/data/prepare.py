@@ -10,14 +10,23 @@ import torch
 
 from .memory import load_in_memory
 from .registry import open_source
+from .sources import ImageSource
 from .splits import save_split, stratified_split
+
+
+def load_images(ref: dict[str, Any], image_size: int, cache_dir: str | Path | None,
+                progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, ImageSource]:
+    """A config's dataset reference ({name, split, root, download}) decoded into memory:
+    (uint8 N×3×S×S, labels, the source)."""
+    src = open_source(ref["name"], split=ref["split"], image_size=image_size, root=ref["root"],
+                      download=ref["download"])
+    images, labels = load_in_memory(src, progress=progress, cache_dir=str(cache_dir) if cache_dir else None)
+    return images, labels, src
 
 
 def pretrain_images(cfg: dict[str, Any], cache_dir: str | Path | None, progress: bool = False) -> torch.Tensor:
     """uint8 N×3×S×S of the pretraining split (labels are never used)."""
-    ref, size = cfg["data"]["pretrain"], cfg["data"]["image_size"]
-    src = open_source(ref["name"], split=ref["split"], image_size=size, root=ref["root"], download=ref["download"])
-    images, _ = load_in_memory(src, progress=progress, cache_dir=str(cache_dir) if cache_dir else None)
+    images, _, _ = load_images(cfg["data"]["pretrain"], cfg["data"]["image_size"], cache_dir, progress)
     limit = cfg["data"].get("limit")
     return images[:limit] if limit else images
 
@@ -36,14 +45,8 @@ def probe_splits(target: dict[str, Any], *, test_split: str, val_fraction: float
     """Train/val from the target's training split (stratified, seeded); test from its test split.
 
     The val indices are written to ``<cache_dir>/splits/`` so a run can log exactly what it used."""
-    def load(split: str):
-        src = open_source(target["name"], split=split, image_size=image_size, root=target["root"],
-                          download=target["download"])
-        images, labels = load_in_memory(src, progress=False, cache_dir=str(cache_dir) if cache_dir else None)
-        return src, images, labels
-
-    src, images, labels = load(target["split"])
-    _, test_images, test_labels = load(test_split)
+    images, labels, src = load_images(target, image_size, cache_dir)
+    test_images, test_labels, _ = load_images({**target, "split": test_split}, image_size, cache_dir)
     parts = stratified_split(labels, {"train": 1.0 - val_fraction, "val": val_fraction}, seed=split_seed)
     split_file = None
     if cache_dir is not None:

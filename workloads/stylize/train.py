@@ -114,8 +114,5 @@ def stylizer_arch(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def style_pool(refs: list[dict[str, Any]], size: int, cache_dir: str | None) -> torch.Tensor:
     """All images of the style datasets, uint8 at size×size, concatenated."""
-    from ..data import load_in_memory, open_source
-    pools = [load_in_memory(open_source(r["name"], split=r["split"], image_size=size, root=r["root"],
-                                        download=r["download"]), progress=False, cache_dir=cache_dir)[0]
-             for r in refs]
-    return torch.cat(pools)
+    from ..data.prepare import load_images
+    return torch.cat([load_images(r, size, cache_dir)[0] for r in refs])
