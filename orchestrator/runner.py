@@ -42,6 +42,11 @@ class RunContext:
     def cache_dir(self) -> str:
         return str(Path(self.run_dir) / "cache")
 
+    @property
+    def ray_storage(self) -> Path:
+        """Ray Train runs (and their per-epoch checkpoints), one folder per run name."""
+        return Path(self.run_dir) / "ray" / self.experiment
+
     def cell_dir(self, cell_id: str) -> Path:
         return Path(self.run_dir) / "cells" / self.experiment / cell_id
 
@@ -121,15 +126,28 @@ def _evaluate(cfg: dict[str, Any], backbone_path: str, cache_dir: str, threads: 
     return metrics, str(split_file) if split_file else None
 
 
+def fit_trainer(loop, loop_config: dict[str, Any], ctx: RunContext, *, name: str, num_workers: int) -> None:
+    """One Ray Train run (a cell's pretraining or a stylizer) with the invocation's per-worker
+    resources, retries and storage (checkpoints in ctx.ray_storage / name)."""
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    use_gpu = ctx.gpus_per_worker > 0
+    resources = {"CPU": ctx.cpus_per_worker, **({"GPU": ctx.gpus_per_worker} if use_gpu else {})}
+    TorchTrainer(
+        loop,
+        train_loop_config={**loop_config, "tracking_uri": ctx.tracking_uri, "cache_dir": ctx.cache_dir,
+                           "cpus_per_worker": ctx.cpus_per_worker, "use_gpu": use_gpu},
+        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=resources),
+        run_config=RunConfig(name=name, storage_path=str(ctx.ray_storage),
+                             failure_config=FailureConfig(max_failures=ctx.max_failures))).fit()
+
+
 @ray.remote(num_cpus=0)
 def run_cell(cell: Cell, ctx: RunContext, board, style_inputs: dict[str, str] | None = None,
              upstream_error: str | None = None) -> tuple[str, str, dict[str, float] | str]:
     """Pretrain (Ray Train) → evaluate (Ray task) → record; never raises, so one
     failing cell cannot take the others down. ``upstream_error``: a stage this cell
     depends on (its stylizer) failed, so the cell is recorded as failed with that reason."""
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
     from .train_worker import train_loop
 
     c = tracking.client(ctx.tracking_uri)
@@ -147,23 +165,12 @@ def run_cell(cell: Cell, ctx: RunContext, board, style_inputs: dict[str, str] | 
             p.write_text(yaml.safe_dump({"cell_id": cell.cell_id, "row": cell.row, **cell.config}, sort_keys=False))
             tracking.retry(c.log_artifact, run_id, str(p))
         cell_dir = ctx.cell_dir(cell.cell_id)
-        storage = Path(ctx.run_dir) / "ray" / ctx.experiment
         if ctx.rerun:
-            shutil.rmtree(storage / cell.cell_id, ignore_errors=True)
+            shutil.rmtree(ctx.ray_storage / cell.cell_id, ignore_errors=True)
         backbone_path = cell_dir / "backbone.pt"
-        use_gpu = ctx.gpus_per_worker > 0
-        resources = {"CPU": ctx.cpus_per_worker, **({"GPU": ctx.gpus_per_worker} if use_gpu else {})}
-        trainer = TorchTrainer(
-            train_loop,
-            train_loop_config={"cell": cell.config, "cell_id": cell.cell_id, "run_id": run_id, "board": board,
-                               "epochs": cell.config["optim"]["epochs"], **(style_inputs or {}),
-                               "tracking_uri": ctx.tracking_uri, "cache_dir": ctx.cache_dir,
-                               "backbone_path": str(backbone_path), "cpus_per_worker": ctx.cpus_per_worker,
-                               "use_gpu": use_gpu},
-            scaling_config=ScalingConfig(num_workers=ctx.num_workers, use_gpu=use_gpu, resources_per_worker=resources),
-            run_config=RunConfig(name=cell.cell_id, storage_path=str(storage),
-                                 failure_config=FailureConfig(max_failures=ctx.max_failures)))
-        trainer.fit()
+        fit_trainer(train_loop, {"cell": cell.config, "cell_id": cell.cell_id, "run_id": run_id, "board": board,
+                                 "epochs": cell.config["optim"]["epochs"], "backbone_path": str(backbone_path),
+                                 **(style_inputs or {})}, ctx, name=cell.cell_id, num_workers=ctx.num_workers)
         board.update.remote(cell.cell_id, {"status": "evaluating"})
         metrics, split_file = ray.get(_evaluate.options(
             num_cpus=ctx.cpus_per_worker, num_gpus=ctx.gpus_per_worker).remote(
@@ -180,8 +187,7 @@ def run_cell(cell: Cell, ctx: RunContext, board, style_inputs: dict[str, str] | 
     except Exception as e:  # noqa: BLE001 - any failure is recorded on the cell's run
         reason = _short_error(e)
         try:
-            tracking.set_tags(c, run_id, {tracking.TAG_ERROR: reason})
-            tracking.retry(c.set_terminated, run_id, "FAILED")
+            tracking.mark_failed(c, run_id, reason)
         finally:
             board.update.remote(cell.cell_id, {"status": "failed", "result": reason[:80]})
         return cell.cell_id, "failed", reason

@@ -73,22 +73,14 @@ def _finished_stylizer(c, sid: str):
     return runs[0] if runs else None
 
 
-def _train(cfg: dict[str, Any], sid: str, ctx, board, c, run_id: str, path: Path) -> None:
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+def _train(cfg: dict[str, Any], sid: str, ctx, board, run_id: str, path: Path) -> None:
+    from workloads.stylize.train import CHUNKS
 
+    from .runner import fit_trainer
     from .train_worker import stylizer_loop
-    use_gpu = ctx.gpus_per_worker > 0
-    resources = {"CPU": ctx.cpus_per_worker, **({"GPU": ctx.gpus_per_worker} if use_gpu else {})}
-    trainer = TorchTrainer(
-        stylizer_loop,
-        train_loop_config={"stylizer": cfg, "cell_id": f"stylizer-{sid}", "run_id": run_id, "board": board,
-                           "epochs": 10, "tracking_uri": ctx.tracking_uri, "cache_dir": ctx.cache_dir,
-                           "stylizer_path": str(path), "cpus_per_worker": ctx.cpus_per_worker, "use_gpu": use_gpu},
-        scaling_config=ScalingConfig(num_workers=1, use_gpu=use_gpu, resources_per_worker=resources),
-        run_config=RunConfig(name=f"stylizer-{sid}", storage_path=str(Path(ctx.run_dir) / "ray" / ctx.experiment),
-                             failure_config=FailureConfig(max_failures=ctx.max_failures)))
-    trainer.fit()
+    fit_trainer(stylizer_loop, {"stylizer": cfg, "cell_id": f"stylizer-{sid}", "run_id": run_id, "board": board,
+                                "epochs": CHUNKS, "stylizer_path": str(path)},
+                ctx, name=f"stylizer-{sid}", num_workers=1)  # one worker is the sensible scale
 
 
 @ray.remote(num_cpus=1)
@@ -147,12 +139,11 @@ def _stylizer(cfg, sid, ctx, board, c, run_dir: Path) -> StylizerInputs:
     path = run_dir / "stylizers" / sid / "stylizer.pt"
     board.update.remote(f"stylizer-{sid}", {**label, "status": "starting"})
     try:
-        _train(cfg, sid, ctx, board, c, run_id, path)
+        _train(cfg, sid, ctx, board, run_id, path)
     except Exception as e:
         from .runner import _short_error
         reason = _short_error(e)
-        tracking.set_tags(c, run_id, {tracking.TAG_ERROR: reason})
-        tracking.retry(c.set_terminated, run_id, "FAILED")
+        tracking.mark_failed(c, run_id, reason)
         board.update.remote(f"stylizer-{sid}", {"status": "failed", "result": reason[:80]})
         raise RuntimeError(f"stylizer {sid} failed: {reason}") from None
     tracking.retry(c.set_terminated, run_id, "FINISHED")

@@ -73,6 +73,12 @@ def set_tags(c: MlflowClient, run_id: str, tags: dict[str, Any]) -> None:
     retry(c.log_batch, run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
 
 
+def mark_failed(c: MlflowClient, run_id: str, reason: str) -> None:
+    """FAILED, with the reason where tables and the UI show it."""
+    set_tags(c, run_id, {TAG_ERROR: reason})
+    retry(c.set_terminated, run_id, "FAILED")
+
+
 def finished_cell_runs(c: MlflowClient, experiment_id: str) -> dict[str, str]:
     """cell_id -> run_id of the newest FINISHED cell run."""
     runs = c.search_runs([experiment_id], filter_string=f"tags.`{TAG_ROLE}` = 'cell' and attributes.status = 'FINISHED'",
