@@ -65,17 +65,43 @@ def validate(path: Path, profile: Optional[str] = ProfileOpt, set_: list[str] = 
 
 
 @app.command()
-def run(path: Path, profile: Optional[str] = ProfileOpt, set_: list[str] = SetOpt,
+def run(path: Optional[Path] = typer.Argument(None, help="Experiment YAML (omit with --from-search)."),
+        profile: Optional[str] = ProfileOpt, set_: list[str] = SetOpt,
         address: Optional[str] = typer.Option(None, help="Join a Ray cluster ('auto', 'ray://host:10001'); "
                                               "default: cluster.address of the YAML, else start a local one."),
-        rerun: bool = typer.Option(False, help="Run cells again even if MLflow has them finished.")) -> None:
-    """Run every cell of an experiment on Ray, log to MLflow, print its table."""
-    exp = _load(path, profile, set_)
+        rerun: bool = typer.Option(False, help="Run cells again even if MLflow has them finished."),
+        from_search: Optional[str] = typer.Option(None, help="Run the best configuration of this MLflow search "
+                                                  "run (with the YAML's seeds, or --seeds)."),
+        seeds: Optional[str] = typer.Option(None, help="Seeds for --from-search, e.g. 0,1,2."),
+        tracking_uri: Optional[str] = typer.Option(None, help="MLflow store of --from-search (default: "
+                                                   "$MLFLOW_TRACKING_URI, else sqlite:///runs/mlflow.db)")) -> None:
+    """Run every cell of an experiment (or its search) on Ray, log to MLflow, print its tables."""
+    if from_search:
+        exp = _load_best(from_search, seeds, tracking_uri, set_)
+    elif path is None:
+        _fail("give an experiment file, or --from-search <search run id>")
+    else:
+        exp = _load(path, profile, set_)
+    label = path or f"search {from_search}"
+    if exp.config.search is not None:
+        from .search import run_search
+        try:
+            result = run_search(exp, address=address, console=console)
+        except ConfigError as e:
+            _fail(f"{label}: {e}")
+        console.print(f"search run {result.search_run_id}: {result.trials} trials ({result.stopped_early} stopped "
+                      f"early by ASHA, {len(result.failed)} failed) in {result.seconds:.0f} s; best "
+                      f"{exp.config.search.metric} {result.best_value:.2f} with "
+                      + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                  for k, v in result.best_params.items()))
+        console.print(f"re-run the best configuration with seeds: sassl run --from-search {result.search_run_id}")
+        _print_tables(exp.name, result.tracking_uri, Path(exp.config.tracking.run_dir), "md")
+        return
     from .runner import run_experiment
     try:
         summary = run_experiment(exp, address=address, rerun=rerun, console=console)
     except ConfigError as e:
-        _fail(f"{path}: {e}")
+        _fail(f"{label}: {e}")
     console.print(f"{len(summary.finished)} finished, {len(summary.skipped)} skipped (already finished), "
                   f"{len(summary.failed)} failed in {summary.seconds:.0f} s; MLflow parent run "
                   f"{summary.parent_run_id} in {summary.tracking_uri}")
@@ -84,6 +110,21 @@ def run(path: Path, profile: Optional[str] = ProfileOpt, set_: list[str] = SetOp
     _print_tables(exp.name, summary.tracking_uri, Path(exp.config.tracking.run_dir), "md")
     if summary.failed:
         raise typer.Exit(1)
+
+
+def _load_best(search_run: str, seeds: Optional[str], uri: Optional[str], sets: list[str]) -> Experiment:
+    from . import tracking
+    from .experiment import build_experiment
+    from .search import best_experiment
+    uri = tracking.resolve_tracking_uri(uri, Path(os.environ.get("SASSL_RUN_DIR", "runs")))
+    try:
+        seed_list = [int(s) for s in seeds.split(",")] if seeds else None
+    except ValueError:
+        _fail(f"--seeds {seeds!r}: expected comma-separated integers, e.g. 0,1,2")
+    try:
+        return build_experiment(best_experiment(uri, search_run, seed_list), None, _parse_sets(sets))
+    except ConfigError as e:
+        _fail(str(e))
 
 
 def _print_tables(name: str, uri: str, run_dir: Path, fmt: str) -> None:
@@ -99,6 +140,25 @@ def _print_tables(name: str, uri: str, run_dir: Path, fmt: str) -> None:
         text = table.latex() if fmt == "latex" else paths["csv"].read_text() if fmt == "csv" else table.markdown()
         typer.echo(text)  # plain: a table must survive copy-paste and redirection
         typer.echo(f"(written to {paths['md']}, .csv, .tex)")
+    _plots(name, uri, out_dir)
+
+
+def _plots(name: str, uri: str, out_dir: Path) -> None:
+    """Plots next to the tables, also logged on the experiment's newest parent run."""
+    from results.plots import build_plots
+
+    from . import tracking
+    plots = build_plots(name, uri, out_dir)
+    if not plots:
+        return
+    c = tracking.client(uri)
+    exp = c.get_experiment_by_name(name)
+    parents = c.search_runs([exp.experiment_id], f"tags.`{tracking.TAG_ROLE}` IN ('experiment', 'search')",
+                            order_by=["attributes.start_time DESC"], max_results=1)
+    for p in plots:
+        if parents:
+            tracking.retry(c.log_artifact, parents[0].info.run_id, str(p), "plots")
+        typer.echo(f"(plot: {p})")
 
 
 @app.command()

@@ -192,11 +192,34 @@ class Optim(Strict):
     batch_size: int = Field(256, ge=2)
 
 
-class LinearProbe(Strict):
-    target: DatasetRef = DatasetRef(name="cifar10-kit", split="train")
+class Target(Strict):
+    """A downstream dataset every pretrained backbone is evaluated on. Validation (for every
+    hyperparameter choice) is ``val_split`` if the dataset has one, else carved from ``data``'s
+    split; the test split is read only for the final numbers."""
+    key: str = Field(pattern=r"^[a-z0-9_]+$")   # metric names: linear/<key>/top1
+    label: str | None = None                     # table header (default: key)
+    data: DatasetRef = DatasetRef(name="cifar10-kit", split="train")
     test_split: str = "test"
-    val_fraction: float = Field(0.1, gt=0, lt=1)  # carved from the target's train split
+    val_split: str | None = None                 # e.g. dtd-kit's own 'val'; None = carve from train
+    val_fraction: float = Field(0.1, gt=0, lt=1)
     split_seed: int = 0
+    # class-balanced share of the labels used (train and val alike): 0.01 = the "1 %" targets
+    label_fraction: float = Field(1.0, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _default_label(self) -> "Target":
+        if self.label is None:
+            self.label = self.key
+        return self
+
+
+def _positive(values: list[float], name: str) -> None:
+    if any(v <= 0 for v in values):
+        raise ValueError(f"{name}: every learning rate must be > 0")
+
+
+class LinearProbe(Strict):
+    """SGD + Nesterov, cosine, no weight decay, on frozen features (SASSL A.4)."""
     lrs: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0], min_length=1)
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(256, ge=1)
@@ -205,13 +228,99 @@ class LinearProbe(Strict):
 
     @model_validator(mode="after")
     def _positive_lrs(self) -> "LinearProbe":
-        if any(lr <= 0 for lr in self.lrs):
-            raise ValueError("lrs: every learning rate must be > 0")
+        _positive(self.lrs, "lrs")
+        return self
+
+
+class FineTune(Strict):
+    """The whole backbone + a linear head; same optimiser family as the probe, no augmentation."""
+    enabled: bool = False
+    lrs: list[float] = Field(default_factory=lambda: [0.01, 0.1], min_length=1)
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=2)
+    momentum: float = Field(0.9, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _positive_lrs(self) -> "FineTune":
+        _positive(self.lrs, "lrs")
+        return self
+
+
+class FewShot(Strict):
+    """k-shot nearest-class-mean on frozen features (SASSL A.6); empty ``shots`` = off."""
+    shots: list[int] = Field(default_factory=list)
+    episodes: int = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _positive_shots(self) -> "FewShot":
+        if any(k < 1 for k in self.shots):
+            raise ValueError("shots: every k must be >= 1")
         return self
 
 
 class Evaluation(Strict):
+    targets: list[Target] = Field(default_factory=lambda: [Target(key="cifar10", label="CIFAR-10")], min_length=1)
     linear_probe: LinearProbe = LinearProbe()
+    fine_tune: FineTune = FineTune()
+    few_shot: FewShot = FewShot()
+
+    @model_validator(mode="after")
+    def _unique_keys(self) -> "Evaluation":
+        keys = [t.key for t in self.targets]
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        if dup:
+            raise ValueError(f"targets: duplicate target keys {dup}")
+        return self
+
+
+class SearchParam(Strict):
+    """One dimension of a search space. ``int``/``uniform``/``loguniform`` take low < high;
+    ``categorical`` takes values."""
+    type: Literal["uniform", "loguniform", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    values: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "SearchParam":
+        if self.type == "categorical":
+            if not self.values:
+                raise ValueError("values: a categorical space needs at least one value")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"low: a {self.type} space needs low and high")
+        if self.low > self.high:
+            raise ValueError(f"low: {self.low} is greater than high {self.high} (inverted range)")
+        if self.low == self.high:
+            raise ValueError(f"low: equals high ({self.low}): the range is empty")
+        if self.type == "loguniform" and self.low <= 0:
+            raise ValueError("low: a loguniform space needs low > 0")
+        if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
+            raise ValueError("low: an int space needs whole-number bounds")
+        return self
+
+
+class Monitor(Strict):
+    """The search objective: after every pretraining epoch, a linear probe fit on a class-balanced
+    subset of the first target's training split and scored on its validation split (carved from
+    training data as for the final evaluation; the test split is never read)."""
+    train_size: int = Field(2000, ge=10)
+    lr: float = Field(0.1, gt=0)
+    epochs: int = Field(20, ge=1)
+
+
+class Search(Strict):
+    """A Ray Tune study (Optuna TPE, seeded; ASHA early stopping on the per-epoch objective) over
+    dotted config paths; ``…alpha.0`` / ``…alpha.1`` are the low / high bound of a range."""
+    space: dict[str, SearchParam] = Field(min_length=1)
+    num_samples: int = Field(8, ge=1)
+    metric: Literal["val_top1"] = "val_top1"
+    mode: Literal["max", "min"] = "max"
+    max_concurrent: int | None = Field(None, ge=1)   # default: as many trials as the cluster fits
+    seed: int = 0
+    grace_period: int = Field(1, ge=1)               # ASHA: epochs before a trial may be stopped
+    reduction_factor: float = Field(2.0, gt=1)
+    monitor: Monitor = Monitor()
 
 
 class CellConfig(Strict):
@@ -256,11 +365,14 @@ class ExperimentConfig(CellConfig):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     grid: Grid = Grid()
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)  # name -> dotted overrides
+    search: Search | None = None  # turns the (single-configuration) experiment into a Tune study
 
     @model_validator(mode="after")
     def _unique_seeds(self) -> "ExperimentConfig":
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds: duplicate seeds")
+        if self.search is not None and (self.grid.variants or self.grid.axes):
+            raise ValueError("search: a search explores one configuration; remove the grid (or the search)")
         return self
 
 

@@ -30,6 +30,9 @@ class Cell:
     seed: int
     overrides: dict[str, Any]
     config: dict[str, Any] = field(repr=False)
+    # hash of everything but the evaluation: cells that differ only in their targets share
+    # one pretrained backbone (the DAG's pretraining node)
+    pretrain_id: str = ""
 
 
 @dataclass
@@ -161,7 +164,31 @@ def build_experiment(raw: dict[str, Any], profile: str | None = None,
     if overrides:
         data = apply_overrides(data, overrides, "--set")
     base = validate(data, ExperimentConfig)
-    return Experiment(None, profile, base, expand_cells(base))
+    cells = expand_cells(base)
+    if base.search is not None:
+        check_search_space(base, cells[0])
+    return Experiment(None, profile, base, cells)
+
+
+def check_search_space(exp: ExperimentConfig, cell: Cell) -> None:
+    """Every searched path must name a field, and its bounds must be valid values there."""
+    for path, space in exp.search.space.items():
+        samples = space.values if space.type == "categorical" else [space.low, space.high]
+        for value in samples:
+            if space.type == "int":
+                value = int(value)
+            sets = {path: value}
+            head, _, last = path.rpartition(".")
+            sibling = f"{head}.{1 - int(last)}" if last in ("0", "1") else None
+            if sibling in exp.search.space:  # both bounds of a range searched: test [v, v]
+                sets[sibling] = value
+            cfg = apply_overrides(cell.config if "stylizer" in cell.config else
+                                  {**cell.config, "stylizer": exp.stylizer.model_dump(mode="json")},
+                                  sets, "search.space")
+            try:
+                CellConfig.model_validate(cfg)
+            except ValidationError as e:
+                raise ConfigError(format_validation_error(e, CellConfig, f"search.space.{path} = {value!r}:")) from None
 
 
 def validate(data: dict[str, Any], model: type, prefix: str = ""):
@@ -172,21 +199,25 @@ def validate(data: dict[str, Any], model: type, prefix: str = ""):
 
 
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], where: str) -> dict[str, Any]:
-    """Set dotted paths (``optim.lr: 0.1``); a path that names no existing field is an error."""
+    """Set dotted paths (``optim.lr: 0.1``; ``augmentation.style.alpha.0`` is an item of a
+    range); a path that names no existing field is an error."""
     data = copy.deepcopy(data)
     for dotted, value in overrides.items():
         node, parts = data, dotted.split(".")
         for i, part in enumerate(parts):
-            if not isinstance(node, dict) or part not in node:
+            key: Any = part
+            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                key = int(part)
+            elif not isinstance(node, dict) or part not in node:
                 here = ".".join(parts[:i]) or "the top level"
                 allowed = sorted(node) if isinstance(node, dict) else []
                 close = difflib.get_close_matches(part, allowed, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ConfigError(f"{where}.{dotted}: {here} has no field {part!r}{hint}")
             if i == len(parts) - 1:
-                node[part] = value
+                node[key] = value
             else:
-                node = node[part]
+                node = node[key]
     return data
 
 
@@ -194,6 +225,10 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], where: str)
 def cell_hash(config: dict[str, Any]) -> str:
     blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def pretrain_hash(config: dict[str, Any]) -> str:
+    return cell_hash({k: v for k, v in config.items() if k != "evaluation"})
 
 
 def expand_cells(exp: ExperimentConfig) -> list[Cell]:
@@ -222,7 +257,7 @@ def expand_cells(exp: ExperimentConfig) -> list[Cell]:
             raise ConfigError(f"grid: cells '{seen[cid]}' and '{row}' (seed {seed}) resolve to the same "
                               "configuration; remove the duplicate")
         seen[cid] = f"{row}' (seed {seed}"
-        cells.append(Cell(cid, row, seed, overrides, resolved))
+        cells.append(Cell(cid, row, seed, overrides, resolved, pretrain_hash(resolved)))
     return cells
 
 

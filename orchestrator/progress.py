@@ -55,13 +55,14 @@ class LiveProgress:
 
     def refresh(self) -> dict[str, dict[str, Any]]:
         rows = ray.get(self.board.snapshot.remote())
-        self.live.update(render(rows, self.order, self.title))
+        order = self.order + [k for k in rows if k not in self.order]  # rows that appear later (trials)
+        self.live.update(render(rows, order, self.title))
         if not self.console.is_terminal:
             self._log_changes(rows)
         return rows
 
     def _log_changes(self, rows: dict[str, dict[str, Any]]) -> None:
-        for cid in self.order:
+        for cid in self.order + [k for k in rows if k not in self.order]:
             r = rows.get(cid, {})
             key = (r.get("status"), r.get("epoch"))
             if not r or self.printed.get(cid) == key:

@@ -2,7 +2,9 @@
 evaluation, as many cells at once as the cluster's CPUs/GPUs allow."""
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +22,7 @@ from rich.console import Console
 from workloads.data import DatasetError, open_source
 
 from . import stylizer_stage, tracking
-from .experiment import Cell, ConfigError, Experiment, flatten
+from .experiment import Cell, ConfigError, Experiment, cell_hash, flatten
 from .progress import LiveProgress, ProgressBoard
 
 
@@ -47,9 +49,6 @@ class RunContext:
         """Ray Train runs (and their per-epoch checkpoints), one folder per run name."""
         return Path(self.run_dir) / "ray" / self.experiment
 
-    def cell_dir(self, cell_id: str) -> Path:
-        return Path(self.run_dir) / "cells" / self.experiment / cell_id
-
 
 @dataclass
 class RunSummary:
@@ -63,11 +62,14 @@ class RunSummary:
 
 def _dataset_refs(c: dict[str, Any]) -> list[tuple[str, dict[str, Any], int]]:
     """(YAML path, dataset ref, image size) of every dataset a cell reads."""
-    probe = c["evaluation"]["linear_probe"]
     size = c["data"]["image_size"]
-    refs = [("data.pretrain", c["data"]["pretrain"], size),
-            ("evaluation.linear_probe.target", probe["target"], size),
-            ("evaluation.linear_probe.test_split", {**probe["target"], "split": probe["test_split"]}, size)]
+    refs = [("data.pretrain", c["data"]["pretrain"], size)]
+    for i, t in enumerate(c["evaluation"]["targets"]):
+        where = f"evaluation.targets[{i}] ({t['key']})"
+        refs += [(f"{where}.data", t["data"], size),
+                 (f"{where}.test_split", {**t["data"], "split": t["test_split"]}, size)]
+        if t["val_split"]:
+            refs.append((f"{where}.val_split", {**t["data"], "split": t["val_split"]}, size))
     style = c["augmentation"]["style"]
     if style["enabled"]:
         st = c["stylizer"]
@@ -117,16 +119,58 @@ def _short_error(e: BaseException) -> str:
 
 
 @ray.remote(num_cpus=0)
-def _evaluate(cfg: dict[str, Any], backbone_path: str, cache_dir: str, threads: int):
-    from workloads.evaluation.linear_eval import evaluate_linear_probe
+def _evaluate_target(cfg: dict[str, Any], target: dict[str, Any], backbone_path: str, cache_dir: str,
+                     threads: int, cache_file: str, board=None, cell_id: str = ""):
+    """One evaluation node of the DAG: (pretrained backbone, target) → metrics, cached on disk
+    so a re-run after a failure elsewhere redoes only what is missing."""
+    if Path(cache_file).is_file():
+        saved = json.loads(Path(cache_file).read_text())
+        return saved["metrics"], saved["split_file"]
+    from workloads.evaluation.evaluate import evaluate_target
     torch.set_num_threads(max(1, threads))
     device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
     state = torch.load(backbone_path, map_location="cpu", weights_only=True)
-    metrics, split_file = evaluate_linear_probe(cfg, state, cache_dir=cache_dir, device=device)
-    return metrics, str(split_file) if split_file else None
+
+    def progress(msg: str) -> None:
+        if board is not None:
+            board.update.remote(cell_id, {"status": "evaluating", "result": msg})
+    metrics, split_file = evaluate_target(cfg, target, state, cache_dir=cache_dir, device=device, progress=progress)
+    out = {"metrics": metrics, "split_file": str(split_file) if split_file else None}
+    Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(f"{cache_file}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(out))
+    os.replace(tmp, cache_file)
+    return out["metrics"], out["split_file"]
 
 
-def fit_trainer(loop, loop_config: dict[str, Any], ctx: RunContext, *, name: str, num_workers: int) -> None:
+def _eval_cache_file(ctx: RunContext, cell: Cell, target: dict[str, Any]) -> str:
+    ev = {k: v for k, v in cell.config["evaluation"].items() if k != "targets"}
+    return str(Path(ctx.cache_dir) / "evaluations" / f"{cell.pretrain_id}-{cell_hash({'target': target, **ev})}.json")
+
+
+def evaluate_cell(cell: Cell, ctx: RunContext, backbone_path: Path, board) -> tuple[dict[str, float], list[str]]:
+    """Every target of a cell in parallel, each a Ray task with one worker's resources."""
+    targets = cell.config["evaluation"]["targets"]
+    refs = [_evaluate_target.options(num_cpus=ctx.cpus_per_worker, num_gpus=ctx.gpus_per_worker).remote(
+        cell.config, t, str(backbone_path), ctx.cache_dir, max(1, int(ctx.cpus_per_worker)),
+        _eval_cache_file(ctx, cell, t), board, cell.cell_id) for t in targets]
+    metrics: dict[str, float] = {}
+    split_files = []
+    for metrics_t, split_file in ray.get(refs):
+        metrics.update(metrics_t)
+        if split_file:
+            split_files.append(split_file)
+    return metrics, split_files
+
+
+def backbone_file(ctx: RunContext, cell: Cell) -> Path:
+    """Pretrained backbones are shared store-wide by pretraining hash (the DAG's dedup):
+    a cell that differs from another only in its evaluation reuses its backbone."""
+    return Path(ctx.run_dir) / "backbones" / cell.pretrain_id / "backbone.pt"
+
+
+def fit_trainer(loop, loop_config: dict[str, Any], ctx: RunContext, *, name: str, num_workers: int,
+                callbacks: list | None = None) -> None:
     """One Ray Train run (a cell's pretraining or a stylizer) with the invocation's per-worker
     resources, retries and storage (checkpoints in ctx.ray_storage / name)."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
@@ -138,7 +182,7 @@ def fit_trainer(loop, loop_config: dict[str, Any], ctx: RunContext, *, name: str
         train_loop_config={**loop_config, "tracking_uri": ctx.tracking_uri, "cache_dir": ctx.cache_dir,
                            "cpus_per_worker": ctx.cpus_per_worker, "use_gpu": use_gpu},
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=resources),
-        run_config=RunConfig(name=name, storage_path=str(ctx.ray_storage),
+        run_config=RunConfig(name=name, storage_path=str(ctx.ray_storage), callbacks=callbacks,
                              failure_config=FailureConfig(max_failures=ctx.max_failures))).fit()
 
 
@@ -158,30 +202,35 @@ def run_cell(cell: Cell, ctx: RunContext, board, style_inputs: dict[str, str] | 
     board.update.remote(cell.cell_id, {"status": "starting", "run_id": run_id})
     try:
         tracking.log_params(c, run_id, {**flatten(cell.config), "cluster.num_workers": ctx.num_workers})
+        tracking.set_tags(c, run_id, {tracking.TAG_TARGETS: json.dumps(
+            [[t["key"], t["label"]] for t in cell.config["evaluation"]["targets"]]), tracking.TAG_PRETRAIN: cell.pretrain_id})
         if upstream_error:
             raise RuntimeError(upstream_error)
         with tempfile.TemporaryDirectory() as tmp:
             p = Path(tmp) / "cell_config.yaml"
             p.write_text(yaml.safe_dump({"cell_id": cell.cell_id, "row": cell.row, **cell.config}, sort_keys=False))
             tracking.retry(c.log_artifact, run_id, str(p))
-        cell_dir = ctx.cell_dir(cell.cell_id)
+        backbone_path = backbone_file(ctx, cell)
         if ctx.rerun:
-            shutil.rmtree(ctx.ray_storage / cell.cell_id, ignore_errors=True)
-        backbone_path = cell_dir / "backbone.pt"
-        fit_trainer(train_loop, {"cell": cell.config, "cell_id": cell.cell_id, "run_id": run_id, "board": board,
-                                 "epochs": cell.config["optim"]["epochs"], "backbone_path": str(backbone_path),
-                                 **(style_inputs or {})}, ctx, name=cell.cell_id, num_workers=ctx.num_workers)
+            shutil.rmtree(ctx.ray_storage / cell.pretrain_id, ignore_errors=True)
+            backbone_path.unlink(missing_ok=True)
+        if backbone_path.is_file():
+            tracking.set_tags(c, run_id, {tracking.TAG_BACKBONE_REUSED: str(backbone_path)})
+            tracking.retry(c.log_artifact, run_id, str(backbone_path), "model")
+        else:
+            fit_trainer(train_loop, {"cell": cell.config, "cell_id": cell.cell_id, "run_id": run_id, "board": board,
+                                     "epochs": cell.config["optim"]["epochs"], "backbone_path": str(backbone_path),
+                                     **(style_inputs or {})}, ctx, name=cell.pretrain_id, num_workers=ctx.num_workers)
         board.update.remote(cell.cell_id, {"status": "evaluating"})
-        metrics, split_file = ray.get(_evaluate.options(
-            num_cpus=ctx.cpus_per_worker, num_gpus=ctx.gpus_per_worker).remote(
-            cell.config, str(backbone_path), ctx.cache_dir, max(1, int(ctx.cpus_per_worker))))
+        metrics, split_files = evaluate_cell(cell, ctx, backbone_path, board)
         tracking.log_metrics(c, run_id, metrics)
-        if split_file:
+        for split_file in split_files:
             tracking.retry(c.log_artifact, run_id, split_file, "splits")
         tracking.retry(c.set_terminated, run_id, "FINISHED")
-        result = f"top-1 {metrics['probe_top1']:.1f}"
-        if "random_init_probe_top1" in metrics:
-            result += f" (random init {metrics['random_init_probe_top1']:.1f})"
+        first = cell.config["evaluation"]["targets"][0]["key"]
+        result = f"{first} top-1 {metrics[f'linear/{first}/top1']:.1f}"
+        if f"random_init/linear/{first}/top1" in metrics:
+            result += f" (random init {metrics[f'random_init/linear/{first}/top1']:.1f})"
         board.update.remote(cell.cell_id, {"status": "finished", "result": result})
         return cell.cell_id, "finished", metrics
     except Exception as e:  # noqa: BLE001 - any failure is recorded on the cell's run
@@ -196,11 +245,13 @@ def run_cell(cell: Cell, ctx: RunContext, board, style_inputs: dict[str, str] | 
 def connect(address: str | None, local_num_cpus: int | None) -> None:
     if ray.is_initialized():
         return
-    kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    kwargs: dict[str, Any] = dict(log_to_driver=False, logging_level="ERROR")
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=local_num_cpus, **kwargs)
+        # the dashboard serves the state API, which Ray Train's placement-group cleaner needs to
+        # free the CPUs of a run whose controller was killed (a trial stopped early by ASHA)
+        ray.init(num_cpus=local_num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", **kwargs)
 
 
 def cell_slots(exp: Experiment) -> int:
@@ -256,9 +307,10 @@ def _style_inputs(cell: Cell, stylizers: dict) -> dict[str, str] | None:
     return inputs
 
 
-def run_experiment(exp: Experiment, *, address: str | None = None, rerun: bool = False,
-                   console: Console | None = None) -> RunSummary:
-    console = console or Console()
+def start_invocation(exp: Experiment, *, address: str | None, rerun: bool, role: str,
+                     tags: dict[str, Any] | None = None):
+    """Check inputs, open the MLflow store, join/start Ray and create the invocation's parent
+    run. Returns (client, RunContext, finished cell runs by cell id)."""
     cfg = exp.config
     check_inputs(exp)
     run_dir = Path(cfg.tracking.run_dir).resolve()
@@ -266,18 +318,26 @@ def run_experiment(exp: Experiment, *, address: str | None = None, rerun: bool =
     c = tracking.client(uri)
     exp_id = tracking.get_or_create_experiment(c, cfg.name, run_dir / "artifacts" if uri.startswith("sqlite") else None)
     done = {} if rerun else tracking.finished_cell_runs(c, exp_id)
-
     connect(address or cfg.cluster.address, cfg.cluster.local_num_cpus)
     slots = cell_slots(exp)
     parent = tracking.retry(c.create_run, exp_id, run_name=f"{cfg.name} {time.strftime('%Y-%m-%d %H:%M:%S')}", tags={
-        tracking.TAG_ROLE: "experiment", tracking.TAG_PROFILE: exp.profile or "default"})
-    summary = RunSummary(parent.info.run_id, uri)
+        tracking.TAG_ROLE: role, tracking.TAG_PROFILE: exp.profile or "default", **(tags or {})})
     tracking.log_params(c, parent.info.run_id, {"experiment_file": str(exp.path), "cells": len(exp.cells),
                                                 "profile": exp.profile or "default", "cell_slots": slots})
     if exp.path:
         tracking.retry(c.log_artifact, parent.info.run_id, str(exp.path))
     ctx = RunContext(cfg.name, exp_id, parent.info.run_id, uri, str(run_dir), cfg.cluster.num_workers,
                      cfg.cluster.cpus_per_worker, cfg.cluster.gpus_per_worker, cfg.cluster.max_failures, rerun)
+    return c, ctx, done, slots
+
+
+def run_experiment(exp: Experiment, *, address: str | None = None, rerun: bool = False,
+                   console: Console | None = None) -> RunSummary:
+    console = console or Console()
+    cfg = exp.config
+    c, ctx, done, slots = start_invocation(exp, address=address, rerun=rerun, role="experiment")
+    summary = RunSummary(ctx.parent_run_id, ctx.tracking_uri)
+    uri = ctx.tracking_uri
 
     board = ProgressBoard.remote()
     todo = [cell for cell in exp.cells if cell.cell_id not in done]
@@ -321,8 +381,8 @@ def run_experiment(exp: Experiment, *, address: str | None = None, rerun: bool =
         if "stage" in locals():
             stage.close()
         summary.seconds = time.perf_counter() - t0
-        tracking.log_metrics(c, parent.info.run_id, {"wall_seconds": summary.seconds,
-                                                     "cells_failed": len(summary.failed),
-                                                     "cells_finished": len(summary.finished)})
-        tracking.retry(c.set_terminated, parent.info.run_id, "FAILED" if summary.failed or pending else "FINISHED")
+        tracking.log_metrics(c, ctx.parent_run_id, {"wall_seconds": summary.seconds,
+                                                    "cells_failed": len(summary.failed),
+                                                    "cells_finished": len(summary.finished)})
+        tracking.retry(c.set_terminated, ctx.parent_run_id, "FAILED" if summary.failed or pending else "FINISHED")
     return summary

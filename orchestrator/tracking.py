@@ -20,6 +20,9 @@ TAG_SEED = "sassl.seed"
 TAG_PROFILE = "sassl.profile"
 TAG_ERROR = "sassl.error"
 TAG_PARENT = "mlflow.parentRunId"
+TAG_TARGETS = "sassl.targets"      # JSON [[key, label], ...] of the cell's evaluation targets
+TAG_PRETRAIN = "sassl.pretrain_id" # hash of the pretraining config (shared backbone)
+TAG_BACKBONE_REUSED = "sassl.backbone_reused"  # the backbone file a cell reused instead of training
 BATCH = 100
 
 
@@ -87,3 +90,12 @@ def finished_cell_runs(c: MlflowClient, experiment_id: str) -> dict[str, str]:
     for r in runs:
         out.setdefault(r.data.tags.get(TAG_CELL, ""), r.info.run_id)
     return out
+
+
+# search bookkeeping (read by results/)
+TAG_SEARCH_METRIC = "sassl.search_metric"  # search parent: the metric optimised
+TAG_SEARCH_MODE = "sassl.search_mode"      # search parent: "max" or "min"
+TAG_SEARCH_SPACE = "sassl.search_space"    # search parent: JSON {dotted path: {type, low, high | values}}
+TAG_SEARCH_ID = "sassl.search_id"          # trial: run id of its search parent
+TAG_TRIAL_ID = "sassl.trial_id"
+TAG_STOPPED_EARLY = "sassl.stopped_early"  # trial: "true" when the scheduler stopped it

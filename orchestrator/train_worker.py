@@ -30,6 +30,7 @@ class RayTrainCallback(Callback):
         self.board = loop_cfg.get("board")
         self.epochs = loop_cfg["epochs"]
         self.run_id = loop_cfg["run_id"]
+        self.objective = loop_cfg.get("objective_key")  # a search trial: also log it as 'objective'
         self.mlflow = tracking.client(loop_cfg["tracking_uri"]) if self.rank == 0 else None
 
     def on_progress(self, stage, epoch, step, steps, metrics):
@@ -41,7 +42,10 @@ class RayTrainCallback(Callback):
         checkpoint = None
         with tempfile.TemporaryDirectory() as tmp:
             if self.rank == 0:
-                tracking.log_metrics(self.mlflow, self.run_id, {f"{stage}/{k}": v for k, v in metrics.items()}, epoch)
+                logged = {f"{stage}/{k}": v for k, v in metrics.items()}
+                if self.objective in metrics:
+                    logged["objective"] = metrics[self.objective]
+                tracking.log_metrics(self.mlflow, self.run_id, logged, epoch)
                 torch.save(state(), os.path.join(tmp, CHECKPOINT_FILE))
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             # every rank must call report (it is a collective); only rank 0 carries the state
@@ -82,9 +86,15 @@ def train_loop(loop_cfg: dict[str, Any]) -> None:
                 model, device_ids=[device.index] if use_gpu else None)
         return model
 
+    monitor = None
+    if loop_cfg.get("monitor"):
+        from workloads.evaluation.monitor import ValidationMonitor
+        m = loop_cfg["monitor"]
+        monitor = ValidationMonitor(cfg, cfg["evaluation"]["targets"][0], train_size=m["train_size"], lr=m["lr"],
+                                    epochs=m["epochs"], cache_dir=loop_cfg["cache_dir"], device=device)
     callback = RayTrainCallback(loop_cfg)
     model = pretrain(cfg, images, callback=callback, device=device, resume=resume, wrap_model=wrap,
-                     stylizer=stylizer, style_bank=bank)
+                     stylizer=stylizer, style_bank=bank, monitor=monitor)
     if ray.train.get_context().get_world_rank() == 0:
         out = Path(loop_cfg["backbone_path"])
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,15 +1,37 @@
 """Tables and plots rebuilt from MLflow alone."""
 from __future__ import annotations
 
-from .collect import NoRunsError, cell_runs
+from .collect import NoRunsError, Search, cell_runs, search_runs
+from .search import SearchSummary, search_stems, search_table, summarize
 from .tables import PROBE_COLUMNS, Table, summary_table
+from .transfer import fewshot_table, needs_transfer_table, shots, targets, transfer_table
 
 
 def build_tables(experiment: str, tracking_uri: str) -> dict[str, Table]:
-    """Every table of an experiment, keyed by file stem."""
-    cells = cell_runs(tracking_uri, experiment)
-    title = f"{experiment}: linear probe on frozen features (mean ± std over seeds)"
-    return {experiment: summary_table(cells, PROBE_COLUMNS, title)}
+    """Every table the experiment's runs support, keyed by file stem: <experiment> (one target,
+    linear probe only) or <experiment>-transfer, <experiment>-fewshot, <experiment>-search."""
+    cells = cell_runs(tracking_uri, experiment, allow_empty=True)
+    searches, trials = search_runs(tracking_uri, experiment)
+    if cells.empty and not searches:
+        raise NoRunsError(f"experiment {experiment!r} in {tracking_uri} has no cell runs yet (nor search runs); "
+                          "run it with `sassl run`")
+    out: dict[str, Table] = {}
+    if not cells.empty:
+        if needs_transfer_table(cells):
+            out[f"{experiment}-transfer"] = transfer_table(
+                cells, f"{experiment}: transfer top-1 (mean ± std over seeds; best per column in bold)")
+        else:
+            target = (targets(cells) or [("?", "?")])[0][0]
+            out[experiment] = summary_table(
+                cells, target, f"{experiment}: linear probe on frozen features (mean ± std over seeds)")
+        if shots(cells):
+            out[f"{experiment}-fewshot"] = fewshot_table(
+                cells, f"{experiment}: few-shot top-1 (mean over seeds of the episode means ± std over seeds; "
+                       "best per column in bold)")
+    for stem, search in search_stems(experiment, searches):
+        out[stem] = search_table(summarize(search, trials), experiment)
+    return out
 
 
-__all__ = ["build_tables", "cell_runs", "summary_table", "Table", "NoRunsError"]
+__all__ = ["build_tables", "cell_runs", "search_runs", "summary_table", "transfer_table", "fewshot_table",
+           "search_table", "summarize", "Search", "SearchSummary", "Table", "NoRunsError", "PROBE_COLUMNS"]

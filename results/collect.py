@@ -1,39 +1,163 @@
 """MLflow → pandas. Reads the tracking store only, never the cluster."""
 from __future__ import annotations
 
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from orchestrator import tracking
 
 STATUS_ORDER = {"FINISHED": 0, "RUNNING": 1, "SCHEDULED": 1, "FAILED": 2, "KILLED": 3}
+STYLE_PARAM = "augmentation.style.enabled"
+MAX_RUNS = 50_000
 
 
 class NoRunsError(LookupError):
     pass
 
 
-def cell_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
-    """One row per cell (its newest finished run, else its newest run of any status):
-    cell_id, row, seed, status, error, run_id, start_time, and every final metric."""
-    c = MlflowClient(tracking_uri=tracking_uri)
+def experiment_id(c: MlflowClient, tracking_uri: str, experiment: str) -> str:
     exp = c.get_experiment_by_name(experiment)
     if exp is None:
         known = ", ".join(sorted(e.name for e in c.search_experiments())) or "none"
         raise NoRunsError(f"no experiment named {experiment!r} in {tracking_uri} (experiments there: {known})")
-    runs = c.search_runs([exp.experiment_id], filter_string=f"tags.`{tracking.TAG_ROLE}` = 'cell'",
-                         max_results=50_000)
-    if not runs:
+    return exp.experiment_id
+
+
+def _runs(c: MlflowClient, exp_id: str, role: str) -> list:
+    return c.search_runs([exp_id], filter_string=f"tags.`{tracking.TAG_ROLE}` = '{role}'", max_results=MAX_RUNS)
+
+
+def _targets(tag: str | None) -> list[tuple[str, str]] | None:
+    try:
+        return [(str(k), str(label)) for k, label in json.loads(tag)] if tag else None
+    except (ValueError, TypeError):
+        return None  # a malformed tag must not hide the run's metrics
+
+
+def cell_runs(tracking_uri: str, experiment: str, allow_empty: bool = False) -> pd.DataFrame:
+    """One row per cell (its newest finished run, else its newest run of any status):
+    cell_id, row, seed, status, error, run_id, start_time, style (True/False/None from
+    augmentation.style.enabled), targets (list of (key, label) or None), params (dict),
+    and every final metric as a column."""
+    c = MlflowClient(tracking_uri=tracking_uri)
+    runs = _runs(c, experiment_id(c, tracking_uri, experiment), "cell")
+    if not runs and not allow_empty:
         raise NoRunsError(f"experiment {experiment!r} in {tracking_uri} has no cell runs yet; run it with `sassl run`")
     records = []
     for r in runs:
-        t = r.data.tags
-        records.append({"cell_id": t.get(tracking.TAG_CELL), "row": t.get(tracking.TAG_ROW),
+        t, p = r.data.tags, r.data.params
+        style = p.get(STYLE_PARAM)
+        cell = t.get(tracking.TAG_CELL, r.info.run_id)
+        records.append({"cell_id": cell, "row": t.get(tracking.TAG_ROW) or cell,
                         "seed": int(t.get(tracking.TAG_SEED, -1)), "status": r.info.status,
                         "error": t.get(tracking.TAG_ERROR, ""), "run_id": r.info.run_id,
-                        "start_time": r.info.start_time, **r.data.metrics})
+                        "start_time": r.info.start_time, "style": None if style is None else style.lower() == "true",
+                        "targets": _targets(t.get(tracking.TAG_TARGETS)), "params": dict(p), **r.data.metrics})
+    if not records:
+        return pd.DataFrame(columns=["cell_id", "row", "seed", "status", "error", "run_id", "start_time",
+                                     "style", "targets", "params"])
     df = pd.DataFrame.from_records(records)
     df["_rank"] = df["status"].map(STATUS_ORDER).fillna(9)
     df = df.sort_values(["_rank", "start_time"], ascending=[True, False])
     df = df.drop_duplicates("cell_id").drop(columns="_rank")
     return df.sort_values(["start_time", "seed"]).reset_index(drop=True)
+
+
+@dataclass
+class Search:
+    """A search parent run: what it optimises, over which space, and its recorded best."""
+    run_id: str
+    name: str
+    status: str
+    start_time: int
+    metric: str
+    mode: str                       # "max" or "min"
+    space: dict[str, dict]          # dotted path -> {"type", "low", "high"} or {"type": "categorical", "values"}
+    best_params: dict[str, Any] = field(default_factory=dict)
+    best_value: float | None = None
+
+
+def parse_value(text: str, spec: dict | None) -> Any:
+    """MLflow stores params as strings; give them back the type the space declares."""
+    kind = (spec or {}).get("type")
+    try:
+        if kind in ("uniform", "loguniform", "float"):
+            return float(text)
+        if kind == "int":
+            return int(float(text))
+    except ValueError:
+        return text
+    if kind == "categorical":
+        for v in spec.get("values", []):
+            if str(v) == text or json.dumps(v) == text:
+                return v
+        return text
+    for cast in (int, float):  # no space entry: best effort
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _objective(c: MlflowClient, run) -> float:
+    """A trial's final objective: "objective_final" if logged, else "objective" at step 0 (the
+    per-epoch values sit at steps 1..N and MLflow's "latest" value is the highest step, so read
+    the history), else the last per-epoch value."""
+    m = run.data.metrics
+    if "objective_final" in m:
+        return float(m["objective_final"])
+    if "objective" not in m:
+        return math.nan
+    history = c.get_metric_history(run.info.run_id, "objective")
+    final = [h for h in history if h.step == 0]
+    if final:
+        return float(max(final, key=lambda h: h.timestamp).value)
+    return float(max(history, key=lambda h: (h.step, h.timestamp)).value)
+
+
+def search_runs(tracking_uri: str, experiment: str) -> tuple[list[Search], pd.DataFrame]:
+    """Search parents (oldest first) and one row per trial run: search_id, trial_id, number
+    (1.. in start order within its search), run_id, status, stopped_early, objective, error,
+    start_time, and one column "trial.<dotted path>" per sampled parameter (typed by the space)."""
+    c = MlflowClient(tracking_uri=tracking_uri)
+    exp_id = experiment_id(c, tracking_uri, experiment)
+    searches = []
+    for r in _runs(c, exp_id, "search"):
+        t = r.data.tags
+        try:
+            space = json.loads(t.get(tracking.TAG_SEARCH_SPACE) or "{}")
+        except ValueError:
+            space = {}
+        best = {k[len("best."):]: v for k, v in r.data.params.items() if k.startswith("best.")}
+        searches.append(Search(
+            run_id=r.info.run_id, name=r.info.run_name or r.info.run_id[:8], status=r.info.status,
+            start_time=r.info.start_time, metric=t.get(tracking.TAG_SEARCH_METRIC, "objective"),
+            mode=t.get(tracking.TAG_SEARCH_MODE, "max").lower(), space=space,
+            best_params={k: parse_value(v, space.get(k)) for k, v in best.items()},
+            best_value=r.data.metrics.get("best_value")))
+    searches.sort(key=lambda s: s.start_time)
+    spaces = {s.run_id: s.space for s in searches}
+    records = []
+    for r in _runs(c, exp_id, "trial"):
+        t = r.data.tags
+        space = spaces.get(t.get(tracking.TAG_SEARCH_ID), {})
+        params = {k: parse_value(v, space.get(k[len("trial."):]))
+                  for k, v in r.data.params.items() if k.startswith("trial.")}
+        records.append({"search_id": t.get(tracking.TAG_SEARCH_ID, ""),
+                        "trial_id": t.get(tracking.TAG_TRIAL_ID, r.info.run_id[:8]),
+                        "run_id": r.info.run_id, "status": r.info.status,
+                        "stopped_early": t.get(tracking.TAG_STOPPED_EARLY, "").lower() == "true",
+                        "objective": _objective(c, r), "error": t.get(tracking.TAG_ERROR, ""),
+                        "start_time": r.info.start_time, **params})
+    cols = ["search_id", "trial_id", "number", "run_id", "status", "stopped_early", "objective", "error", "start_time"]
+    if not records:
+        return searches, pd.DataFrame(columns=cols)
+    trials = pd.DataFrame.from_records(records).sort_values(["search_id", "start_time", "trial_id"])
+    trials["number"] = trials.groupby("search_id").cumcount() + 1
+    return searches, trials.reset_index(drop=True)

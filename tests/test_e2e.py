@@ -54,7 +54,7 @@ def test_tiny_experiment_end_to_end(tmp_path):
     for r in good:
         assert r.info.status == "FINISHED"
         assert r.data.params["optim.epochs"] == "2" and r.data.params["backbone.width"] == "0.125"
-        assert 0 <= r.data.metrics["probe_top1"] <= 100 and "random_init_probe_top1" in r.data.metrics
+        assert 0 <= r.data.metrics["linear/cifar10/top1"] <= 100 and "random_init/linear/cifar10/top1" in r.data.metrics
         history = c.get_metric_history(r.info.run_id, "pretrain/loss")
         assert sorted(m.step for m in history) == [1, 2]
         assert c.get_metric_history(r.info.run_id, "pretrain/images_per_s")[0].value > 0

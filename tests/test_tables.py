@@ -6,8 +6,12 @@ from orchestrator import tracking
 from results import NoRunsError, build_tables
 
 
+TARGETS = '[["cifar10", "CIFAR-10"]]'
+
+
 def _cell(c, exp_id, cell_id, row, seed, status, metrics, error=""):
-    tags = {tracking.TAG_ROLE: "cell", tracking.TAG_CELL: cell_id, tracking.TAG_ROW: row, tracking.TAG_SEED: seed}
+    tags = {tracking.TAG_ROLE: "cell", tracking.TAG_CELL: cell_id, tracking.TAG_ROW: row, tracking.TAG_SEED: seed,
+            tracking.TAG_TARGETS: TARGETS}
     if error:
         tags[tracking.TAG_ERROR] = error
     run = c.create_run(exp_id, tags=tags)
@@ -20,14 +24,17 @@ def test_mean_std_over_seeds_and_unfinished_cells(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     c = MlflowClient(uri)
     exp_id = c.create_experiment("synthetic", artifact_location=(tmp_path / "a").as_uri())
-    m = lambda t1, t5, r: {"probe_top1": t1, "probe_top5": t5, "random_init_probe_top1": r}  # noqa: E731
+    m = lambda t1, t5, r: {"linear/cifar10/top1": t1, "linear/cifar10/top5": t5,  # noqa: E731
+                           "random_init/linear/cifar10/top1": r, "linear/cifar10/lr": 0.1}
     _cell(c, exp_id, "a0", "baseline", 0, "FINISHED", m(40.0, 80.0, 30.0))
     _cell(c, exp_id, "a1", "baseline", 1, "FINISHED", m(42.0, 84.0, 32.0))
     _cell(c, exp_id, "a1", "baseline", 1, "FAILED", {}, error="older failed attempt")  # superseded
     _cell(c, exp_id, "b0", "stylized", 0, "FINISHED", m(50.0, 90.0, 31.0))
     _cell(c, exp_id, "b1", "stylized", 1, "FAILED", {}, error="loss became nan")
     _cell(c, exp_id, "c0", "running", 0, "RUNNING", {})
-    table = build_tables("synthetic", uri)["synthetic"]
+    tables = build_tables("synthetic", uri)
+    assert list(tables) == ["synthetic"]  # one target, linear only: no transfer, few-shot or search table
+    table = tables["synthetic"]
     expected = "\n".join([
         "**synthetic: linear probe on frozen features (mean ± std over seeds)**",
         "",

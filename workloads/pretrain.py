@@ -70,12 +70,14 @@ def build_style_hook(cfg: dict[str, Any], stylizer: nn.Module | None, bank: torc
 def pretrain(cfg: dict[str, Any], images: torch.Tensor, *, callback: Callback | None = None,
              device: str | torch.device = "cpu", resume: dict[str, Any] | None = None,
              wrap_model=None, stylizer: nn.Module | None = None,
-             style_bank: torch.Tensor | None = None) -> nn.Module:
+             style_bank: torch.Tensor | None = None, monitor=None) -> nn.Module:
     """Train cfg's SSL method on ``images`` (uint8 N×3×S×S); returns the trained method module.
 
     ``wrap_model`` (e.g. DDP) is applied to the method for the forward pass only;
     ``resume`` is a state produced by an earlier ``on_epoch_end(... state)``;
-    ``stylizer`` and ``style_bank`` serve SASSL's style augmentation when enabled."""
+    ``stylizer`` and ``style_bank`` serve SASSL's style augmentation when enabled;
+    ``monitor(backbone) -> metrics`` runs after every epoch on rank 0 (a search's validation
+    objective) and its metrics join the epoch's."""
     callback = callback or Callback()
     device = torch.device(device)
     opt_cfg = cfg["optim"]
@@ -139,6 +141,9 @@ def pretrain(cfg: dict[str, Any], images: torch.Tensor, *, callback: Callback | 
         elapsed = time.perf_counter() - t0
         metrics = {"loss": loss_sum / steps_per_epoch, "lr": lr, "images_per_s": seen / elapsed,
                    "epoch_seconds": elapsed, "momentum": getattr(model, "current_momentum", math.nan)}
+        if monitor is not None and rank() == 0:
+            metrics.update(monitor(model.backbone))
+            model.train()
 
         def state(epoch=epoch) -> dict[str, Any]:
             return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),

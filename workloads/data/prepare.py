@@ -2,16 +2,18 @@
 split into train / val (carved from train, seeded, saved) / test."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .memory import load_in_memory
 from .registry import open_source
 from .sources import ImageSource
-from .splits import save_split, stratified_split
+from .splits import class_balanced_subset, stratified_split
 
 
 def load_images(ref: dict[str, Any], image_size: int, cache_dir: str | Path | None,
@@ -35,24 +37,47 @@ def pretrain_images(cfg: dict[str, Any], cache_dir: str | Path | None, progress:
 class LabelledSplits:
     train: tuple[torch.Tensor, torch.Tensor]
     val: tuple[torch.Tensor, torch.Tensor]
-    test: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor] | None   # None when the caller must not see it
     num_classes: int
     split_file: Path | None
 
 
-def probe_splits(target: dict[str, Any], *, test_split: str, val_fraction: float, split_seed: int,
-                 image_size: int, cache_dir: str | Path | None) -> LabelledSplits:
-    """Train/val from the target's training split (stratified, seeded); test from its test split.
+def target_splits(target: dict[str, Any], *, image_size: int, cache_dir: str | Path | None,
+                  with_test: bool = True) -> LabelledSplits:
+    """A config target ({key, data, test_split, val_split, val_fraction, split_seed,
+    label_fraction}) as train / val / test.
 
-    The val indices are written to ``<cache_dir>/splits/`` so a run can log exactly what it used."""
-    images, labels, src = load_images(target, image_size, cache_dir)
-    test_images, test_labels, _ = load_images({**target, "split": test_split}, image_size, cache_dir)
-    parts = stratified_split(labels, {"train": 1.0 - val_fraction, "val": val_fraction}, seed=split_seed)
+    Val is the dataset's own ``val_split`` if it names one, else carved from the training split
+    (stratified, seeded). ``label_fraction`` < 1 keeps that class-balanced share of train and of
+    val (the "1 %" targets). The indices are saved to ``<cache_dir>/splits/`` so a run can log
+    exactly what it used; ``with_test=False`` never opens the test split (search objectives)."""
+    data, seed, frac = target["data"], target["split_seed"], target["label_fraction"]
+    images, labels, src = load_images(data, image_size, cache_dir)
+    if target["val_split"]:
+        val_images, val_labels, _ = load_images({**data, "split": target["val_split"]}, image_size, cache_dir)
+        parts = {"train": np.arange(len(labels))}
+        val_parts = {"val": np.arange(len(val_labels))}
+    else:
+        parts = stratified_split(labels, {"train": 1.0 - target["val_fraction"], "val": target["val_fraction"]},
+                                 seed=seed)
+        val_images, val_labels, val_parts = images, labels, {"val": parts.pop("val")}
+    if frac < 1:
+        parts["train"] = parts["train"][class_balanced_subset(labels[parts["train"]], float(frac), seed)]
+        val_parts["val"] = val_parts["val"][class_balanced_subset(val_labels[val_parts["val"]], float(frac), seed)]
     split_file = None
     if cache_dir is not None:
-        split_file = Path(cache_dir) / "splits" / f"{target['name']}-{target['split']}-val{val_fraction:g}-seed{split_seed}.json"
+        stem = f"{target['key']}-{data['name']}-{data['split']}-{target['val_split'] or target['val_fraction']}" \
+               f"-frac{frac:g}-seed{seed}"
+        split_file = Path(cache_dir) / "splits" / f"{stem}.json"
+        # train and val may index different splits (val_split), so they are saved as named lists
         split_file.parent.mkdir(parents=True, exist_ok=True)
-        save_split(parts, split_file)
-    tr, va = torch.as_tensor(parts["train"]), torch.as_tensor(parts["val"])
-    return LabelledSplits((images[tr], labels[tr]), (images[va], labels[va]), (test_images, test_labels),
+        split_file.write_text(json.dumps({f"train ({data['split']})": parts["train"].tolist(),
+                                          f"val ({target['val_split'] or data['split']})": val_parts["val"].tolist()})
+                              + "\n")
+    tr, va = torch.as_tensor(parts["train"]), torch.as_tensor(val_parts["val"])
+    test = None
+    if with_test:
+        test_images, test_labels, _ = load_images({**data, "split": target["test_split"]}, image_size, cache_dir)
+        test = (test_images, test_labels)
+    return LabelledSplits((images[tr], labels[tr]), (val_images[va], val_labels[va]), test,
                           num_classes=len(src.classes), split_file=split_file)

@@ -18,8 +18,9 @@ class ProbeResult:
     chosen_lr: float
 
     def as_metrics(self, prefix: str) -> dict[str, float]:
-        out = {f"{prefix}_top1": self.top1, f"{prefix}_top5": self.top5, f"{prefix}_lr": self.chosen_lr}
-        out.update({f"{prefix}_val_top1_lr{lr:g}": v for lr, v in self.val_top1.items()})
+        """``linear/cifar10`` → ``linear/cifar10/top1``, ``…/top5``, ``…/lr``, ``…/val_top1_lr0.1``."""
+        out = {f"{prefix}/top1": self.top1, f"{prefix}/top5": self.top5, f"{prefix}/lr": self.chosen_lr}
+        out.update({f"{prefix}/val_top1_lr{lr:g}": v for lr, v in self.val_top1.items()})
         return out
 
 

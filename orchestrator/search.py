@@ -1,0 +1,244 @@
+"""A ``search:`` block as a Ray Tune study: Optuna TPE (seeded) behind a concurrency limiter,
+ASHA stopping trials on the per-epoch validation objective, each trial a Ray Train run inside
+a Tune function trainable (Ray 2.60 Train V2), each an MLflow child run of the search run."""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+import yaml
+from rich.console import Console
+
+from . import stylizer_stage, tracking
+from .config import CellConfig
+from .experiment import ConfigError, Experiment, apply_overrides, flatten, validate
+from .progress import LiveProgress, ProgressBoard
+from .runner import RunContext, _short_error, _style_inputs, fit_trainer, start_invocation
+
+from .tracking import TAG_SEARCH_ID, TAG_SEARCH_METRIC as TAG_METRIC, TAG_SEARCH_MODE as TAG_MODE  # noqa: E402
+from .tracking import TAG_SEARCH_SPACE as TAG_SPACE, TAG_STOPPED_EARLY as TAG_STOPPED, TAG_TRIAL_ID as TAG_TRIAL  # noqa: E402
+
+RESOLVED_ARTIFACT = "search/experiment.yaml"
+
+
+@dataclass
+class SearchSummary:
+    search_run_id: str
+    tracking_uri: str
+    best_params: dict[str, Any] = field(default_factory=dict)
+    best_value: float | None = None
+    trials: int = 0
+    stopped_early: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def trial_config(base: dict[str, Any], sampled: dict[str, Any]) -> dict[str, Any]:
+    """The base cell with a trial's sampled values, validated. When both bounds of a range
+    (``….0`` and ``….1``) are searched and come out inverted, the trial uses them sorted."""
+    cfg = apply_overrides(base, sampled, "search")
+    for path in sampled:
+        head, _, last = path.rpartition(".")
+        if last == "0" and f"{head}.1" in sampled:
+            node = cfg
+            for part in head.split("."):
+                node = node[part]
+            node[:] = sorted(node)
+    return validate(cfg, CellConfig, prefix="search trial:").model_dump(mode="json")
+
+
+def _tune_space(space: dict[str, Any]):
+    from ray import tune
+    make = {"uniform": lambda s: tune.uniform(s["low"], s["high"]),
+            "loguniform": lambda s: tune.loguniform(s["low"], s["high"]),
+            "int": lambda s: tune.randint(int(s["low"]), int(s["high"]) + 1),  # randint excludes high
+            "categorical": lambda s: tune.choice(s["values"])}
+    return {path: make[s["type"]](s) for path, s in space.items()}
+
+
+def _trial(config: dict[str, Any], *, base: dict[str, Any], ctx: RunContext, search: dict[str, Any],
+           search_run_id: str, style_inputs: dict[str, str] | None, board) -> None:
+    """One Tune trial: resolve the sampled config, open its MLflow run, run Ray Train."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from .train_worker import train_loop
+    trial_id = tune.get_context().get_trial_id()
+    c = tracking.client(ctx.tracking_uri)
+    run = tracking.retry(c.create_run, ctx.experiment_id, run_name=f"trial {trial_id}", tags={
+        tracking.TAG_PARENT: search_run_id, tracking.TAG_ROLE: "trial", TAG_SEARCH_ID: search_run_id,
+        TAG_TRIAL: trial_id})
+    run_id = run.info.run_id
+    board.update.remote(trial_id, {"row": f"trial {trial_id}", "seed": base["seed"], "status": "starting",
+                                   "run_id": run_id})
+    tracking.log_params(c, run_id, {f"trial.{k}": v for k, v in config.items()})
+    try:
+        cfg = trial_config(base, config)
+        tracking.log_params(c, run_id, flatten(cfg))
+        fit_trainer(train_loop, {"cell": cfg, "cell_id": trial_id, "run_id": run_id, "board": board,
+                                 "epochs": cfg["optim"]["epochs"], "monitor": search["monitor"],
+                                 "objective_key": search["metric"],
+                                 "backbone_path": str(Path(ctx.run_dir) / "search" / search_run_id / f"{trial_id}.pt"),
+                                 **(style_inputs or {})},
+                    ctx, name=f"search-{search_run_id[:8]}-{trial_id}", num_workers=ctx.num_workers,
+                    callbacks=[TuneReportCallback()])
+    except Exception as e:  # noqa: BLE001 - recorded on the trial's run, then re-raised for Tune
+        reason = _short_error(e)
+        tracking.mark_failed(c, run_id, reason)
+        board.update.remote(trial_id, {"status": "failed", "result": reason[:80]})
+        raise
+    board.update.remote(trial_id, {"status": "finished"})
+
+
+def _close_trial_runs(c, ctx: RunContext, search_run_id: str, results, metric: str, epochs: int) -> SearchSummary:
+    """Tune ends a trial stopped by ASHA by killing its actor, so its MLflow run is finished
+    here, from Tune's record of it (last objective, stopped early or not)."""
+    summary = SearchSummary(search_run_id, ctx.tracking_uri)
+    runs = c.search_runs([ctx.experiment_id], f"tags.`{TAG_SEARCH_ID}` = '{search_run_id}'", max_results=10_000)
+    by_trial = {r.data.tags.get(TAG_TRIAL): r for r in runs}
+    for i, result in enumerate(results):
+        summary.trials += 1
+        trial_id = (result.metrics or {}).get("trial_id", f"#{i}")
+        if result.error is not None:  # _trial marked its run failed already
+            summary.failed[trial_id] = _short_error(result.error)
+            continue
+        run = by_trial.get(trial_id)
+        if run is None:
+            continue
+        last = (result.metrics or {}).get(metric)
+        stopped = int((result.metrics or {}).get("epoch", epochs)) < epochs
+        summary.stopped_early += stopped
+        tracking.set_tags(c, run.info.run_id, {TAG_STOPPED: str(stopped).lower()})
+        if last is not None:
+            tracking.log_metrics(c, run.info.run_id, {"objective_final": last})
+        if run.info.status == "RUNNING":
+            tracking.retry(c.set_terminated, run.info.run_id, "FINISHED")
+    return summary
+
+
+def run_search(exp: Experiment, *, address: str | None = None, console: Console | None = None) -> SearchSummary:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    console = console or Console()
+    cfg = exp.config
+    search = cfg.search.model_dump(mode="json")
+    cell = exp.cells[0]
+    base = cell.config if "stylizer" in cell.config else {**cell.config, "stylizer": cfg.stylizer.model_dump(mode="json")}
+    c, ctx, _, slots = start_invocation(exp, address=address, rerun=True, role="search", tags={
+        TAG_METRIC: search["metric"], TAG_MODE: search["mode"], TAG_SPACE: json.dumps(search["space"])})
+    with tempfile.TemporaryDirectory() as tmp:  # what `sassl run --from-search` starts from
+        p = Path(tmp) / "experiment.yaml"
+        p.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        tracking.retry(c.log_artifact, ctx.parent_run_id, str(p), "search")
+    concurrent = min(search["max_concurrent"] or slots, slots, search["num_samples"])
+    tracking.log_params(c, ctx.parent_run_id, {"num_samples": search["num_samples"], "max_concurrent": concurrent,
+                                               "seed": search["seed"]})
+    board = ProgressBoard.remote()
+    t0 = time.perf_counter()
+    status = "FAILED"
+    try:
+        with LiveProgress(board, [], f"{cfg.name}: search, {search['num_samples']} trials, {concurrent} at a time",
+                          console) as live:
+            style_inputs = None
+            if cell.config["augmentation"]["style"]["enabled"]:
+                stylizers = stylizer_stage.prepare([cell], ctx, board, c)
+                style_inputs = _style_inputs(cell, stylizers)
+            live.refresh()
+            trainable = tune.with_parameters(_trial, base=base, ctx=ctx, search=search,
+                                             search_run_id=ctx.parent_run_id, style_inputs=style_inputs, board=board)
+            searcher = ConcurrencyLimiter(OptunaSearch(metric=search["metric"], mode=search["mode"],
+                                                       seed=search["seed"]), max_concurrent=concurrent)
+            scheduler = ASHAScheduler(time_attr="training_iteration", max_t=cell.config["optim"]["epochs"],
+                                      grace_period=search["grace_period"],
+                                      reduction_factor=search["reduction_factor"])
+            # the trial function only drives Ray Train: its workers hold the CPUs, so trials
+            # reserve no CPU (a token of memory: Tune needs a non-empty bundle) and cannot starve
+            # their own workers (no deadlock on 2 cores)
+            tuner = tune.Tuner(
+                tune.with_resources(trainable, {"cpu": 0, "memory": 64 * 2**20}),
+                param_space=_tune_space(search["space"]),
+                tune_config=tune.TuneConfig(metric=search["metric"], mode=search["mode"], search_alg=searcher,
+                                            scheduler=scheduler, num_samples=search["num_samples"],
+                                            max_concurrent_trials=concurrent),
+                run_config=tune.RunConfig(name=f"search-{ctx.parent_run_id[:8]}",
+                                          storage_path=str(ctx.ray_storage / "tune"), verbose=0))
+            future = _fit_in_thread(tuner)
+            while not future.done():
+                live.refresh()
+                time.sleep(0.5)
+            results = future.result()
+            live.refresh()
+        summary = _close_trial_runs(c, ctx, ctx.parent_run_id, results, search["metric"],
+                                    cell.config["optim"]["epochs"])
+        ok = [r for r in results if r.error is None and r.metrics and search["metric"] in r.metrics]
+        if not ok:
+            raise RuntimeError(f"every trial failed: {next(iter(summary.failed.values()), 'no result')}")
+        best = results.get_best_result(metric=search["metric"], mode=search["mode"], scope="last",
+                                       filter_nan_and_inf=True)
+        summary.best_params = {k: best.config[k] for k in search["space"]}
+        summary.best_value = float(best.metrics[search["metric"]])
+        tracking.log_params(c, ctx.parent_run_id, {f"best.{k}": v for k, v in summary.best_params.items()})
+        tracking.log_metrics(c, ctx.parent_run_id, {"best_value": summary.best_value, "trials": summary.trials,
+                                                    "trials_stopped_early": summary.stopped_early,
+                                                    "trials_failed": len(summary.failed)})
+        status = "FINISHED"
+        return summary
+    finally:
+        tracking.log_metrics(c, ctx.parent_run_id, {"wall_seconds": time.perf_counter() - t0})
+        tracking.retry(c.set_terminated, ctx.parent_run_id, status)
+        if "summary" in locals():
+            summary.seconds = time.perf_counter() - t0
+
+
+def _fit_in_thread(tuner):
+    """Tuner.fit blocks; the live table keeps refreshing from this thread meanwhile."""
+    from concurrent.futures import ThreadPoolExecutor
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(tuner.fit)
+    pool.shutdown(wait=False)
+    return future
+
+
+def best_experiment(tracking_uri: str, search_run_id: str, seeds: list[int] | None) -> dict[str, Any]:
+    """The searched experiment (as resolved when the search ran) with the best configuration
+    applied, as a plain grid of one variant: what `sassl run --from-search` runs."""
+    c = tracking.client(tracking_uri)
+    try:
+        run = c.get_run(search_run_id)
+    except Exception:  # noqa: BLE001 - MLflow raises several types for an unknown id
+        raise ConfigError(f"--from-search {search_run_id}: no such run in {tracking_uri}") from None
+    if run.data.tags.get(tracking.TAG_ROLE) != "search":
+        raise ConfigError(f"--from-search {search_run_id}: run is not a search (role "
+                          f"{run.data.tags.get(tracking.TAG_ROLE)!r})")
+    best = {k[len("best."):]: v for k, v in run.data.params.items() if k.startswith("best.")}
+    if not best:
+        raise ConfigError(f"--from-search {search_run_id}: the search has no best configuration "
+                          f"(status {run.info.status})")
+    space = json.loads(run.data.tags[TAG_SPACE])
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = yaml.safe_load(Path(c.download_artifacts(search_run_id, RESOLVED_ARTIFACT, tmp)).read_text())
+    raw.pop("search", None)
+    raw.pop("profiles", None)
+    values = {k: _parse(v, space[k]["type"]) for k, v in best.items()}
+    raw["grid"] = {"variants": [{"name": f"best of search {search_run_id[:8]}", "set": values}], "axes": {}}
+    raw["name"] = f"{raw['name']}_best"
+    if seeds:
+        raw["seeds"] = seeds
+    return raw
+
+
+def _parse(value: str, kind: str) -> Any:
+    """MLflow keeps params as strings."""
+    if kind == "int":
+        return int(float(value))
+    if kind in ("uniform", "loguniform"):
+        return float(value)
+    return yaml.safe_load(value)

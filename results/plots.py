@@ -1,0 +1,100 @@
+"""Plots rebuilt from MLflow alone: Δ top-1 heat maps for transfer experiments and
+objective / importance charts for searches."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
+
+from .collect import cell_runs, search_runs  # noqa: E402
+from .search import SearchSummary, search_stems, summarize  # noqa: E402
+from .transfer import KINDS, baseline_row, kinds, needs_transfer_table, top1_means  # noqa: E402
+
+
+def build_plots(experiment: str, tracking_uri: str, out_dir: str | Path) -> list[Path]:
+    """Every plot the runs support, as PNGs in out_dir; [] when none applies."""
+    out_dir = Path(out_dir)
+    cells = cell_runs(tracking_uri, experiment, allow_empty=True)
+    searches, trials = search_runs(tracking_uri, experiment)
+    paths = []
+    if not cells.empty and needs_transfer_table(cells) and (base := baseline_row(cells)) is not None:
+        path = transfer_heatmap(cells, base, out_dir / f"{experiment}-transfer-delta.png", experiment)
+        paths += [path] if path else []
+    for stem, search in search_stems(experiment, searches):  # same stems as build_tables
+        path = search_plot(summarize(search, trials), out_dir / f"{stem}.png", experiment)
+        paths += [path] if path else []
+    return paths
+
+
+def transfer_heatmap(cells: pd.DataFrame, base: str, path: Path, experiment: str) -> Path | None:
+    """Δ top-1 of each style row against the baseline row, one panel per evaluation kind."""
+    panels = {}
+    for kind in kinds(cells):
+        means = top1_means(cells, kind)
+        delta = means.drop(index=base) - means.loc[base]
+        if not delta.empty:
+            panels[KINDS[kind][0]] = delta
+    if not panels:
+        return None
+    finite = np.concatenate([d.to_numpy(float).ravel() for d in panels.values()])
+    finite = finite[np.isfinite(finite)]
+    lim = float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else 1.0
+    norm = Normalize(-lim, lim)  # symmetric limits keep 0 at the colormap's neutral centre
+    n_rows, n_cols = max(len(d) for d in panels.values()), max(d.shape[1] for d in panels.values())
+    fig, axes = plt.subplots(1, len(panels), squeeze=False, layout="constrained",
+                             figsize=(2.5 + 1.3 * n_cols * len(panels) + 1.0, 1.5 + 0.5 * n_rows))
+    for i, (ax, (name, delta)) in enumerate(zip(axes[0], panels.items())):
+        values = delta.to_numpy(float)
+        image = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu", norm=norm, aspect="auto")
+        ax.set_facecolor("0.85")  # missing (unfinished) cells show grey, never a colour for 0
+        for (r, c), v in np.ndenumerate(values):
+            ax.text(c, r, "–" if np.isnan(v) else f"{v:+.2f}", ha="center", va="center", fontsize=8,
+                    color="white" if np.isfinite(v) and abs(v) > 0.6 * lim else "black")
+        ax.set_xticks(range(values.shape[1]), delta.columns, rotation=30, ha="right")
+        ax.set_yticks(range(values.shape[0]), delta.index if i == 0 else [])  # same rows: label them once
+        ax.set_title(name)
+    fig.colorbar(image, ax=axes[0].tolist(), label=f"Δ top-1 vs {base}")
+    fig.suptitle(f"{experiment}: top-1 change from style augmentation")
+    return _save(fig, path)
+
+
+def search_plot(s: SearchSummary, path: Path, experiment: str) -> Path | None:
+    """Objective per trial (in start order) with the running best, and importances when known."""
+    t = s.trials.sort_values("number")
+    done = t[t["status"] == "FINISHED"]
+    if done["objective"].dropna().empty:
+        return None
+    panels = 2 if s.importances is not None else 1
+    fig, axes = plt.subplots(1, panels, squeeze=False, layout="constrained", figsize=(5.5 * panels, 4))
+    ax = axes[0][0]
+    for label, part, marker in (("completed", done[~done["stopped_early"].astype(bool)], "o"),
+                                ("stopped early", done[done["stopped_early"].astype(bool)], "x")):
+        if len(part):
+            ax.scatter(part["number"], part["objective"], marker=marker, label=label)
+    running = done.set_index("number")["objective"].dropna()
+    running = running.cummax() if s.search.mode == "max" else running.cummin()
+    ax.step(running.index, running.to_numpy(), where="post", color="k", lw=1, label="best so far")
+    ax.set_xlabel("trial (start order)")
+    ax.set_ylabel(s.search.metric)
+    ax.legend(fontsize=8)
+    ax.set_title(f"search {s.search.name}")
+    if s.importances is not None:
+        imp = s.importances.iloc[::-1]  # largest at the top of a horizontal bar chart
+        axes[0][1].barh(imp.index, imp.to_numpy())
+        axes[0][1].set_xlabel("importance (fANOVA)")
+        axes[0][1].set_title("parameter importances")
+    fig.suptitle(f"{experiment}: search objective")
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path

@@ -1,0 +1,84 @@
+"""Transfer (SASSL table 2) and few-shot (table 6) tables: rows = style dataset, columns = targets.
+
+Metric keys per target key T: linear/T/top1, finetune/T/top1, fewshot<K>/T/top1."""
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from .tables import Table, metric_table
+
+KINDS = {"linear": ("Linear probe", "Linear"), "finetune": ("Fine-tune", "Fine-tune")}  # key -> (group, short)
+METRIC = re.compile(r"^(linear|finetune|fewshot(\d+))/(.+)/top1$")
+
+
+def targets(cells: pd.DataFrame) -> list[tuple[str, str]]:
+    """(key, label) in the YAML's order from the sassl.targets tags (first seen wins); targets that
+    only appear in metric names (older runs) follow, labelled by their key."""
+    out: dict[str, str] = {}
+    for tag in cells.get("targets", pd.Series(dtype=object)).dropna():
+        for key, label in tag:
+            out.setdefault(key, label)
+    for col in cells.columns:
+        m = METRIC.match(str(col))
+        if m:
+            out.setdefault(m.group(3), m.group(3))
+    return list(out.items())
+
+
+def kinds(cells: pd.DataFrame) -> list[str]:
+    """Evaluation kinds with at least one value in any cell, in table order."""
+    present = {m.group(1) for c in cells.columns if (m := METRIC.match(str(c))) and cells[c].notna().any()}
+    return [k for k in KINDS if k in present]
+
+
+def shots(cells: pd.DataFrame) -> list[int]:
+    return sorted({int(m.group(2)) for c in cells.columns
+                   if (m := METRIC.match(str(c))) and m.group(2) and cells[c].notna().any()})
+
+
+def needs_transfer_table(cells: pd.DataFrame) -> bool:
+    return len(targets(cells)) > 1 or "finetune" in kinds(cells)
+
+
+def transfer_table(cells: pd.DataFrame, title: str) -> Table:
+    """Column groups Linear probe / Fine-tune, one top-1 column per target; a kind nobody logged is left out."""
+    columns, groups = {}, []
+    for kind in kinds(cells) or ["linear"]:
+        group, short = KINDS[kind]
+        for key, label in targets(cells):
+            columns[f"{short} · {label}"] = f"{kind}/{key}/top1"
+            groups.append((group, label))
+    return metric_table(cells, columns, title, bold=True, groups=groups)
+
+
+def fewshot_table(cells: pd.DataFrame, title: str) -> Table:
+    """k-shot top-1: mean over seeds of each seed's episode mean, ± std over seeds."""
+    columns, groups = {}, []
+    for k in shots(cells):
+        for key, label in targets(cells):
+            if f"fewshot{k}/{key}/top1" in cells:
+                columns[f"{k}-shot top-1 · {label}"] = f"fewshot{k}/{key}/top1"
+                groups.append((f"{k}-shot top-1", label))
+    return metric_table(cells, columns, title, bold=True, groups=groups)
+
+
+def baseline_row(cells: pd.DataFrame) -> str | None:
+    """The one row whose cells all have style augmentation off; None when that is not exactly one row."""
+    # object compare: None (param not logged) is not "off", numpy's False is
+    off = cells.groupby("row", sort=False)["style"].agg(
+        lambda s: len(s) > 0 and bool((s.astype(object) == False).all()))  # noqa: E712
+    rows = list(off[off].index)
+    return rows[0] if len(rows) == 1 else None
+
+
+def top1_means(cells: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """Mean top-1 over FINISHED cells: rows = row labels (first-seen order) × columns = target labels."""
+    done = cells[cells["status"] == "FINISHED"]
+    order = list(dict.fromkeys(cells["row"]))
+    out = pd.DataFrame(index=order, dtype=float)
+    for key, label in targets(cells):
+        col = f"{kind}/{key}/top1"
+        out[label] = done.groupby("row")[col].mean().reindex(order) if col in done else float("nan")
+    return out

@@ -1,0 +1,93 @@
+"""A pretrained backbone evaluated on one target: linear probe (plus the random-init control),
+fine-tuning and few-shot, as the config asks. Metric names: ``<kind>/<target key>/<metric>``."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..data.prepare import target_splits
+from ..models.backbones import build_backbone
+from .features import extract_features
+from .few_shot import few_shot
+from .finetune import fine_tune
+from .probe import linear_probe
+
+
+def evaluate_target(cfg: dict[str, Any], target: dict[str, Any], backbone_state: dict[str, torch.Tensor], *,
+                    cache_dir: str | Path | None, device: str = "cpu",
+                    progress: Callable[[str], None] | None = None) -> tuple[dict[str, float], Path | None]:
+    """Returns (metrics, path of the saved train/val split indices)."""
+    ev, key = cfg["evaluation"], target["key"]
+    size = cfg["data"]["image_size"]
+    mean, std = cfg["augmentation"]["mean"], cfg["augmentation"]["std"]
+    say = progress or (lambda _msg: None)
+    splits = target_splits(target, image_size=size, cache_dir=cache_dir)
+
+    def make_backbone():
+        return build_backbone(**cfg["backbone"])
+
+    def features(backbone):
+        return [(extract_features(backbone, x, mean, std, device=device), y)
+                for x, y in (splits.train, splits.val, splits.test)]
+
+    def probe(backbone) -> dict[str, Any]:
+        pc = ev["linear_probe"]
+        feats = features(backbone)
+        res = linear_probe(*feats, splits.num_classes, lrs=pc["lrs"], epochs=pc["epochs"],
+                           batch_size=pc["batch_size"], momentum=pc["momentum"], seed=cfg["seed"])
+        return {"result": res, "feats": feats}
+
+    backbone = make_backbone()
+    backbone.load_state_dict(backbone_state)
+    say(f"{key}: linear probe")
+    out = probe(backbone)
+    metrics = out["result"].as_metrics(f"linear/{key}")
+    if ev["few_shot"]["shots"]:
+        say(f"{key}: few-shot")
+        (xtr, ytr), (xva, yva), (xte, yte) = out["feats"]
+        res = few_shot(torch.cat([xtr, xva]), torch.cat([ytr, yva]), xte, yte,
+                       shots=tuple(ev["few_shot"]["shots"]), episodes=ev["few_shot"]["episodes"], seed=cfg["seed"])
+        for k, r in res.items():
+            metrics.update(r.as_metrics(f"fewshot{k}/{key}"))
+    if ev["fine_tune"]["enabled"]:
+        ft = ev["fine_tune"]
+        res = fine_tune(make_backbone, backbone_state, splits.train, splits.val, splits.test, splits.num_classes,
+                        mean=mean, std=std, lrs=ft["lrs"], epochs=ft["epochs"], batch_size=ft["batch_size"],
+                        momentum=ft["momentum"], seed=cfg["seed"], device=device,
+                        progress=lambda phase, e, n: say(f"{key}: {phase} epoch {e}/{n}"))
+        metrics.update(res.as_metrics(f"finetune/{key}"))
+    if ev["linear_probe"]["random_init_control"]:
+        say(f"{key}: random-init control")
+        metrics.update(_cached_control(cfg, target, cache_dir, lambda: _control(cfg, key, make_backbone, probe)))
+    return metrics, splits.split_file
+
+
+def _control(cfg: dict[str, Any], key: str, make_backbone, probe) -> dict[str, float]:
+    torch.manual_seed(cfg["seed"])
+    return probe(make_backbone())["result"].as_metrics(f"random_init/linear/{key}")
+
+
+def _cached_control(cfg: dict[str, Any], target: dict[str, Any], cache_dir: str | Path | None,
+                    compute) -> dict[str, float]:
+    """The random-init control depends only on architecture, seed, data and probe settings,
+    so variants that differ in pretraining (say, with and without SASSL) share one."""
+    if cache_dir is None:
+        return compute()
+    key = {k: cfg[k] for k in ("seed", "backbone")}
+    key.update(image_size=cfg["data"]["image_size"], mean=cfg["augmentation"]["mean"],
+               std=cfg["augmentation"]["std"], probe=cfg["evaluation"]["linear_probe"], target=target)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / "controls" / f"random_init-{digest}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    metrics = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(metrics))
+    os.replace(tmp, path)  # parallel cells may race; either result is the same
+    return metrics
