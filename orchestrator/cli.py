@@ -153,11 +153,13 @@ def _plots(name: str, uri: str, out_dir: Path) -> None:
         return
     c = tracking.client(uri)
     exp = c.get_experiment_by_name(name)
-    parents = c.search_runs([exp.experiment_id], f"tags.`{tracking.TAG_ROLE}` IN ('experiment', 'search')",
-                            order_by=["attributes.start_time DESC"], max_results=1)
+    parents = [r for role in ("experiment", "search") for r in c.search_runs(
+        [exp.experiment_id], f"tags.`{tracking.TAG_ROLE}` = '{role}'", order_by=["attributes.start_time DESC"],
+        max_results=1)]
+    newest = max(parents, key=lambda r: r.info.start_time, default=None)
     for p in plots:
-        if parents:
-            tracking.retry(c.log_artifact, parents[0].info.run_id, str(p), "plots")
+        if newest is not None:
+            tracking.retry(c.log_artifact, newest.info.run_id, str(p), "plots")
         typer.echo(f"(plot: {p})")
 
 
