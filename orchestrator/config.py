@@ -75,6 +75,68 @@ class MoCoV2(Strict):
     symmetric: bool = False
 
 
+class SiplGeometry(Strict):
+    """Patch localization geometry. The paper: 224-px images (3×3 cells of ~75 px), 56-px patches,
+    each resized to 224 for the encoder. Kit equivalent: CIFAR-10 at 48 px (16-px cells), 12-px
+    patches (the same 0.75 of a cell), resized to 32 px; jitter 1 px leaves a gap of >= 3 px."""
+    image_size: int = Field(48, ge=9)
+    patch_size: int = Field(12, ge=1)
+    input_size: int = Field(32, ge=8)
+    jitter: int = Field(1, ge=0)
+
+    @model_validator(mode="after")
+    def _fits(self) -> "SiplGeometry":
+        need = 3 * (self.patch_size + self.jitter + 1)  # every cell keeps its patch, jitter and a gap
+        if self.image_size < need:
+            raise ValueError(f"image_size: {self.image_size} px is too small for a 3×3 grid of {self.patch_size}-px "
+                             f"patches with jitter {self.jitter}: needs at least {need}")
+        return self
+
+
+class SiplAugment(Strict):
+    """ReLIC-style augmentations of SIPL (paper Table 2), applied to patches; no flips."""
+    crop_scale: tuple[float, float] = (0.32, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    jitter_p: float = Probability(1.0)
+    brightness: tuple[float, float] = (0.2, 1.8)
+    contrast: tuple[float, float] = (0.2, 1.8)
+    saturation: tuple[float, float] = (0.2, 1.8)
+    hue: tuple[float, float] = (-0.2, 0.2)
+    grayscale_p: float = Probability(0.05)
+    blur_p: float = Probability(1.0)
+    blur_kernel_224: int = Field(23, ge=1)   # at 224 px; scaled to the patch input size
+    blur_sigma: tuple[float, float] = (1e-10, 0.2)
+    solarize_p: float = Probability(0.2)
+    solarize_threshold: float = Field(0.5, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "SiplAugment":
+        for name in ("crop_scale", "crop_ratio", "brightness", "contrast", "saturation", "hue", "blur_sigma"):
+            _check_range(getattr(self, name), name)
+        return self
+
+
+class SiplDownstream(Strict):
+    """Frozen encoder + MLP head (Adam), the held-out validation accuracy per epoch (figure 3)."""
+    hidden: int = Field(1000, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(256, ge=1)
+
+
+class Sipl(Strict):
+    """Patch localization (OPL) and its style-invariant variants (SIPLv1-3); METHODS.md, SIPL."""
+    name: Literal["sipl"] = "sipl"
+    variant: Literal["opl", "siplv1", "siplv2", "siplv3"] = "siplv1"
+    alpha: float = Field(5.0, ge=0)          # weight of the symmetrised KL (ignored by OPL)
+    embed_dim: int = Field(1000, ge=1)
+    head_hidden: int = Field(4096, ge=1)
+    val_fraction: float = Field(0.1, gt=0, lt=1)  # pretext images held out for validation accuracy
+    geometry: SiplGeometry = SiplGeometry()
+    augment: SiplAugment = SiplAugment()
+    downstream: SiplDownstream = SiplDownstream()
+
+
 class View(Strict):
     """The left (query) view of the BYOL two-view pipeline (METHODS.md); every parameter a field."""
     crop_scale: tuple[float, float] = (0.08, 1.0)
@@ -182,7 +244,7 @@ STYLE_WEIGHTS = {"vgg16-hed": 0.05, "vgg16": 0.05, "efficientnet-lite0": 30.0}
 
 
 class Optim(Strict):
-    optimizer: Literal["sgd", "lars"] = "sgd"
+    optimizer: Literal["sgd", "lars", "adam"] = "sgd"
     lr: float = Field(0.06, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0)
@@ -200,6 +262,7 @@ class Target(Strict):
     label: str | None = None                     # table header (default: key)
     data: DatasetRef = DatasetRef(name="cifar10-kit", split="train")
     test_split: str = "test"
+    test_data: DatasetRef | None = None         # test from another source (e.g. a separate imagefolder root)
     val_split: str | None = None                 # e.g. dtd-kit's own 'val'; None = carve from train
     val_fraction: float = Field(0.1, gt=0, lt=1)
     split_seed: int = 0
@@ -323,16 +386,37 @@ class Search(Strict):
     monitor: Monitor = Monitor()
 
 
+METHOD_NAMES = ("moco_v2", "sipl")
+
+
 class CellConfig(Strict):
     """Everything one pretraining + evaluation cell needs; its hash is the cell's identity."""
     seed: int = 0
     data: Data = Data()
     backbone: Backbone = Backbone()
-    method: MoCoV2 = MoCoV2()
+    method: MoCoV2 | Sipl = Field(MoCoV2(), discriminator="name")
     augmentation: Augmentation = Augmentation()
     stylizer: Stylizer = Stylizer()
     optim: Optim = Optim()
     evaluation: Evaluation = Evaluation()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _method_name(cls, data: Any) -> Any:
+        """``method.name`` defaults to moco_v2; an unknown name is reported as that field's error."""
+        method = data.get("method") if isinstance(data, dict) else None
+        if isinstance(method, dict):
+            name = method.get("name", "moco_v2")
+            if name not in METHOD_NAMES:
+                raise ValueError(f"method.name: unknown method {name!r}; choose one of {', '.join(METHOD_NAMES)}")
+            data = {**data, "method": {**method, "name": name}}
+        return data
+
+    @model_validator(mode="after")
+    def _sipl_uses_adam(self) -> "CellConfig":
+        if self.method.name == "sipl" and self.optim.optimizer != "adam":
+            raise ValueError("optim.optimizer: SIPL trains with Adam (the paper's optimiser); set optim.optimizer: adam")
+        return self
 
 
 class Variant(Strict):

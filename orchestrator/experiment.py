@@ -8,6 +8,7 @@ import difflib
 import hashlib
 import itertools
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .config import CELL_FIELDS, CellConfig, ExperimentConfig
+from .config import CELL_FIELDS, METHOD_NAMES, CellConfig, ExperimentConfig
 
 
 class ConfigError(ValueError):
@@ -63,7 +64,7 @@ def _loc(loc: tuple) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part and not str(part).startswith(("function-", "tagged-union")):
+        elif part and not str(part).startswith(("function-", "tagged-union")) and part not in METHOD_NAMES:
             out += ("." if out else "") + str(part)
     return out
 
@@ -92,18 +93,20 @@ def format_validation_error(err: ValidationError, model: type, prefix: str = "")
 
 def _suggest(loc: tuple, model: type) -> str:
     """'did you mean …' from the fields allowed at that place in the schema."""
-    fields = _fields_at(model, loc[:-1])
+    fields = _fields_at(model, tuple(p for p in loc[:-1] if p not in METHOD_NAMES))
     close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
     return f" (did you mean {close[0]!r}?)" if close else (f"; allowed: {', '.join(fields)}" if fields else "")
 
 
 def _fields_at(model: type, loc: tuple) -> list[str]:
+    models = [model]
     for part in loc:
-        info = getattr(model, "model_fields", {}).get(part)
-        if info is None:
+        infos = [m.model_fields[part] for m in models if part in getattr(m, "model_fields", {})]
+        if not infos:
             return []
-        model = info.annotation
-    return list(getattr(model, "model_fields", {}))
+        # a union (method: MoCoV2 | Sipl) offers the fields of each member
+        models = [a for i in infos for a in (typing.get_args(i.annotation) or (i.annotation,))]
+    return list(dict.fromkeys(f for m in models for f in getattr(m, "model_fields", {})))
 
 
 # ---------------------------------------------------------------- loading
@@ -249,6 +252,8 @@ def expand_cells(exp: ExperimentConfig) -> list[Cell]:
         resolved = cfg.model_dump(mode="json")
         if not resolved["augmentation"]["style"]["enabled"]:
             resolved.pop("stylizer")  # not part of this cell's identity
+        if resolved["method"]["name"] == "sipl" and exp.cluster.num_workers > 1:
+            raise ConfigError("cluster.num_workers: SIPL trains on one worker per cell (no DDP); set it to 1")
         if resolved["optim"]["batch_size"] % exp.cluster.num_workers:
             raise ConfigError(f"optim.batch_size: {resolved['optim']['batch_size']} is not divisible by "
                               f"cluster.num_workers {exp.cluster.num_workers}")

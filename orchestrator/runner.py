@@ -67,6 +67,7 @@ def _dataset_refs(c: dict[str, Any]) -> list[tuple[str, dict[str, Any], int]]:
     for i, t in enumerate(c["evaluation"]["targets"]):
         where = f"evaluation.targets[{i}] ({t['key']})"
         refs += [(f"{where}.data", t["data"], size),
+                 (f"{where}.test_data", t["test_data"], size) if t["test_data"] else
                  (f"{where}.test_split", {**t["data"], "split": t["test_split"]}, size)]
         if t["val_split"]:
             refs.append((f"{where}.val_split", {**t["data"], "split": t["val_split"]}, size))
@@ -124,8 +125,7 @@ def _evaluate_target(cfg: dict[str, Any], target: dict[str, Any], backbone_path:
     """One evaluation node of the DAG: (pretrained backbone, target) → metrics, cached on disk
     so a re-run after a failure elsewhere redoes only what is missing."""
     if Path(cache_file).is_file():
-        saved = json.loads(Path(cache_file).read_text())
-        return saved["metrics"], saved["split_file"]
+        return json.loads(Path(cache_file).read_text())
     from workloads.evaluation.evaluate import evaluate_target
     torch.set_num_threads(max(1, threads))
     device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
@@ -134,13 +134,15 @@ def _evaluate_target(cfg: dict[str, Any], target: dict[str, Any], backbone_path:
     def progress(msg: str) -> None:
         if board is not None:
             board.update.remote(cell_id, {"status": "evaluating", "result": msg})
-    metrics, split_file = evaluate_target(cfg, target, state, cache_dir=cache_dir, device=device, progress=progress)
-    out = {"metrics": metrics, "split_file": str(split_file) if split_file else None}
+    art_dir = Path(cache_file).with_suffix("")  # kept beside the cached result, logged by the cell
+    out = evaluate_target(cfg, target, state, cache_dir=cache_dir, device=device, progress=progress,
+                          artifact_dir=art_dir if target == cfg["evaluation"]["targets"][0] else None)
+    out["split_file"] = str(out["split_file"]) if out["split_file"] else None
     Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(f"{cache_file}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(out))
     os.replace(tmp, cache_file)
-    return out["metrics"], out["split_file"]
+    return out
 
 
 def _eval_cache_file(ctx: RunContext, cell: Cell, target: dict[str, Any]) -> str:
@@ -148,19 +150,22 @@ def _eval_cache_file(ctx: RunContext, cell: Cell, target: dict[str, Any]) -> str
     return str(Path(ctx.cache_dir) / "evaluations" / f"{cell.pretrain_id}-{cell_hash({'target': target, **ev})}.json")
 
 
-def evaluate_cell(cell: Cell, ctx: RunContext, backbone_path: Path, board) -> tuple[dict[str, float], list[str]]:
-    """Every target of a cell in parallel, each a Ray task with one worker's resources."""
+def evaluate_cell(cell: Cell, ctx: RunContext, backbone_path: Path, board):
+    """→ (final metrics, per-epoch curves by metric name, [(artifact folder, file)])."""
+    # every target of a cell in parallel, each a Ray task with one worker's resources
     targets = cell.config["evaluation"]["targets"]
     refs = [_evaluate_target.options(num_cpus=ctx.cpus_per_worker, num_gpus=ctx.gpus_per_worker).remote(
         cell.config, t, str(backbone_path), ctx.cache_dir, max(1, int(ctx.cpus_per_worker)),
         _eval_cache_file(ctx, cell, t), board, cell.cell_id) for t in targets]
     metrics: dict[str, float] = {}
-    split_files = []
-    for metrics_t, split_file in ray.get(refs):
-        metrics.update(metrics_t)
-        if split_file:
-            split_files.append(split_file)
-    return metrics, split_files
+    history: dict[str, list[float]] = {}
+    files = []
+    for out in ray.get(refs):
+        metrics.update(out["metrics"])
+        history.update(out.get("history", {}))
+        files += [("splits", out["split_file"])] if out["split_file"] else []
+        files += [("pictures", p) for p in out.get("artifacts", [])]
+    return metrics, history, files
 
 
 def backbone_file(ctx: RunContext, cell: Cell) -> Path:
@@ -222,13 +227,17 @@ def run_cell(cell: Cell, ctx: RunContext, board, style_inputs: dict[str, str] | 
                                      "epochs": cell.config["optim"]["epochs"], "backbone_path": str(backbone_path),
                                      **(style_inputs or {})}, ctx, name=cell.pretrain_id, num_workers=ctx.num_workers)
         board.update.remote(cell.cell_id, {"status": "evaluating"})
-        metrics, split_files = evaluate_cell(cell, ctx, backbone_path, board)
+        metrics, history, files = evaluate_cell(cell, ctx, backbone_path, board)
         tracking.log_metrics(c, run_id, metrics)
-        for split_file in split_files:
-            tracking.retry(c.log_artifact, run_id, split_file, "splits")
+        for name, values in history.items():
+            for epoch, v in enumerate(values, start=1):
+                tracking.log_metrics(c, run_id, {name: v}, epoch)
+        for folder, path in files:
+            tracking.retry(c.log_artifact, run_id, path, folder)
         tracking.retry(c.set_terminated, run_id, "FINISHED")
         first = cell.config["evaluation"]["targets"][0]["key"]
-        result = f"{first} top-1 {metrics[f'linear/{first}/top1']:.1f}"
+        kind = "mlp" if cell.config["method"]["name"] == "sipl" else "linear"
+        result = f"{first} top-1 {metrics[f'{kind}/{first}/top1']:.1f}"
         if f"random_init/linear/{first}/top1" in metrics:
             result += f" (random init {metrics[f'random_init/linear/{first}/top1']:.1f})"
         board.update.remote(cell.cell_id, {"status": "finished", "result": result})

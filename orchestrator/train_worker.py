@@ -74,6 +74,8 @@ def train_loop(loop_cfg: dict[str, Any]) -> None:
     cfg = loop_cfg["cell"]
     device, use_gpu, resume = _setup(loop_cfg)
     images = pretrain_images(cfg, loop_cfg["cache_dir"])
+    if cfg["method"]["name"] == "sipl":
+        return _sipl_loop(loop_cfg, cfg, images, device, resume)
     stylizer = bank = None
     if loop_cfg.get("stylizer_path"):
         stylizer = load_stylizer(loop_cfg["stylizer_path"], expected=stylizer_arch(cfg["stylizer"]))
@@ -119,3 +121,23 @@ def stylizer_loop(loop_cfg: dict[str, Any]) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         save_stylizer(net.cpu(), out)
         callback.on_artifact(str(out), "stylizer")
+
+
+def _sipl_loop(loop_cfg: dict[str, Any], cfg: dict[str, Any], images: torch.Tensor, device, resume) -> None:
+    """SIPL's pretext training (one worker); rank 0 saves the encoder the evaluation uses."""
+    from workloads.sipl.cell import SiplMonitor, sipl_config
+    from workloads.sipl.train import pretrain_sipl
+    monitor = None
+    if loop_cfg.get("monitor"):
+        monitor = SiplMonitor(cfg, cfg["evaluation"]["targets"][0], epochs=loop_cfg["monitor"]["epochs"],
+                              cache_dir=loop_cfg["cache_dir"], device=device)
+    callback = RayTrainCallback(loop_cfg)
+    model = pretrain_sipl(sipl_config(cfg), images, callback=callback, device=device, resume=resume, monitor=monitor)
+    # the paper reports the best validation accuracy over epochs; MLflow has every epoch (resumed or not)
+    history = callback.mlflow.get_metric_history(callback.run_id, "sipl/val_pretext_acc")
+    if history:
+        tracking.log_metrics(callback.mlflow, callback.run_id, {"sipl/best_val_pretext_acc": max(m.value for m in history)})
+    out = Path(loop_cfg["backbone_path"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.encoder.state_dict(), out)
+    callback.on_artifact(str(out), "model")

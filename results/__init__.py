@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .collect import NoRunsError, Search, cell_runs, search_runs
+from .sipl import is_sipl, sipl_table
 from .search import SearchSummary, search_stems, search_table, summarize
 from .tables import PROBE_COLUMNS, Table, summary_table
 from .transfer import fewshot_table, needs_transfer_table, shots, targets, transfer_table
@@ -16,7 +17,10 @@ def build_tables(experiment: str, tracking_uri: str) -> dict[str, Table]:
         raise NoRunsError(f"experiment {experiment!r} in {tracking_uri} has no cell runs yet (nor search runs); "
                           "run it with `sassl run`")
     out: dict[str, Table] = {}
-    if not cells.empty:
+    if not cells.empty and is_sipl(cells):
+        out[f"{experiment}-sipl"] = sipl_table(
+            cells, f"{experiment}: best validation accuracy, pretext and downstream (mean ± std over seeds)")
+    elif not cells.empty:
         if needs_transfer_table(cells):
             out[f"{experiment}-transfer"] = transfer_table(
                 cells, f"{experiment}: transfer top-1 (mean ± std over seeds; best per column in bold)")

@@ -110,3 +110,13 @@ def test_trial_config_sorts_an_inverted_range_and_validates():
     assert cfg["augmentation"]["style"]["alpha"] == [0.3, 0.45]
     with pytest.raises(ConfigError, match="must be <= 1"):
         trial_config(base, {"augmentation.style.p": 2.0})
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_experiment_has_the_three_scale_profiles(path):
+    exp = load_experiment(path)
+    assert {"quick", "cpu", "paper"} <= set(exp.config.profiles)
+    sizes = {p: len(load_experiment(path, p).cells) for p in ("quick", "cpu", "paper")}
+    assert all(n >= 1 for n in sizes.values())
+    quick, cpu = load_experiment(path, "quick").cells[0].config, load_experiment(path, "cpu").cells[0].config
+    assert quick["optim"]["epochs"] < cpu["optim"]["epochs"]

@@ -30,7 +30,11 @@ def pretrain_images(cfg: dict[str, Any], cache_dir: str | Path | None, progress:
     """uint8 N×3×S×S of the pretraining split (labels are never used)."""
     images, _, _ = load_images(cfg["data"]["pretrain"], cfg["data"]["image_size"], cache_dir, progress)
     limit = cfg["data"].get("limit")
-    return images[:limit] if limit else images
+    if not limit or limit >= len(images):
+        return images
+    # a fixed random subset: the packed kits are sorted by class, so the first N would hold only a few
+    keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:limit].sort().values
+    return images[keep]
 
 
 @dataclass
@@ -77,7 +81,8 @@ def target_splits(target: dict[str, Any], *, image_size: int, cache_dir: str | P
     tr, va = torch.as_tensor(parts["train"]), torch.as_tensor(val_parts["val"])
     test = None
     if with_test:
-        test_images, test_labels, _ = load_images({**data, "split": target["test_split"]}, image_size, cache_dir)
+        test_ref = target.get("test_data") or {**data, "split": target["test_split"]}
+        test_images, test_labels, _ = load_images(test_ref, image_size, cache_dir)
         test = (test_images, test_labels)
     return LabelledSplits((images[tr], labels[tr]), (val_images[va], val_labels[va]), test,
                           num_classes=len(src.classes), split_file=split_file)

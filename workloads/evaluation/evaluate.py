@@ -19,9 +19,15 @@ from .probe import linear_probe
 
 
 def evaluate_target(cfg: dict[str, Any], target: dict[str, Any], backbone_state: dict[str, torch.Tensor], *,
-                    cache_dir: str | Path | None, device: str = "cpu",
-                    progress: Callable[[str], None] | None = None) -> tuple[dict[str, float], Path | None]:
-    """Returns (metrics, path of the saved train/val split indices)."""
+                    cache_dir: str | Path | None, device: str = "cpu", progress: Callable[[str], None] | None = None,
+                    artifact_dir: str | Path | None = None) -> dict[str, Any]:
+    """{"metrics", "split_file" (the saved train/val indices), "history" (per-epoch curves by
+    metric name), "artifacts" (files written to ``artifact_dir``)}."""
+    if cfg["method"]["name"] == "sipl":
+        from ..sipl.cell import evaluate_sipl
+        res = evaluate_sipl(cfg, target, backbone_state, cache_dir=cache_dir, device=device, plot_dir=artifact_dir)
+        return {"metrics": res["metrics"], "split_file": res["split_file"], "artifacts": [res["plot"]] if res["plot"] else [],
+                "history": {f"downstream/{target['key']}/val_acc": res["history"]}}
     ev, key = cfg["evaluation"], target["key"]
     size = cfg["data"]["image_size"]
     mean, std = cfg["augmentation"]["mean"], cfg["augmentation"]["std"]
@@ -64,7 +70,7 @@ def evaluate_target(cfg: dict[str, Any], target: dict[str, Any], backbone_state:
     if ev["linear_probe"]["random_init_control"]:
         say(f"{key}: random-init control")
         metrics.update(_cached_control(cfg, target, cache_dir, lambda: _control(cfg, key, make_backbone, probe)))
-    return metrics, splits.split_file
+    return {"metrics": metrics, "split_file": splits.split_file, "history": {}, "artifacts": []}
 
 
 def _control(cfg: dict[str, Any], key: str, make_backbone, probe) -> dict[str, float]:

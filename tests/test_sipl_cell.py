@@ -1,0 +1,54 @@
+"""SIPL cells: the YAML's config reaches the workload intact; the search objective never reads test."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from orchestrator.experiment import ConfigError, build_experiment, load_experiment
+from workloads.sipl.cell import SiplMonitor, build_encoder, sipl_config
+from workloads.sipl.train import resolve_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_table4_yaml_maps_onto_the_workload_config():
+    exp = load_experiment(ROOT / "experiments" / "sipl_table4.yaml")
+    assert [c.config["method"]["variant"] for c in exp.cells[::len(exp.config.seeds)]] == \
+        ["opl", "siplv1", "siplv2", "siplv3"]
+    cfg = resolve_config(sipl_config(exp.cells[0].config))  # unknown keys would raise here
+    assert cfg["geometry"].image_size == 48 and cfg["augment"].grayscale_p == 0.05
+    assert cfg["alpha"] == 5.0 and cfg["batch_size"] == exp.cells[0].config["optim"]["batch_size"]
+
+
+@pytest.mark.parametrize("method, message", [
+    ({"name": "sipl", "alpha": -1}, "method.alpha: must be >= 0"),
+    ({"name": "sipl", "variant": "siplv9"}, "method.variant: input should be 'opl', 'siplv1', 'siplv2' or 'siplv3'"),
+    ({"name": "sipl", "geometry": {"image_size": 30}}, "method.geometry.image_size: 30 px is too small"),
+    ({"name": "simclr"}, "method.name: unknown method 'simclr'"),
+])
+def test_bad_sipl_configs_name_the_field(method, message):
+    with pytest.raises(ConfigError) as e:
+        build_experiment({"name": "x", "method": method, "optim": {"optimizer": "adam"}})
+    assert message in str(e.value)
+
+
+def test_sipl_needs_adam_and_one_worker():
+    with pytest.raises(ConfigError, match="SIPL trains with Adam"):
+        build_experiment({"name": "x", "method": {"name": "sipl"}})
+    with pytest.raises(ConfigError, match="SIPL trains on one worker"):
+        build_experiment({"name": "x", "method": {"name": "sipl"}, "optim": {"optimizer": "adam"},
+                          "cluster": {"num_workers": 2}})
+
+
+def test_search_monitor_scores_validation_without_reading_test(tmp_path):
+    exp = build_experiment({"name": "x", "backbone": {"width": 0.125}, "optim": {"optimizer": "adam"},
+                            "method": {"name": "sipl", "embed_dim": 16, "head_hidden": 16,
+                                       "downstream": {"hidden": 16}},
+                            "evaluation": {"targets": [{"key": "dtd", "data": {"name": "dtd-kit", "split": "train"},
+                                                        "val_split": "val"}]}})
+    cfg = exp.cells[0].config
+    torch.set_num_threads(1)
+    monitor = SiplMonitor(cfg, cfg["evaluation"]["targets"][0], epochs=2, cache_dir=tmp_path)
+    out = monitor(build_encoder(cfg))
+    assert 0 <= out["val_top1"] <= 100
+    assert list(tmp_path.glob("dtd-kit-val-*")) and not list(tmp_path.glob("dtd-kit-test-*"))

@@ -1,0 +1,174 @@
+"""SIPL pretext training: pure PyTorch, patches cut and augmented on the training device.
+
+All randomness after the model's (seeded) initialisation comes from one torch.Generator
+whose state is part of the checkpoint, and the image order of an epoch is a function of
+(seed, epoch), so resuming from an epoch's state replays the uninterrupted run exactly.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Any, Callable
+
+import torch
+
+from ..callbacks import Callback, NonFiniteLossError
+from .augment import VARIANTS, augment_from_dict, finalize, make_problems
+from .model import SiplNet, sipl_loss
+from .patches import PatchGeometry, sample_pairs
+
+__all__ = ["DEFAULTS", "STAGE", "resolve_config", "build_sipl_model", "split_pretext", "pretrain_sipl"]
+
+STAGE = "sipl"
+
+#: Paper values (Tables 1-3) except geometry, which defaults to the CIFAR kit's (see patches.py).
+DEFAULTS: dict[str, Any] = {
+    "seed": 0, "variant": "siplv1", "alpha": 5.0,
+    "arch": "resnet18", "width": 1.0, "stem": "imagenet", "embed_dim": 1000, "head_hidden": 4096,
+    "geometry": {}, "augment": {},
+    "lr": 5e-5, "weight_decay": 0.0, "batch_size": 64, "epochs": 10, "val_fraction": 0.1,
+}
+
+
+def resolve_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """cfg over DEFAULTS, checked; unknown keys are an error (a typo must not silently use a default)."""
+    unknown = set(cfg) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown SIPL config keys {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    out = copy.deepcopy(DEFAULTS)
+    out.update(copy.deepcopy(cfg))
+    if out["variant"] not in VARIANTS:
+        raise ValueError(f"unknown SIPL variant {out['variant']!r}; choose one of {', '.join(VARIANTS)}")
+    if not float(out["alpha"]) >= 0:
+        raise ValueError(f"alpha must be >= 0, got {out['alpha']!r}")
+    if not 0.0 <= float(out["val_fraction"]) < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {out['val_fraction']!r}")
+    for key in ("batch_size", "epochs"):
+        if int(out[key]) < 1:
+            raise ValueError(f"{key} must be >= 1, got {out[key]!r}")
+    if not float(out["lr"]) > 0 or float(out["weight_decay"]) < 0:
+        raise ValueError(f"lr must be > 0 and weight_decay >= 0, got {out['lr']!r}, {out['weight_decay']!r}")
+    try:
+        out["geometry"] = PatchGeometry(**out["geometry"])
+    except TypeError as e:  # unknown key
+        raise ValueError(f"geometry: {e}; known keys: image_size, patch_size, input_size, jitter") from None
+    out["augment"] = augment_from_dict(out["augment"])
+    return out
+
+
+def build_sipl_model(cfg: dict[str, Any]) -> SiplNet:
+    """Seeded initialisation that leaves the caller's global RNG untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(cfg["seed"]))
+        return SiplNet(cfg["arch"], float(cfg["width"]), cfg["stem"], int(cfg["embed_dim"]), int(cfg["head_hidden"]))
+
+
+def split_pretext(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded (train, val) index split of the pretext images."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 31 + 5))
+    n_val = math.ceil(n * val_fraction) if val_fraction > 0 else 0
+    if n - n_val < 2:
+        raise ValueError(f"{n} images leave {n - n_val} for pretext training after val_fraction "
+                         f"{val_fraction}; need >= 2")
+    return perm[n_val:], perm[:n_val]
+
+
+def _epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    batches = list(perm.split(batch_size))
+    if len(batches) > 1 and len(batches[-1]) < 2:  # a 1-image batch breaks BatchNorm
+        batches.pop()
+    return batches
+
+
+@torch.no_grad()
+def _val_accuracy(model: SiplNet, images: torch.Tensor, geom: PatchGeometry, aug, seed: int, batch_size: int,
+                  device: torch.device) -> float:
+    """Pretext accuracy on un-augmented ⟨c, n⟩ pairs of held-out images. The generator is re-seeded
+    each call, so every epoch sees the same patches without keeping them in memory."""
+    if len(images) == 0:
+        return math.nan
+    model.eval()
+    g = torch.Generator(device=device).manual_seed(seed * 7919 + 3)
+    hits = 0
+    for i in range(0, len(images), batch_size):
+        c, n, y, _ = sample_pairs(images[i:i + batch_size].to(device), geom, g)
+        logits = model.problem_logits([(finalize(c, aug), finalize(n, aug))])[0]
+        hits += (logits.argmax(dim=1) == y).sum().item()
+    model.train()
+    return 100.0 * hits / len(images)
+
+
+def pretrain_sipl(cfg: dict[str, Any], images_uint8: torch.Tensor, *, callback: Callback | None = None,
+                  device: str | torch.device = "cpu", resume: dict[str, Any] | None = None,
+                  monitor: Callable[[torch.nn.Module], dict[str, float]] | None = None) -> SiplNet:
+    """Train the SIPL pretext task on uint8 N×3×S×S images; returns the trained SiplNet.
+
+    Per epoch ``callback.on_epoch_end("sipl", epoch, metrics, state)`` with metrics loss,
+    pretext_acc (train, %, first problem), val_pretext_acc (%, held-out images, un-augmented
+    ⟨c, n⟩ pairs, the same ones every epoch, so epochs and variants compare), images_per_s,
+    epoch_seconds. ``resume`` is a ``state()`` of an earlier epoch. ``monitor(encoder) -> metrics``
+    runs after every epoch (a search's downstream objective); its metrics join the epoch's.
+    """
+    cfg = resolve_config(cfg)
+    callback = callback or Callback()
+    device = torch.device(device)
+    seed, geom, aug = int(cfg["seed"]), cfg["geometry"], cfg["augment"]
+    batch_size, epochs, alpha = int(cfg["batch_size"]), int(cfg["epochs"]), float(cfg["alpha"])
+
+    train_idx, val_idx = split_pretext(len(images_uint8), float(cfg["val_fraction"]), seed)
+    val_images = images_uint8[val_idx]
+
+    # channels_last: faster CPU convolutions (as workloads/pretrain.py)
+    model = build_sipl_model(cfg).to(device, memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
+    gen = torch.Generator(device=device).manual_seed(seed * 7919 + 1)
+    start_epoch = 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        gen.set_state(resume["generator"])
+        start_epoch = int(resume["epoch"])
+
+    model.train()
+    for epoch in range(start_epoch, epochs):
+        t0 = last_report = time.perf_counter()
+        batches = [train_idx[b] for b in _epoch_batches(len(train_idx), batch_size, seed, epoch)]
+        seen, loss_sum, acc_sum = 0, 0.0, 0.0
+        for step, idx in enumerate(batches):
+            x = images_uint8[idx].to(device, non_blocking=True)
+            with torch.no_grad():
+                c, n, y, _ = sample_pairs(x, geom, gen)
+                problems = make_problems(cfg["variant"], c, n, aug, gen)
+            loss, acc = sipl_loss(model, problems, y, alpha)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(f"SIPL pretext loss became {loss.item()} at epoch {epoch + 1}, step "
+                                         f"{step + 1} (variant {cfg['variant']}, alpha {alpha}, lr {cfg['lr']}); "
+                                         f"lower lr or alpha, or check the data")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item()
+            acc_sum += acc
+            seen += len(idx)
+            now = time.perf_counter()
+            if now - last_report > 0.5 or step == len(batches) - 1:
+                last_report = now
+                callback.on_progress(STAGE, epoch + 1, step + 1, len(batches),
+                                     {"loss": loss_sum / (step + 1), "pretext_acc": acc_sum / (step + 1),
+                                      "images_per_s": seen / (now - t0)})
+        train_seconds = time.perf_counter() - t0
+        val_acc = _val_accuracy(model, val_images, geom, aug, seed, max(batch_size, 256), device)
+        metrics = {"loss": loss_sum / len(batches), "pretext_acc": acc_sum / len(batches),
+                   "val_pretext_acc": val_acc, "images_per_s": seen / train_seconds,
+                   "epoch_seconds": time.perf_counter() - t0}
+        if monitor is not None:
+            metrics.update(monitor(model.encoder))
+            model.train()
+
+        def state(epoch: int = epoch) -> dict[str, Any]:
+            return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "generator": gen.get_state(), "epoch": epoch + 1}
+        callback.on_epoch_end(STAGE, epoch + 1, metrics, state)
+    return model
