@@ -40,7 +40,8 @@ def _targets(tag: str | None) -> list[tuple[str, str]] | None:
 
 
 def cell_runs(tracking_uri: str, experiment: str, allow_empty: bool = False) -> pd.DataFrame:
-    """One row per cell (its newest finished run, else its newest run of any status):
+    """One row per cell (its newest finished run, else its newest run of any status; per (row,
+    seed) only the newest cell):
     cell_id, row, seed, status, error, run_id, start_time, style (True/False/None from
     augmentation.style.enabled), targets (list of (key, label) or None), params (dict),
     and every final metric as a column."""
@@ -62,6 +63,10 @@ def cell_runs(tracking_uri: str, experiment: str, allow_empty: bool = False) -> 
         return pd.DataFrame(columns=["cell_id", "row", "seed", "status", "error", "run_id", "start_time",
                                      "style", "targets", "params"])
     df = pd.DataFrame.from_records(records)
+    # a (row, seed) whose config changed since (an edited YAML) is the newest config's cell, so
+    # superseded cells never count as extra seeds
+    newest = df.sort_values("start_time", ascending=False).drop_duplicates(["row", "seed"])["cell_id"]
+    df = df[df["cell_id"].isin(set(newest))]
     df["_rank"] = df["status"].map(STATUS_ORDER).fillna(9)
     df = df.sort_values(["_rank", "start_time"], ascending=[True, False])
     df = df.drop_duplicates("cell_id").drop(columns="_rank")

@@ -207,3 +207,20 @@ def test_plots_are_written(store):
     _cell(c, exp_id, "baseline", 0, False, metrics={"linear/cifar10/top1": 40.0},
           targets=json.dumps([["cifar10", "CIFAR-10"]]))
     assert build_plots("single", uri, tmp / "plots") == []
+
+
+def test_a_superseded_cell_of_the_same_row_and_seed_is_not_counted(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator import tracking
+    from results import cell_runs
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    c = MlflowClient(uri)
+    exp_id = c.create_experiment("edited", artifact_location=(tmp_path / "a").as_uri())
+    for cell_id, value in (("old", 10.0), ("new", 20.0)):  # the YAML changed between the two runs
+        run = c.create_run(exp_id, tags={tracking.TAG_ROLE: "cell", tracking.TAG_CELL: cell_id,
+                                         tracking.TAG_ROW: "baseline", tracking.TAG_SEED: 0})
+        tracking.log_metrics(c, run.info.run_id, {"linear/cifar10/top1": value})
+        c.set_terminated(run.info.run_id, "FINISHED")
+    cells = cell_runs(uri, "edited")
+    assert list(cells["cell_id"]) == ["new"] and cells["linear/cifar10/top1"].tolist() == [20.0]
