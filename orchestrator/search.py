@@ -24,6 +24,7 @@ from .tracking import TAG_SEARCH_ID, TAG_SEARCH_METRIC as TAG_METRIC, TAG_SEARCH
 from .tracking import TAG_SEARCH_SPACE as TAG_SPACE, TAG_STOPPED_EARLY as TAG_STOPPED, TAG_TRIAL_ID as TAG_TRIAL  # noqa: E402
 
 RESOLVED_ARTIFACT = "search/experiment.yaml"
+TAG_TRIAL_ERROR = "sassl.trial_exit"  # how fit() ended when Tune stopped or lost the trial
 
 
 @dataclass
@@ -87,12 +88,19 @@ def _trial(config: dict[str, Any], *, base: dict[str, Any], ctx: RunContext, sea
                                  **(style_inputs or {})},
                     ctx, name=f"search-{search_run_id[:8]}-{trial_id}", num_workers=ctx.num_workers,
                     callbacks=[TuneReportCallback()])
-    except Exception as e:  # noqa: BLE001 - recorded on the trial's run, then re-raised for Tune
-        reason = _short_error(e)
-        tracking.mark_failed(c, run_id, reason)
-        board.update.remote(trial_id, {"status": "failed", "result": reason[:80]})
+    except Exception as e:  # noqa: BLE001 - re-raised for Tune
+        # Tune also ends trials it stops (ASHA, or max_t reached) through an error inside fit();
+        # only Tune's own record says whether the trial failed, so _close_trial_runs decides
+        tracking.set_tags(c, run_id, {TAG_TRIAL_ERROR: _short_error(e)})
         raise
     board.update.remote(trial_id, {"status": "finished"})
+
+
+def _trial_id(result, i: int) -> str:
+    if result.metrics and "trial_id" in result.metrics:
+        return result.metrics["trial_id"]
+    parts = Path(result.path or "").name.split("_")  # Tune's folder _trial_<id>_<n>_…, even if it never reported
+    return parts[2] if len(parts) > 2 else f"#{i}"
 
 
 def _close_trial_runs(c, ctx: RunContext, search_run_id: str, results, metric: str, epochs: int) -> SearchSummary:
@@ -103,11 +111,13 @@ def _close_trial_runs(c, ctx: RunContext, search_run_id: str, results, metric: s
     by_trial = {r.data.tags.get(TAG_TRIAL): r for r in runs}
     for i, result in enumerate(results):
         summary.trials += 1
-        trial_id = (result.metrics or {}).get("trial_id", f"#{i}")
-        if result.error is not None:  # _trial marked its run failed already
-            summary.failed[trial_id] = _short_error(result.error)
-            continue
+        trial_id = _trial_id(result, i)
         run = by_trial.get(trial_id)
+        if result.error is not None:
+            summary.failed[trial_id] = _short_error(result.error)
+            if run is not None and run.info.status == "RUNNING":
+                tracking.mark_failed(c, run.info.run_id, summary.failed[trial_id])
+            continue
         if run is None:
             continue
         last = (result.metrics or {}).get(metric)
