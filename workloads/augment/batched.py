@@ -33,6 +33,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from .omega import omega_from_info
 from .params import ViewConfig
 
 __all__ = [
@@ -431,6 +432,7 @@ def augment_view(
     size: int,
     generator: torch.Generator | None = None,
     hook: Hook | None = None,
+    omega: bool = False,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One augmented view of a batch, float in [0, 1] (not normalised), and its parameters.
 
@@ -451,6 +453,9 @@ def augment_view(
       grayscale          bool  B
       blur_sigma         float B       0 where blur not applied
       solarize           bool  B
+      omega              float B x 14  only with ``omega=True``: CASSLE's ω of the
+                                       view, assembled from the values above
+                                       (see :mod:`workloads.augment.omega`)
     """
     _check_images(x)
     B, _, H, W = x.shape
@@ -519,6 +524,8 @@ def augment_view(
         "blur_sigma": sigma,
         "solarize": sol,
     }
+    if omega:
+        info["omega"] = omega_from_info(info, cfg)
     return out, info
 
 
@@ -533,6 +540,11 @@ class TwoViewAugment(torch.nn.Module):
     ``torch.no_grad`` right after view 1's crop, before its flip (SASSL's style
     transfer seam); it must return a tensor of the same shape, which is clamped
     to [0, 1]. View 2 never sees it.
+
+    ``omega=True`` (constructor default for every call, or per call in ``forward``)
+    adds each view's CASSLE augmentation information ``info["viewN"]["omega"]``
+    (float ``B x 14``, :mod:`workloads.augment.omega`), built from the very values
+    the view was made with.
     """
 
     def __init__(
@@ -543,6 +555,7 @@ class TwoViewAugment(torch.nn.Module):
         out_size: int,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        omega: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(out_size, int) or isinstance(out_size, bool) or out_size <= 0:
@@ -554,6 +567,7 @@ class TwoViewAugment(torch.nn.Module):
         self.view1 = view1 if view1 is not None else ViewConfig.byol_view1()
         self.view2 = view2 if view2 is not None else ViewConfig.byol_view2()
         self.out_size = out_size
+        self.omega = bool(omega)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
 
@@ -571,7 +585,9 @@ class TwoViewAugment(torch.nn.Module):
         x: torch.Tensor,
         generator: torch.Generator | None = None,
         left_hook: Hook | None = None,
+        omega: bool | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, dict[str, torch.Tensor]]]:
-        v1, info1 = augment_view(x, self.view1, self.out_size, generator=generator, hook=left_hook)
-        v2, info2 = augment_view(x, self.view2, self.out_size, generator=generator)
+        omega = self.omega if omega is None else bool(omega)
+        v1, info1 = augment_view(x, self.view1, self.out_size, generator=generator, hook=left_hook, omega=omega)
+        v2, info2 = augment_view(x, self.view2, self.out_size, generator=generator, omega=omega)
         return self._normalise(v1), self._normalise(v2), {"view1": info1, "view2": info2}
