@@ -118,6 +118,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if raw is None:
+        raise ConfigError(f"{path}: the file is empty (an experiment needs at least a name)")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of fields, got {type(raw).__name__}")
     return raw
@@ -158,6 +160,10 @@ def load_experiment(path: str | Path, profile: str | None = None,
 def build_experiment(raw: dict[str, Any], profile: str | None = None,
                      overrides: dict[str, Any] | None = None) -> Experiment:
     base = validate(raw, ExperimentConfig)
+    # only as written: once dumped, every config carries `variants: []`
+    if "variants" in base.grid.model_fields_set and not base.grid.variants:
+        raise ConfigError("grid.variants: empty list; give at least one variant ({name, set}), "
+                          "or remove the key for a single configuration")
     data = base.model_dump(mode="json")
     if profile is not None:
         if profile not in base.profiles:
@@ -259,9 +265,9 @@ def expand_cells(exp: ExperimentConfig) -> list[Cell]:
                               f"cluster.num_workers {exp.cluster.num_workers}")
         cid = cell_hash(resolved)
         if cid in seen:
-            raise ConfigError(f"grid: cells '{seen[cid]}' and '{row}' (seed {seed}) resolve to the same "
+            raise ConfigError(f"grid: cells {seen[cid]} and '{row}' (seed {seed}) resolve to the same "
                               "configuration; remove the duplicate")
-        seen[cid] = f"{row}' (seed {seed}"
+        seen[cid] = f"'{row}' (seed {seed})"
         cells.append(Cell(cid, row, seed, overrides, resolved, pretrain_hash(resolved)))
     return cells
 
