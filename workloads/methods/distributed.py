@@ -21,3 +21,19 @@ def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
     parts = [torch.empty_like(x) for _ in range(world_size())]
     dist.all_gather(parts, x.contiguous())
     return torch.cat(parts)
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate x from every rank in rank order; gradients flow back to each rank's own part."""
+    if world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+    return torch.cat(all_gather(x.contiguous()))
+
+
+def mean_over_ranks_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Mean of x over ranks (autograd-aware); x itself on a single process."""
+    if world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_reduce
+    return all_reduce(x) / world_size()

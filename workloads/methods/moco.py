@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import AugAwareMethod
 from .distributed import gather_no_grad, rank
 from .heads import mlp
 
@@ -32,14 +33,22 @@ def cosine_momentum(base: float, progress: float) -> float:
     return 1.0 - (1.0 - base) * (math.cos(math.pi * min(max(progress, 0.0), 1.0)) + 1.0) / 2.0
 
 
-class MoCoV2(nn.Module):
+class MoCoV2(AugAwareMethod):
+    """MoCo v2; ``aug_mode`` vanilla / augself / cassle and its fields: see :mod:`.base`.
+
+    CASSLE conditions the query projector on the query view's ω and the key projector on
+    the key view's ω. AugSelf's heads read the online features of the query view and,
+    as in the AugSelf code, the key tower's features of the key view (the online ones of
+    both views when ``symmetric``)."""
+
     def __init__(self, backbone: nn.Module, *, proj_hidden_dim: int = 2048, proj_dim: int = 128,
                  proj_layers: int = 2, predictor: bool = True, pred_hidden_dim: int = 2048,
                  temperature: float = 0.1, momentum: float = 0.99, momentum_schedule: str = "cosine",
-                 queue_size: int = 0, symmetric: bool = False):
+                 queue_size: int = 0, symmetric: bool = False, **aug_fields):
         super().__init__()
         self.backbone = backbone
-        self.projector = mlp(backbone.out_dim, proj_hidden_dim, proj_dim, proj_layers)
+        self._init_aug(backbone.out_dim, **aug_fields)
+        self.projector = self._make_projector(backbone.out_dim, proj_hidden_dim, proj_dim, proj_layers)
         self.predictor = mlp(proj_dim, pred_hidden_dim, proj_dim, 2) if predictor else nn.Identity()
         # the key tower never receives gradients; it follows the online weights by EMA
         self.key_backbone = copy.deepcopy(backbone).requires_grad_(False)
@@ -52,23 +61,33 @@ class MoCoV2(nn.Module):
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
         self.current_momentum = momentum
 
-    def _query(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.predictor(self.projector(self.backbone(x))), dim=1)
+    def _query(self, y: torch.Tensor, omega: torch.Tensor | None = None) -> torch.Tensor:
+        return F.normalize(self.predictor(self._project(self.projector, y, omega)), dim=1)
 
     @torch.no_grad()
-    def _key(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.key_projector(self.key_backbone(x)), dim=1)
+    def _key(self, x: torch.Tensor, omega: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(key tower's backbone features, normalised key)."""
+        y = self.key_backbone(x)
+        return y, F.normalize(self._project(self.key_projector, y, omega), dim=1)
 
-    def forward(self, v1: torch.Tensor, v2: torch.Tensor) -> dict[str, torch.Tensor]:
-        q1, k2 = self._query(v1), self._key(v2)
+    def forward(self, v1: torch.Tensor, v2: torch.Tensor, omega1: torch.Tensor | None = None,
+                omega2: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        self._check_omega(omega1, omega2, v1.shape[0])
+        y1 = self.backbone(v1)
+        q1 = self._query(y1, omega1)
+        ky2, k2 = self._key(v2, omega2)
         k2_all = gather_no_grad(k2)
         queue = self.queue.clone().detach() if self.queue.numel() else None
         loss = info_nce(q1, k2, self.temperature, queue, k2_all)
+        y2 = ky2
         if self.symmetric:
-            q2, k1 = self._query(v2), self._key(v1)
+            y2 = self.backbone(v2)
+            q2 = self._query(y2, omega2)
+            _, k1 = self._key(v1, omega1)
             loss = 0.5 * (loss + info_nce(q2, k1, self.temperature, queue, gather_no_grad(k1)))
         self._enqueue(k2_all)
-        return {"loss": loss}
+        out: dict[str, torch.Tensor] = {}
+        return self._finish(loss, self._aux_loss(y1, y2, omega1, omega2, out), out)
 
     @torch.no_grad()
     def _enqueue(self, keys: torch.Tensor) -> None:
