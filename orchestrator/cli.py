@@ -112,6 +112,76 @@ def run(path: Optional[Path] = typer.Argument(None, help="Experiment YAML (omit 
         raise typer.Exit(1)
 
 
+AddressOpt = typer.Option(None, "--address", help="Ray Jobs API of the cluster's head node, e.g. "
+                          "http://<head>:8265 (default: $RAY_JOBS_ADDRESS, $RAY_ADDRESS, http://127.0.0.1:8265).")
+
+
+@app.command()
+def submit(path: Path, profile: Optional[str] = ProfileOpt, set_: list[str] = SetOpt, address: Optional[str] = AddressOpt,
+           job_id: Optional[str] = typer.Option(None, help="Submission id (default: Ray picks one)."),
+           follow: bool = typer.Option(False, "--follow", help="Stream the job's logs until it ends.")) -> None:
+    """Submit an experiment to a Ray cluster as a Ray job (validated here first)."""
+    from . import jobs
+    exp = _load(path, profile, set_)
+    try:
+        jid, entrypoint = jobs.submit(exp, address=address, profile=profile, sets=set_, job_id=job_id)
+    except ConfigError as e:
+        _fail(str(e))
+    console.print(f"submitted job {jid} to {jobs.jobs_address(address)}: {entrypoint}", highlight=False)
+    console.print(f"follow it with: sassl status {jid} / sassl logs {jid} --follow", highlight=False)
+    if follow:
+        _follow(jid, address)
+
+
+def _follow(jid: str, address: Optional[str]) -> None:
+    from . import jobs
+    jobs.follow(jid, address, lambda chunk: (sys.stdout.write(chunk), sys.stdout.flush()))
+    st = jobs.status(jid, address)
+    console.print(f"job {jid}: {st['status']} {st['message']}", highlight=False)
+    if st["status"] != "SUCCEEDED":
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(job_id: str, address: Optional[str] = AddressOpt) -> None:
+    """State of a submitted job (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED)."""
+    from . import jobs
+    try:
+        st = jobs.status(job_id, address)
+    except ConfigError as e:
+        _fail(str(e))
+    console.print(f"{st['job_id']}: {st['status']}" + (f" ({st['message']})" if st["message"] else ""),
+                  highlight=False)
+
+
+@app.command()
+def logs(job_id: str, address: Optional[str] = AddressOpt,
+         follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming until the job ends.")) -> None:
+    """A submitted job's driver output."""
+    from . import jobs
+    try:
+        if follow:
+            _follow(job_id, address)
+        else:
+            typer.echo(jobs.logs(job_id, address), nl=False)
+    except ConfigError as e:
+        _fail(str(e))
+
+
+@app.command()
+def ui(run_dir: Path = typer.Option(Path(os.environ.get("SASSL_RUN_DIR", "runs")),
+                                    help="Run directory whose MLflow store (mlflow.db, artifacts/) is served."),
+       backend_store_uri: Optional[str] = typer.Option(None, help="Serve this store instead (e.g. postgresql://…)."),
+       host: str = typer.Option("127.0.0.1", help="Interface to listen on; 0.0.0.0 exposes the store to the network."),
+       port: int = typer.Option(5000)) -> None:
+    """MLflow UI and tracking server over an experiment's store; multi-node runs log to its http:// URI."""
+    from .ui import serve
+    try:
+        serve(run_dir, backend_store_uri, host, port, console)
+    except ConfigError as e:
+        _fail(str(e))
+
+
 def _load_best(search_run: str, seeds: Optional[str], uri: Optional[str], sets: list[str]) -> Experiment:
     from . import tracking
     from .experiment import build_experiment

@@ -1,0 +1,122 @@
+"""Submitting experiments to a Ray cluster through the Ray Jobs API.
+
+The project (sources, experiment YAMLs, the packed data kit) is shipped as the job's
+working directory; the job's driver runs `python -m orchestrator run … --address auto`
+on the head node with the head node's Python environment."""
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import tempfile
+from pathlib import Path
+
+from .experiment import ConfigError, Experiment
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_JOBS_ADDRESS = "http://127.0.0.1:8265"
+# shipped to the cluster: code and small assets only (Ray caps a working_dir at 500 MiB)
+SHIPPED = ("orchestrator", "workloads", "results", "experiments", "pyproject.toml")
+SUBMITTED_DIR = "_submitted"
+
+
+def jobs_address(address: str | None) -> str:
+    return address or os.environ.get("RAY_JOBS_ADDRESS") or os.environ.get("RAY_ADDRESS") or DEFAULT_JOBS_ADDRESS
+
+
+def _use_token_if_present() -> None:
+    """Ray's clusters require a token by default (`ray start` writes ~/.ray/auth_token), but its
+    clients send one only in RAY_AUTH_MODE=token, read once at import: set it before importing."""
+    has_token = os.environ.get("RAY_AUTH_TOKEN") or Path(os.environ.get(
+        "RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token")).is_file()
+    if has_token:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
+def _client(address: str | None):
+    _use_token_if_present()
+    from ray.job_submission import JobSubmissionClient
+    addr = jobs_address(address)
+    try:
+        return JobSubmissionClient(addr)
+    except Exception as e:  # noqa: BLE001 - connection errors come in many types
+        raise ConfigError(f"--address {addr}: cannot reach the Ray Jobs API ({type(e).__name__}: {e}); start a "
+                          f"head node with `ray start --head --dashboard-host 127.0.0.1` or pass its "
+                          f"http://<head>:8265 address") from None
+
+
+def stage_project(exp: Experiment, dest: Path) -> str:
+    """Copy the shipped parts of the project and the experiment file into ``dest``;
+    returns the experiment file's path relative to it."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for name in SHIPPED:
+        src = PROJECT_ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=ignore)
+        elif src.is_file():
+            shutil.copy2(src, dest / name)
+    (dest / SUBMITTED_DIR).mkdir()
+    rel = Path(SUBMITTED_DIR) / exp.path.name
+    shutil.copy2(exp.path, dest / rel)
+    return rel.as_posix()
+
+
+def run_dir_override(exp: Experiment) -> list[str]:
+    """A relative run_dir would land in the job's throw-away working directory:
+    pin it to the absolute path it has here (the head node must see that path)."""
+    cfg = exp.config.tracking
+    if cfg.uri or Path(cfg.run_dir).is_absolute():
+        return []
+    return [f"tracking.run_dir={Path(cfg.run_dir).resolve()}"]
+
+
+def submit(exp: Experiment, *, address: str | None, profile: str | None, sets: list[str],
+           job_id: str | None = None) -> tuple[str, str]:
+    """Submit ``exp`` (already validated here); returns (job id, the entrypoint)."""
+    if exp.path is None:
+        raise ConfigError("only an experiment file can be submitted")
+    client = _client(address)
+    sets = [*sets, *run_dir_override(exp)]
+    with tempfile.TemporaryDirectory(prefix="sassl-job-") as tmp:
+        rel = stage_project(exp, Path(tmp))
+        argv = ["python", "-m", "orchestrator", "run", rel, "--address", "auto"]
+        if profile:
+            argv += ["--profile", profile]
+        for s in sets:
+            argv += ["--set", s]
+        entrypoint = shlex.join(argv)  # every value quoted: nothing from the YAML or CLI reaches a shell unquoted
+        env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI",) if k in os.environ}
+        jid = client.submit_job(entrypoint=entrypoint, submission_id=job_id,
+                                runtime_env={"working_dir": tmp, "env_vars": env},
+                                metadata={"sassl.experiment": exp.name, "sassl.file": str(exp.path)})
+    return jid, entrypoint
+
+
+def status(job_id: str, address: str | None) -> dict:
+    client = _client(address)
+    try:
+        info = client.get_job_info(job_id)
+    except Exception as e:  # noqa: BLE001
+        raise ConfigError(f"job {job_id}: not found at {jobs_address(address)} ({e})") from None
+    return {"job_id": job_id, "status": str(info.status.value if hasattr(info.status, "value") else info.status),
+            "message": info.message or "", "entrypoint": info.entrypoint,
+            "start_time": info.start_time, "end_time": info.end_time}
+
+
+def logs(job_id: str, address: str | None) -> str:
+    return _client(address).get_job_logs(job_id)
+
+
+async def _tail(job_id: str, address: str | None):
+    async for chunk in _client(address).tail_job_logs(job_id):
+        yield chunk
+
+
+def follow(job_id: str, address: str | None, write) -> None:
+    """Stream the job's logs until it ends."""
+    import asyncio
+
+    async def go():
+        async for chunk in _tail(job_id, address):
+            write(chunk)
+    asyncio.run(go())

@@ -1,0 +1,110 @@
+"""`sassl submit/status/logs` against a real Ray head node started with `ray start --head`."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.e2e
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sassl(*args, cwd, timeout=300):
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture
+def head_node():
+    """A head node on 127.0.0.1; `--block` ties every Ray process to this one, so SIGTERM stops
+    exactly this cluster (unlike `ray stop`, which would stop every Ray on the machine)."""
+    temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    dash = free_port()
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}  # the job's `python` is this venv's
+    proc = subprocess.Popen([str(VENV_BIN / "ray"), "start", "--head", "--block", "--port", str(free_port()),
+                             "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--num-cpus", "2",
+                             "--include-dashboard", "true", "--temp-dir", temp, "--disable-usage-stats"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    address = f"http://127.0.0.1:{dash}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.stdout.read()
+        try:
+            urllib.request.urlopen(f"{address}/api/version", timeout=2)
+        except urllib.error.HTTPError:  # 401 without a token: the server is up
+            break
+        except OSError:
+            time.sleep(1)
+        else:
+            break
+    else:
+        pytest.fail("the Ray head node did not start in 120 s")
+    yield address
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_submit_follow_status_logs_and_runs_in_mlflow(tmp_path, head_node):
+    cfg = {"name": "jobs-e2e", "cluster": {"num_workers": 1, "cpus_per_worker": 1},
+           "data": {"pretrain": {"name": "cifar10-kit"}, "image_size": 32, "limit": 128},
+           "backbone": {"arch": "resnet18", "width": 0.125},
+           "method": {"proj_hidden_dim": 32, "proj_dim": 16, "pred_hidden_dim": 32},
+           "optim": {"epochs": 1, "batch_size": 64}, "seeds": [0, 1],
+           "evaluation": {"linear_probe": {"lrs": [0.1], "epochs": 1}}}
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(cfg))  # run_dir left relative on purpose
+
+    res = sassl("submit", "tiny.yaml", "--address", head_node, "--set", "optim.batch_size=32", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    job = next(w for w in res.stdout.split() if w.startswith("raysubmit_"))
+    # the relative run_dir was pinned to this machine's absolute path (else runs vanish with the job)
+    assert f"tracking.run_dir={tmp_path / 'runs'}" in res.stdout and "optim.batch_size=32" in res.stdout
+
+    follow = sassl("logs", job, "--address", head_node, "--follow", cwd=tmp_path, timeout=600)
+    assert follow.returncode == 0, follow.stdout + follow.stderr
+    assert "2 finished, 0 skipped" in follow.stdout and f"job {job}: SUCCEEDED" in follow.stdout
+    st = sassl("status", job, "--address", head_node, cwd=tmp_path)
+    assert st.returncode == 0 and f"{job}: SUCCEEDED" in st.stdout
+    logs = sassl("logs", job, "--address", head_node, cwd=tmp_path)
+    assert "| jobs-e2e" in logs.stdout  # the driver's results table
+
+    c = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    exp = c.get_experiment_by_name("jobs-e2e")
+    cells = c.search_runs([exp.experiment_id], "tags.`sassl.role` = 'cell'")
+    assert sorted(r.data.tags["sassl.seed"] for r in cells) == ["0", "1"]
+    assert all(r.info.status == "FINISHED" and r.data.params["optim.batch_size"] == "32" for r in cells)
+    assert all(0 <= r.data.metrics["linear/cifar10/top1"] <= 100 for r in cells)
+
+    missing = sassl("status", "raysubmit_nope", "--address", head_node, cwd=tmp_path)
+    assert missing.returncode == 2 and "job raysubmit_nope: not found" in missing.stderr
+
+
+def test_submit_to_nothing_is_a_clear_error(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({"name": "x", "seeds": [0]}))
+    res = sassl("submit", "tiny.yaml", "--address", f"http://127.0.0.1:{free_port()}", cwd=tmp_path, timeout=120)
+    assert res.returncode == 2 and "cannot reach the Ray Jobs API" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_submit_validates_before_submitting(tmp_path):
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"name": "x", "optim": {"epochs": "many"}}))
+    res = sassl("submit", "bad.yaml", "--address", "http://127.0.0.1:1", cwd=tmp_path, timeout=120)
+    assert res.returncode == 2 and "optim.epochs" in res.stderr
