@@ -178,21 +178,20 @@ def lbfgs_linear_eval(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch
 
     val_scores: dict[float, float] = {}
     iterations: dict[float, int] = {}
-    solutions: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
     init = None
+    chosen, chosen_fit, best = grid[0], None, -math.inf
     for lam in grid:  # strongest regularisation first: each solution warm-starts the next
         w, b, it = problem.fit(lam, init, **opts)
         init = (w, b)
-        solutions[lam] = (w, b)
         iterations[lam] = it
         with torch.no_grad():
             val_scores[lam] = _metric(select_by, torch.addmm(b, xva, w).argmax(1), yva)
-    best = max(val_scores.values())
-    chosen = min(lam for lam, s in val_scores.items() if s == best)
+        if val_scores[lam] >= best:  # λ decreases along the grid: a tie goes to the smaller λ
+            chosen, chosen_fit, best = lam, (w, b), val_scores[lam]
 
     xall, yall = torch.cat([xtr, xva]), torch.cat([ytr, yva])
     del problem
-    w, b, _ = _Problem(xall, yall, num_classes, matmul_dtype).fit(chosen, solutions[chosen], **opts)
+    w, b, _ = _Problem(xall, yall, num_classes, matmul_dtype).fit(chosen, chosen_fit, **opts)
     with torch.no_grad():
         pred = torch.addmm(b, prep(xte.to(dt)), w).argmax(1)
     yte = yte.long()
