@@ -39,6 +39,7 @@ class RunContext:
     gpus_per_worker: float
     max_failures: int
     rerun: bool
+    interrupted: dict[str, str] = field(default_factory=dict)  # cell_id -> run id left RUNNING by a dead driver
 
     @property
     def cache_dir(self) -> str:
@@ -200,13 +201,19 @@ def run_cell(cell: Cell, ctx: RunContext, board, style_inputs: dict[str, str] | 
     from .train_worker import train_loop
 
     c = tracking.client(ctx.tracking_uri)
-    run = tracking.retry(c.create_run, ctx.experiment_id, run_name=f"{cell.row} · seed {cell.seed}", tags={
-        tracking.TAG_PARENT: ctx.parent_run_id, tracking.TAG_ROLE: "cell", tracking.TAG_CELL: cell.cell_id,
-        tracking.TAG_ROW: cell.row, tracking.TAG_SEED: cell.seed})
-    run_id = run.info.run_id
+    run_id = ctx.interrupted.get(cell.cell_id)
+    if run_id is None:
+        run_id = tracking.retry(c.create_run, ctx.experiment_id, run_name=f"{cell.row} · seed {cell.seed}", tags={
+            tracking.TAG_PARENT: ctx.parent_run_id, tracking.TAG_ROLE: "cell", tracking.TAG_CELL: cell.cell_id,
+            tracking.TAG_ROW: cell.row, tracking.TAG_SEED: cell.seed}).info.run_id
+    else:  # continue the interrupted run: its metrics so far stay, Ray Train resumes from the checkpoint
+        previous = c.get_run(run_id).data.tags.get(tracking.TAG_RESUMED_BY, "")
+        tracking.set_tags(c, run_id, {tracking.TAG_PARENT: ctx.parent_run_id,
+                                      tracking.TAG_RESUMED_BY: ",".join(filter(None, [previous, ctx.parent_run_id]))})
     board.update.remote(cell.cell_id, {"status": "starting", "run_id": run_id})
     try:
-        tracking.log_params(c, run_id, {**flatten(cell.config), "cluster.num_workers": ctx.num_workers})
+        if cell.cell_id not in ctx.interrupted:  # an interrupted run has them already (params are write-once)
+            tracking.log_params(c, run_id, {**flatten(cell.config), "cluster.num_workers": ctx.num_workers})
         tracking.set_tags(c, run_id, {tracking.TAG_TARGETS: json.dumps(
             [[t["key"], t["label"]] for t in cell.config["evaluation"]["targets"]]), tracking.TAG_PRETRAIN: cell.pretrain_id})
         if upstream_error:
@@ -327,6 +334,7 @@ def start_invocation(exp: Experiment, *, address: str | None, rerun: bool, role:
     c = tracking.client(uri)
     exp_id = tracking.get_or_create_experiment(c, cfg.name, run_dir / "artifacts" if uri.startswith("sqlite") else None)
     done = {} if rerun else tracking.finished_cell_runs(c, exp_id)
+    interrupted = {} if rerun else tracking.interrupted_cell_runs(c, exp_id)
     connect(address or cfg.cluster.address, cfg.cluster.local_num_cpus)
     slots = cell_slots(exp)
     parent = tracking.retry(c.create_run, exp_id, run_name=f"{cfg.name} {time.strftime('%Y-%m-%d %H:%M:%S')}", tags={
@@ -336,7 +344,12 @@ def start_invocation(exp: Experiment, *, address: str | None, rerun: bool, role:
     if exp.path:
         tracking.retry(c.log_artifact, parent.info.run_id, str(exp.path))
     ctx = RunContext(cfg.name, exp_id, parent.info.run_id, uri, str(run_dir), cfg.cluster.num_workers,
-                     cfg.cluster.cpus_per_worker, cfg.cluster.gpus_per_worker, cfg.cluster.max_failures, rerun)
+                     cfg.cluster.cpus_per_worker, cfg.cluster.gpus_per_worker, cfg.cluster.max_failures, rerun,
+                     {cid: rid for cid, (rid, _) in interrupted.items() if cid not in done})
+    for old_parent in {p for _, p in interrupted.values() if p}:
+        if c.get_run(old_parent).info.status == "RUNNING":  # its driver died: it will never end by itself
+            tracking.set_tags(c, old_parent, {tracking.TAG_ERROR: f"interrupted; continued by {parent.info.run_id}"})
+            tracking.retry(c.set_terminated, old_parent, "KILLED")
     return c, ctx, done, slots
 
 

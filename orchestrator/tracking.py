@@ -23,6 +23,7 @@ TAG_PARENT = "mlflow.parentRunId"
 TAG_TARGETS = "sassl.targets"      # JSON [[key, label], ...] of the cell's evaluation targets
 TAG_PRETRAIN = "sassl.pretrain_id" # hash of the pretraining config (shared backbone)
 TAG_BACKBONE_REUSED = "sassl.backbone_reused"  # the backbone file a cell reused instead of training
+TAG_RESUMED_BY = "sassl.resumed_by"  # cell: parent runs of invocations that continued it after an interruption
 BATCH = 100
 
 
@@ -89,6 +90,18 @@ def finished_cell_runs(c: MlflowClient, experiment_id: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for r in runs:
         out.setdefault(r.data.tags.get(TAG_CELL, ""), r.info.run_id)
+    return out
+
+
+def interrupted_cell_runs(c: MlflowClient, experiment_id: str) -> dict[str, tuple[str, str]]:
+    """cell_id -> (run_id, parent run id) of the newest cell run still RUNNING: its driver died
+    (killed, machine lost). The next invocation continues that run, so no logged metric is lost.
+    (Two live invocations of one experiment at once are not supported: they would share these.)"""
+    runs = c.search_runs([experiment_id], filter_string=f"tags.`{TAG_ROLE}` = 'cell' and attributes.status = 'RUNNING'",
+                         order_by=["attributes.start_time DESC"], max_results=5000)
+    out: dict[str, tuple[str, str]] = {}
+    for r in runs:
+        out.setdefault(r.data.tags.get(TAG_CELL, ""), (r.info.run_id, r.data.tags.get(TAG_PARENT, "")))
     return out
 
 

@@ -23,8 +23,11 @@ from . import tracking
 CHECKPOINT_FILE = "state.pt"
 
 
+RESUMED_METRIC = "resumed_from_epoch"  # one entry per restart (worker retry or a new invocation)
+
+
 class RayTrainCallback(Callback):
-    def __init__(self, loop_cfg: dict[str, Any]):
+    def __init__(self, loop_cfg: dict[str, Any], resume: dict[str, Any] | None = None):
         self.rank = ray.train.get_context().get_world_rank()
         self.cell_id = loop_cfg["cell_id"]
         self.board = loop_cfg.get("board")
@@ -32,6 +35,9 @@ class RayTrainCallback(Callback):
         self.run_id = loop_cfg["run_id"]
         self.objective = loop_cfg.get("objective_key")  # a search trial: also log it as 'objective'
         self.mlflow = tracking.client(loop_cfg["tracking_uri"]) if self.rank == 0 else None
+        if self.mlflow is not None and resume is not None:
+            epoch = int(resume.get("epoch", resume.get("step", 0)))  # the stylizer checkpoints by step
+            tracking.log_metrics(self.mlflow, self.run_id, {RESUMED_METRIC: epoch}, epoch)
 
     def on_progress(self, stage, epoch, step, steps, metrics):
         if self.rank == 0 and self.board is not None:
@@ -94,7 +100,7 @@ def train_loop(loop_cfg: dict[str, Any]) -> None:
         m = loop_cfg["monitor"]
         monitor = ValidationMonitor(cfg, cfg["evaluation"]["targets"][0], train_size=m["train_size"], lr=m["lr"],
                                     epochs=m["epochs"], cache_dir=loop_cfg["cache_dir"], device=device)
-    callback = RayTrainCallback(loop_cfg)
+    callback = RayTrainCallback(loop_cfg, resume)
     model = pretrain(cfg, images, callback=callback, device=device, resume=resume, wrap_model=wrap,
                      stylizer=stylizer, style_bank=bank, monitor=monitor)
     if ray.train.get_context().get_world_rank() == 0:
@@ -114,7 +120,7 @@ def stylizer_loop(loop_cfg: dict[str, Any]) -> None:
     style = style_pool(cfg["style_data"], cfg["image_size"], loop_cfg["cache_dir"])
     loss_net = build_loss_network(cfg["loss_network"], weights=cfg["loss_weights"],
                                   cache_dir=str(Path(loop_cfg["cache_dir"]) / "weights"))
-    callback = RayTrainCallback(loop_cfg)
+    callback = RayTrainCallback(loop_cfg, resume)
     net = train_stylizer(cfg, content, style, loss_net, callback=callback, device=device, resume=resume)
     if ray.train.get_context().get_world_rank() == 0:
         out = Path(loop_cfg["stylizer_path"])
@@ -131,7 +137,7 @@ def _sipl_loop(loop_cfg: dict[str, Any], cfg: dict[str, Any], images: torch.Tens
     if loop_cfg.get("monitor"):
         monitor = SiplMonitor(cfg, cfg["evaluation"]["targets"][0], epochs=loop_cfg["monitor"]["epochs"],
                               cache_dir=loop_cfg["cache_dir"], device=device)
-    callback = RayTrainCallback(loop_cfg)
+    callback = RayTrainCallback(loop_cfg, resume)
     model = pretrain_sipl(sipl_config(cfg), images, callback=callback, device=device, resume=resume, monitor=monitor)
     # the paper reports the best validation accuracy over epochs; MLflow has every epoch (resumed or not)
     history = callback.mlflow.get_metric_history(callback.run_id, "sipl/val_pretext_acc")
