@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -61,7 +61,40 @@ class Backbone(Strict):
     stem: Literal["imagenet", "cifar"] = "imagenet"
 
 
-class MoCoV2(Strict):
+OMEGA_PARTS = "cjdbfg"  # crop, colour jitter, colour difference, blur, flip, grayscale (METHODS.md, CASSLE)
+
+
+class AugAware(Strict):
+    """How a method uses the augmentation parameters ω (CASSLE; AugSelf as its baseline).
+    vanilla ignores them; augself adds heads predicting the views' parameter differences;
+    cassle conditions the projector on ω through the encoder γ (both towers)."""
+    aug_mode: Literal["vanilla", "augself", "cassle"] = "vanilla"
+    omega_parts: str | None = None   # letters of OMEGA_PARTS or "all"; default all (cassle), "cj" (augself)
+    cond_mode: Literal["concat", "add", "mul", "hypernetwork"] = "concat"
+    encoder_depth: int = Field(6, ge=0)   # 0: raw ω (concat only)
+    encoder_width: int = Field(64, ge=1)
+    augself_weight: float = Field(1.0, ge=0)
+    augself_hidden_dim: int = Field(512, ge=1)
+
+    @field_validator("omega_parts")
+    @classmethod
+    def _parts(cls, v: str | None) -> str | None:
+        if v is None or v == "all":
+            return v
+        unknown = sorted(set(v) - set(OMEGA_PARTS))
+        if unknown or not v:
+            raise ValueError(f"unknown ω part(s) {''.join(unknown) or repr(v)}; use letters of {OMEGA_PARTS} "
+                             f"(c crop, j jitter, d colour difference, b blur, f flip, g grayscale) or 'all'")
+        return "".join(p for p in OMEGA_PARTS if p in v)  # one spelling per set: one cell hash
+
+    @model_validator(mode="after")
+    def _depth(self) -> "AugAware":
+        if self.aug_mode == "cassle" and self.encoder_depth == 0 and self.cond_mode != "concat":
+            raise ValueError(f"encoder_depth: 0 (raw ω) works only with cond_mode concat, not {self.cond_mode}")
+        return self
+
+
+class MoCoV2(AugAware):
     name: Literal["moco_v2"] = "moco_v2"
     proj_hidden_dim: int = Field(2048, ge=1)
     proj_dim: int = Field(128, ge=1)
@@ -73,6 +106,32 @@ class MoCoV2(Strict):
     momentum_schedule: Literal["cosine", "constant"] = "cosine"
     queue_size: int = Field(0, ge=0)
     symmetric: bool = False
+
+
+class SimCLR(AugAware):
+    name: Literal["simclr"] = "simclr"
+    proj_hidden_dim: int = Field(2048, ge=1)
+    proj_dim: int = Field(128, ge=1)
+    proj_layers: int = Field(2, ge=1)
+    temperature: float = Field(0.2, gt=0)
+
+
+class BYOL(AugAware):
+    name: Literal["byol"] = "byol"
+    proj_hidden_dim: int = Field(4096, ge=1)
+    proj_dim: int = Field(256, ge=1)
+    proj_layers: int = Field(2, ge=1)
+    pred_hidden_dim: int = Field(4096, ge=1)
+    momentum: float = Field(0.996, ge=0, le=1)
+    momentum_schedule: Literal["cosine", "constant"] = "cosine"
+
+
+class BarlowTwins(AugAware):
+    name: Literal["barlow_twins"] = "barlow_twins"
+    proj_hidden_dim: int = Field(8192, ge=1)
+    proj_dim: int = Field(8192, ge=1)
+    proj_layers: int = Field(3, ge=1)
+    lambd: float = Field(0.0051, ge=0)
 
 
 class SiplGeometry(Strict):
@@ -321,11 +380,36 @@ class FewShot(Strict):
         return self
 
 
+class LbfgsProbe(Strict):
+    """CASSLE's linear evaluation: l2-regularised multinomial logistic regression (L-BFGS) on
+    frozen features, λ chosen on validation from logspace(l2_exponents), refit on train+val."""
+    enabled: bool = False
+    l2_exponents: tuple[float, float, int] = (-6.0, 5.0, 45)  # start, stop, number of values
+    select_by: Literal["top1", "mean_per_class"] = "top1"
+    max_iter: int = Field(1000, ge=1)
+
+    @model_validator(mode="after")
+    def _grid(self) -> "LbfgsProbe":
+        lo, hi, n = self.l2_exponents
+        if not lo <= hi or n < 1:
+            raise ValueError(f"l2_exponents: expected (start <= stop, number >= 1), got {self.l2_exponents}")
+        return self
+
+
+class Sensitivity(Strict):
+    """CASSLE 4.2: InfoNCE between an image's and its augmented version's features, per
+    augmentation and per backbone stage + projector, on the first target's test images."""
+    enabled: bool = False
+    images: int = Field(512, ge=2)
+
+
 class Evaluation(Strict):
     targets: list[Target] = Field(default_factory=lambda: [Target(key="cifar10", label="CIFAR-10")], min_length=1)
     linear_probe: LinearProbe = LinearProbe()
     fine_tune: FineTune = FineTune()
     few_shot: FewShot = FewShot()
+    lbfgs: LbfgsProbe = LbfgsProbe()
+    sensitivity: Sensitivity = Sensitivity()
 
     @model_validator(mode="after")
     def _unique_keys(self) -> "Evaluation":
@@ -386,7 +470,7 @@ class Search(Strict):
     monitor: Monitor = Monitor()
 
 
-METHOD_NAMES = ("moco_v2", "sipl")
+METHOD_NAMES = ("moco_v2", "simclr", "byol", "barlow_twins", "sipl")
 
 
 class CellConfig(Strict):
@@ -394,7 +478,7 @@ class CellConfig(Strict):
     seed: int = 0
     data: Data = Data()
     backbone: Backbone = Backbone()
-    method: MoCoV2 | Sipl = Field(MoCoV2(), discriminator="name")
+    method: MoCoV2 | SimCLR | BYOL | BarlowTwins | Sipl = Field(MoCoV2(), discriminator="name")
     augmentation: Augmentation = Augmentation()
     stylizer: Stylizer = Stylizer()
     optim: Optim = Optim()

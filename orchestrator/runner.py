@@ -26,6 +26,9 @@ from .experiment import Cell, ConfigError, Experiment, cell_hash, flatten
 from .progress import LiveProgress, ProgressBoard
 
 
+METHOD_FILE = "method.pt"
+
+
 @dataclass
 class RunContext:
     """What every cell task needs to know about the invocation (plain, picklable)."""
@@ -131,13 +134,17 @@ def _evaluate_target(cfg: dict[str, Any], target: dict[str, Any], backbone_path:
     torch.set_num_threads(max(1, threads))
     device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
     state = torch.load(backbone_path, map_location="cpu", weights_only=True)
+    method_path = Path(backbone_path).with_name(METHOD_FILE)  # the whole trained method (projector too)
+    method_state = torch.load(method_path, map_location="cpu", weights_only=True) \
+        if cfg["evaluation"]["sensitivity"]["enabled"] and method_path.is_file() else None
 
     def progress(msg: str) -> None:
         if board is not None:
             board.update.remote(cell_id, {"status": "evaluating", "result": msg})
     art_dir = Path(cache_file).with_suffix("")  # kept beside the cached result, logged by the cell
     out = evaluate_target(cfg, target, state, cache_dir=cache_dir, device=device, progress=progress,
-                          artifact_dir=art_dir if target == cfg["evaluation"]["targets"][0] else None)
+                          artifact_dir=art_dir if target == cfg["evaluation"]["targets"][0] else None,
+                          method_state=method_state)
     out["split_file"] = str(out["split_file"]) if out["split_file"] else None
     Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(f"{cache_file}.{os.getpid()}.tmp")

@@ -106,7 +106,8 @@ def train_loop(loop_cfg: dict[str, Any]) -> None:
     if ray.train.get_context().get_world_rank() == 0:
         out = Path(loop_cfg["backbone_path"])
         out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.backbone.state_dict(), out)
+        torch.save(model.state_dict(), out.with_name("method.pt"))  # projector etc.: the sensitivity analysis
+        torch.save(model.backbone.state_dict(), out)  # last: its presence marks a finished pretraining
         callback.on_artifact(str(out), "model")
 
 

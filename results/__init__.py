@@ -5,7 +5,7 @@ from .collect import NoRunsError, Search, cell_runs, search_runs
 from .sipl import is_sipl, sipl_table
 from .search import SearchSummary, search_stems, search_table, summarize
 from .tables import PROBE_COLUMNS, Table, summary_table
-from .transfer import fewshot_table, needs_transfer_table, shots, targets, transfer_table
+from .transfer import fewshot_table, kinds, needs_transfer_table, ranked_table, shots, targets, transfer_table
 
 
 def build_tables(experiment: str, tracking_uri: str) -> dict[str, Table]:
@@ -28,6 +28,10 @@ def build_tables(experiment: str, tracking_uri: str) -> dict[str, Table]:
             target = (targets(cells) or [("?", "?")])[0][0]
             out[experiment] = summary_table(
                 cells, target, f"{experiment}: linear probe on frozen features (mean ± std over seeds)")
+        if "lbfgs" in kinds(cells):
+            out[f"{experiment}-ranks"] = ranked_table(
+                cells, "lbfgs", f"{experiment}: L-BFGS logistic regression top-1 per target and average rank "
+                                "(mean ± std over seeds; best in bold)")
         if shots(cells):
             out[f"{experiment}-fewshot"] = fewshot_table(
                 cells, f"{experiment}: few-shot top-1 (mean over seeds of the episode means ± std over seeds; "

@@ -9,8 +9,9 @@ import pandas as pd
 
 from .tables import Table, metric_table
 
-KINDS = {"linear": ("Linear probe", "Linear"), "finetune": ("Fine-tune", "Fine-tune")}  # key -> (group, short)
-METRIC = re.compile(r"^(linear|finetune|fewshot(\d+))/(.+)/top1$")
+KINDS = {"linear": ("Linear probe", "Linear"), "lbfgs": ("Logistic regression (L-BFGS)", "L-BFGS"),
+         "finetune": ("Fine-tune", "Fine-tune")}  # key -> (group, short)
+METRIC = re.compile(r"^(linear|lbfgs|finetune|fewshot(\d+))/(.+)/top1$")
 
 
 def targets(cells: pd.DataFrame) -> list[tuple[str, str]]:
@@ -39,7 +40,7 @@ def shots(cells: pd.DataFrame) -> list[int]:
 
 
 def needs_transfer_table(cells: pd.DataFrame) -> bool:
-    return len(targets(cells)) > 1 or "finetune" in kinds(cells)
+    return len(targets(cells)) > 1 or bool({"finetune", "lbfgs"} & set(kinds(cells)))
 
 
 def transfer_table(cells: pd.DataFrame, title: str) -> Table:
@@ -82,3 +83,18 @@ def top1_means(cells: pd.DataFrame, kind: str) -> pd.DataFrame:
         col = f"{kind}/{key}/top1"
         out[label] = done.groupby("row")[col].mean().reindex(order) if col in done else float("nan")
     return out
+
+
+def ranked_table(cells: pd.DataFrame, kind: str, title: str) -> Table:
+    """One top-1 column per target plus the average rank over targets (CASSLE tables 2 and 4):
+    rows ranked by mean top-1 per target (1 = best, ties share the average rank)."""
+    _, short = KINDS[kind]
+    columns = {f"{short} · {label}": f"{kind}/{key}/top1" for key, label in targets(cells)}
+    table = metric_table(cells, columns, title, bold=True)
+    ranks = table.numeric[list(columns)].rank(ascending=False, method="average")
+    avg = ranks.mean(axis=1, skipna=True)
+    table.frame.insert(len(columns), "Avg. rank", [f"{v:.2f}" for v in avg])
+    table.numeric["Avg. rank"] = avg
+    if table.bold is not None:
+        table.bold.insert(len(columns), "Avg. rank", (avg == avg.min()) & avg.notna() & (avg.notna().sum() > 1))
+    return table

@@ -18,7 +18,7 @@ class Recorder(Callback):
         self.states[epoch] = copy.deepcopy(state())  # what the checkpoint file would hold
 
 
-@pytest.mark.parametrize("method", ["moco_v2"])
+@pytest.mark.parametrize("method", ["moco_v2", "simclr"])
 def test_resumed_pretraining_matches_uninterrupted(method):
     raw = {"name": "resume", "data": {"image_size": 32}, "backbone": {"arch": "resnet18", "width": 0.125},
            "method": {"name": method}, "optim": {"epochs": 3, "batch_size": 16}, "seeds": [3]}

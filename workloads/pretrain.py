@@ -86,6 +86,7 @@ def pretrain(cfg: dict[str, Any], images: torch.Tensor, *, callback: Callback | 
     # channels_last: +5-9 % images/s for the CPU convolutions here (benchmarks/pretrain_throughput.py)
     model = build_model(cfg).to(device, memory_format=torch.channels_last)
     augment = build_augment(cfg).to(device)
+    augment.omega = bool(getattr(model, "uses_omega", False))  # ω from the very parameters each view applied
     optimizer = build_optimizer(model, opt_cfg["optimizer"], opt_cfg["lr"], opt_cfg["momentum"],
                                 opt_cfg["weight_decay"])
     aug_gen = torch.Generator(device=device).manual_seed(seed * 7919 + rank())
@@ -117,7 +118,8 @@ def pretrain(cfg: dict[str, Any], images: torch.Tensor, *, callback: Callback | 
             gstep = epoch * steps_per_epoch + step
             lr = lr_at(gstep, total_steps, opt_cfg["lr"], warmup_steps, opt_cfg["schedule"])
             set_lr(optimizer, lr)
-            out = forward(v1, v2)
+            omegas = {"omega1": _info["view1"]["omega"], "omega2": _info["view2"]["omega"]} if augment.omega else {}
+            out = forward(v1, v2, **omegas)
             loss = out["loss"]
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"pretraining loss became {loss.item()} at epoch {epoch + 1}, "

@@ -15,12 +15,14 @@ from ..models.backbones import build_backbone
 from .features import extract_features
 from .few_shot import few_shot
 from .finetune import fine_tune
+from .lbfgs import l2_grid, lbfgs_linear_eval
 from .probe import linear_probe
 
 
 def evaluate_target(cfg: dict[str, Any], target: dict[str, Any], backbone_state: dict[str, torch.Tensor], *,
                     cache_dir: str | Path | None, device: str = "cpu", progress: Callable[[str], None] | None = None,
-                    artifact_dir: str | Path | None = None) -> dict[str, Any]:
+                    artifact_dir: str | Path | None = None,
+                    method_state: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """{"metrics", "split_file" (the saved train/val indices), "history" (per-epoch curves by
     metric name), "artifacts" (files written to ``artifact_dir``)}."""
     if cfg["method"]["name"] == "sipl":
@@ -60,6 +62,12 @@ def evaluate_target(cfg: dict[str, Any], target: dict[str, Any], backbone_state:
                        shots=tuple(ev["few_shot"]["shots"]), episodes=ev["few_shot"]["episodes"], seed=cfg["seed"])
         for k, r in res.items():
             metrics.update(r.as_metrics(f"fewshot{k}/{key}"))
+    if ev["lbfgs"]["enabled"]:
+        lb = ev["lbfgs"]
+        say(f"{key}: L-BFGS logistic regression ({lb['l2_exponents'][2]} λ values)")
+        res = lbfgs_linear_eval(*out["feats"], splits.num_classes, l2_values=l2_grid(*lb["l2_exponents"]),
+                                select_by=lb["select_by"], max_iter=lb["max_iter"])
+        metrics.update(res.as_metrics(f"lbfgs/{key}"))
     if ev["fine_tune"]["enabled"]:
         ft = ev["fine_tune"]
         res = fine_tune(make_backbone, backbone_state, splits.train, splits.val, splits.test, splits.num_classes,
@@ -70,7 +78,32 @@ def evaluate_target(cfg: dict[str, Any], target: dict[str, Any], backbone_state:
     if ev["linear_probe"]["random_init_control"]:
         say(f"{key}: random-init control")
         metrics.update(_cached_control(cfg, target, cache_dir, lambda: _control(cfg, key, make_backbone, probe)))
-    return {"metrics": metrics, "split_file": splits.split_file, "history": {}, "artifacts": []}
+    artifacts = []
+    if ev["sensitivity"]["enabled"] and artifact_dir is not None and method_state is not None:
+        say(f"{key}: augmentation sensitivity")
+        res, plot = _sensitivity(cfg, method_state, splits.test[0][:ev["sensitivity"]["images"]], artifact_dir)
+        metrics.update(res.as_metrics())
+        artifacts.append(plot)
+    return {"metrics": metrics, "split_file": splits.split_file, "history": {}, "artifacts": artifacts}
+
+
+def _sensitivity(cfg: dict[str, Any], method_state: dict[str, torch.Tensor], images: torch.Tensor,
+                 artifact_dir: str | Path):
+    """Sensitivity of the trained method (backbone stages + projector) and the plot file."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from ..pretrain import build_model
+    from .sensitivity import method_sensitivity, plot_sensitivity
+    model = build_model(cfg)
+    model.load_state_dict(method_state)
+    aug = cfg["augmentation"]
+    res = method_sensitivity(model.eval(), images, mean=aug["mean"], std=aug["std"],
+                             generator=torch.Generator().manual_seed(cfg["seed"]))
+    fig = plot_sensitivity(res, title=f"augmentation sensitivity ({cfg['method']['name']})")
+    path = Path(artifact_dir) / "augmentation_sensitivity.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return res, str(path)
 
 
 def _control(cfg: dict[str, Any], key: str, make_backbone, probe) -> dict[str, float]:
