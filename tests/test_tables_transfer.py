@@ -224,3 +224,25 @@ def test_a_superseded_cell_of_the_same_row_and_seed_is_not_counted(tmp_path):
         c.set_terminated(run.info.run_id, "FINISHED")
     cells = cell_runs(uri, "edited")
     assert list(cells["cell_id"]) == ["new"] and cells["linear/cifar10/top1"].tolist() == [20.0]
+
+
+def test_lbfgs_rank_table_average_ranks(store):
+    uri, c, _ = store
+    exp_id = c.create_experiment("cassle")
+    # per target: A best on CIFAR-10, C best on DTD; B ties A on DTD
+    values = {"A": (50.0, 30.0), "B": (40.0, 30.0), "C": (45.0, 35.0)}
+    for row, (cifar, dtd) in values.items():
+        for seed in (0, 1):
+            _cell(c, exp_id, row, seed, False, metrics={
+                "linear/cifar10/top1": 1.0, "linear/dtd/top1": 1.0,
+                "lbfgs/cifar10/top1": cifar + seed, "lbfgs/dtd/top1": dtd - seed,
+                "lbfgs/cifar10/mean_per_class": cifar, "lbfgs/dtd/mean_per_class": dtd})
+    tables = build_tables("cassle", uri)
+    ranks = tables["cassle-ranks"]
+    # CIFAR-10 ranks A 1, C 2, B 3; DTD ranks C 1, A and B share 2.5
+    assert ranks.numeric.loc["A", "Avg. rank"] == pytest.approx((1 + 2.5) / 2)
+    assert ranks.numeric.loc["B", "Avg. rank"] == pytest.approx((3 + 2.5) / 2)
+    assert ranks.numeric.loc["C", "Avg. rank"] == pytest.approx((2 + 1) / 2)
+    assert ranks.frame.loc["A", "L-BFGS · CIFAR-10"] == "50.50 ± 0.71"
+    assert ranks.bold.loc["C", "Avg. rank"] and not ranks.bold.loc["A", "Avg. rank"]
+    assert "Logistic regression (L-BFGS)" in {g for g, _ in tables["cassle-transfer"].groups}
