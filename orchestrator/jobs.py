@@ -9,6 +9,7 @@ import os
 import shlex
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from .experiment import ConfigError, Experiment
@@ -18,6 +19,7 @@ DEFAULT_JOBS_ADDRESS = "http://127.0.0.1:8265"
 # shipped to the cluster: code and small assets only (Ray caps a working_dir at 500 MiB)
 SHIPPED = ("orchestrator", "workloads", "results", "experiments", "pyproject.toml")
 SUBMITTED_DIR = "_submitted"
+AGENT_WAIT_S = 120
 
 
 def jobs_address(address: str | None) -> str:
@@ -86,9 +88,17 @@ def submit(exp: Experiment, *, address: str | None, profile: str | None, sets: l
             argv += ["--set", s]
         entrypoint = shlex.join(argv)  # every value quoted: nothing from the YAML or CLI reaches a shell unquoted
         env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI",) if k in os.environ}
-        jid = client.submit_job(entrypoint=entrypoint, submission_id=job_id,
-                                runtime_env={"working_dir": tmp, "env_vars": env},
-                                metadata={"sassl.experiment": exp.name, "sassl.file": str(exp.path)})
+        deadline = time.monotonic() + AGENT_WAIT_S
+        while True:
+            try:
+                jid = client.submit_job(entrypoint=entrypoint, submission_id=job_id,
+                                        runtime_env={"working_dir": tmp, "env_vars": env},
+                                        metadata={"sassl.experiment": exp.name, "sassl.file": str(exp.path)})
+                break
+            except RuntimeError as e:  # a head node that just started has no job agent yet
+                if "No available agent" not in str(e) or time.monotonic() > deadline:
+                    raise ConfigError(f"job submission to {jobs_address(address)} failed: {e}") from None
+                time.sleep(2)
     return jid, entrypoint
 
 
