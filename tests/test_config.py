@@ -58,7 +58,7 @@ def test_flatten_gives_dotted_params():
     ({"name": "x", "augmentation": {"view1": {"flip_p": 1.5}}}, "augmentation.view1.flip_p: must be <= 1"),
     ({"name": "x", "augmentation": {"view1": {"crop_scale": [0.9, 0.2]}}},
      "augmentation.view1.crop_scale: low 0.9 is greater than high 0.2"),
-    ({"name": "x", "method": {"name": "simsiam"}}, "method.name: unknown method 'simsiam'; choose one of moco_v2, sipl"),
+    ({"name": "x", "method": {"name": "simsiam"}}, "method.name: unknown method 'simsiam'; choose one of moco_v2, simclr, byol, barlow_twins, sipl"),
     ({"name": "x", "backbone": {"arch": "vgg"}}, "backbone.arch: input should be 'resnet18' or 'resnet50'"),
     ({"name": "bad name!"}, "name: string should match pattern"),
     ({"name": "x", "seeds": []}, "seeds: needs at least 1 item"),
