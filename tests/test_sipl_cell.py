@@ -24,7 +24,7 @@ def test_table4_yaml_maps_onto_the_workload_config():
     ({"name": "sipl", "alpha": -1}, "method.alpha: must be >= 0"),
     ({"name": "sipl", "variant": "siplv9"}, "method.variant: input should be 'opl', 'siplv1', 'siplv2' or 'siplv3'"),
     ({"name": "sipl", "geometry": {"image_size": 30}}, "method.geometry.image_size: 30 px is too small"),
-    ({"name": "simclr"}, "method.name: unknown method 'simclr'"),
+    ({"name": "simsiam"}, "method.name: unknown method 'simsiam'"),
 ])
 def test_bad_sipl_configs_name_the_field(method, message):
     with pytest.raises(ConfigError) as e:
