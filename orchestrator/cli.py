@@ -130,7 +130,10 @@ def submit(path: Path, profile: Optional[str] = ProfileOpt, set_: list[str] = Se
     console.print(f"submitted job {jid} to {jobs.jobs_address(address)}: {entrypoint}", highlight=False)
     console.print(f"follow it with: sassl status {jid} / sassl logs {jid} --follow", highlight=False)
     if follow:
-        _follow(jid, address)
+        try:
+            _follow(jid, address)
+        except ConfigError as e:
+            _fail(str(e))
 
 
 def _follow(jid: str, address: Optional[str]) -> None:

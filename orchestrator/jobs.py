@@ -117,16 +117,12 @@ def logs(job_id: str, address: str | None) -> str:
     return _client(address).get_job_logs(job_id)
 
 
-async def _tail(job_id: str, address: str | None):
-    async for chunk in _client(address).tail_job_logs(job_id):
-        yield chunk
-
-
 def follow(job_id: str, address: str | None, write) -> None:
     """Stream the job's logs until it ends."""
     import asyncio
+    client = _client(address)
 
     async def go():
-        async for chunk in _tail(job_id, address):
+        async for chunk in client.tail_job_logs(job_id):
             write(chunk)
     asyncio.run(go())
