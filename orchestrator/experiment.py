@@ -34,6 +34,7 @@ class Cell:
     # hash of everything but the evaluation: cells that differ only in their targets share
     # one pretrained backbone (the DAG's pretraining node)
     pretrain_id: str = ""
+    row_index: int = 0    # the row's position in the YAML's grid: tables list rows in this order
 
 
 @dataclass
@@ -246,7 +247,7 @@ def expand_cells(exp: ExperimentConfig) -> list[Cell]:
     variants = exp.grid.variants or [None]
     axes = list(exp.grid.axes.items())
     combos = list(itertools.product(*[vals for _, vals in axes])) if axes else [()]
-    cells, seen = [], {}
+    cells, seen, rows = [], {}, {}
     for variant, combo, seed in itertools.product(variants, combos, exp.seeds):
         overrides = dict(variant.set) if variant else {}
         overrides.update({path: v for (path, _), v in zip(axes, combo)})
@@ -268,7 +269,7 @@ def expand_cells(exp: ExperimentConfig) -> list[Cell]:
             raise ConfigError(f"grid: cells {seen[cid]} and '{row}' (seed {seed}) resolve to the same "
                               "configuration; remove the duplicate")
         seen[cid] = f"'{row}' (seed {seed})"
-        cells.append(Cell(cid, row, seed, overrides, resolved, pretrain_hash(resolved)))
+        cells.append(Cell(cid, row, seed, overrides, resolved, pretrain_hash(resolved), rows.setdefault(row, len(rows))))
     return cells
 
 

@@ -222,7 +222,8 @@ def run_cell(cell: Cell, ctx: RunContext, board, style_inputs: dict[str, str] | 
         if cell.cell_id not in ctx.interrupted:  # an interrupted run has them already (params are write-once)
             tracking.log_params(c, run_id, {**flatten(cell.config), "cluster.num_workers": ctx.num_workers})
         tracking.set_tags(c, run_id, {tracking.TAG_TARGETS: json.dumps(
-            [[t["key"], t["label"]] for t in cell.config["evaluation"]["targets"]]), tracking.TAG_PRETRAIN: cell.pretrain_id})
+            [[t["key"], t["label"]] for t in cell.config["evaluation"]["targets"]]), tracking.TAG_PRETRAIN: cell.pretrain_id,
+            tracking.TAG_ROW_INDEX: cell.row_index})
         if upstream_error:
             raise RuntimeError(upstream_error)
         with tempfile.TemporaryDirectory() as tmp:

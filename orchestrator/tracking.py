@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 TAG_ROLE = "sassl.role"            # "experiment" (parent) or "cell"
 TAG_CELL = "sassl.cell_id"         # hash of the cell's resolved config
 TAG_ROW = "sassl.row"              # table row label
+TAG_ROW_INDEX = "sassl.row_index"  # the row's position in the YAML's grid (table row order)
 TAG_SEED = "sassl.seed"
 TAG_PROFILE = "sassl.profile"
 TAG_ERROR = "sassl.error"

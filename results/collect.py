@@ -42,9 +42,9 @@ def _targets(tag: str | None) -> list[tuple[str, str]] | None:
 def cell_runs(tracking_uri: str, experiment: str, allow_empty: bool = False) -> pd.DataFrame:
     """One row per cell (its newest finished run, else its newest run of any status; per (row,
     seed) only the newest cell):
-    cell_id, row, seed, status, error, run_id, start_time, style (True/False/None from
-    augmentation.style.enabled), targets (list of (key, label) or None), params (dict),
-    and every final metric as a column."""
+    cell_id, row, seed, row_index (the row's position in the YAML), status, error, run_id,
+    start_time, style (True/False/None from augmentation.style.enabled), targets (list of (key,
+    label) or None), params (dict), and every final metric as a column; rows in the YAML's order."""
     c = MlflowClient(tracking_uri=tracking_uri)
     runs = _runs(c, experiment_id(c, tracking_uri, experiment), "cell")
     if not runs and not allow_empty:
@@ -55,12 +55,14 @@ def cell_runs(tracking_uri: str, experiment: str, allow_empty: bool = False) -> 
         style = p.get(STYLE_PARAM)
         cell = t.get(tracking.TAG_CELL, r.info.run_id)
         records.append({"cell_id": cell, "row": t.get(tracking.TAG_ROW) or cell,
-                        "seed": int(t.get(tracking.TAG_SEED, -1)), "status": r.info.status,
+                        "seed": int(t.get(tracking.TAG_SEED, -1)),
+                        "row_index": int(t[tracking.TAG_ROW_INDEX]) if tracking.TAG_ROW_INDEX in t else None,
+                        "status": r.info.status,
                         "error": t.get(tracking.TAG_ERROR, ""), "run_id": r.info.run_id,
                         "start_time": r.info.start_time, "style": None if style is None else style.lower() == "true",
                         "targets": _targets(t.get(tracking.TAG_TARGETS)), "params": dict(p), **r.data.metrics})
     if not records:
-        return pd.DataFrame(columns=["cell_id", "row", "seed", "status", "error", "run_id", "start_time",
+        return pd.DataFrame(columns=["cell_id", "row", "seed", "row_index", "status", "error", "run_id", "start_time",
                                      "style", "targets", "params"])
     df = pd.DataFrame.from_records(records)
     # a (row, seed) whose config changed since (an edited YAML) is the newest config's cell, so
@@ -70,7 +72,8 @@ def cell_runs(tracking_uri: str, experiment: str, allow_empty: bool = False) -> 
     df["_rank"] = df["status"].map(STATUS_ORDER).fillna(9)
     df = df.sort_values(["_rank", "start_time"], ascending=[True, False])
     df = df.drop_duplicates("cell_id").drop(columns="_rank")
-    return df.sort_values(["start_time", "seed"]).reset_index(drop=True)
+    # the YAML's row order; runs logged before the row index existed follow, oldest first
+    return df.sort_values(["row_index", "start_time", "seed"], na_position="last").reset_index(drop=True)
 
 
 @dataclass

@@ -36,6 +36,9 @@ def test_grid_expands_variants_axes_and_seeds():
     b = [c for c in exp.cells if c.row.startswith("b")]
     assert all(c.config["method"]["temperature"] == 0.5 for c in b)
     assert {c.config["optim"]["lr"] for c in exp.cells} == {0.1, 0.2}
+    # each row's position in the YAML (seeds share it): the tables' row order
+    assert {(c.row, c.row_index) for c in exp.cells} == {
+        ("a, optim.lr=0.1", 0), ("a, optim.lr=0.2", 1), ("b, optim.lr=0.1", 2), ("b, optim.lr=0.2", 3)}
 
 
 def test_cell_identity_is_a_stable_hash_of_the_resolved_config():

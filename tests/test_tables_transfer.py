@@ -246,3 +246,16 @@ def test_lbfgs_rank_table_average_ranks(store):
     assert ranks.frame.loc["A", "L-BFGS · CIFAR-10"] == "50.50 ± 0.71"
     assert ranks.bold.loc["C", "Avg. rank"] and not ranks.bold.loc["A", "Avg. rank"]
     assert "Logistic regression (L-BFGS)" in {g for g, _ in tables["cassle-transfer"].groups}
+
+
+def test_rows_follow_the_yaml_order_not_the_start_order(store):
+    # cells run in parallel, so the YAML's third row can start first; tables list rows by the
+    # row index each cell records; a run without the tag (logged by an older sassl) comes last
+    uri, c, _ = store
+    exp_id = c.create_experiment("ordered")
+    for row, index in (("third", 2), ("first", 0), ("untagged", None), ("second", 1)):
+        rid = _cell(c, exp_id, row, 0, False, metrics={"linear/cifar10/top1": 1.0, "lbfgs/cifar10/top1": 1.0})
+        if index is not None:
+            tracking.set_tags(c, rid, {tracking.TAG_ROW_INDEX: index})
+    tables = build_tables("ordered", uri)
+    assert list(tables["ordered-ranks"].frame.index) == ["first", "second", "third", "untagged"]
