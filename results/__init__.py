@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .collect import NoRunsError, Search, cell_runs, search_runs
+from .sensitivity import has_sensitivity, sensitivity_table
 from .sipl import is_sipl, sipl_table
 from .search import SearchSummary, search_stems, search_table, summarize
 from .tables import PROBE_COLUMNS, Table, summary_table
@@ -10,7 +11,7 @@ from .transfer import fewshot_table, kinds, needs_transfer_table, ranked_table, 
 
 def build_tables(experiment: str, tracking_uri: str) -> dict[str, Table]:
     """Every table the experiment's runs support, keyed by file stem: <experiment> (one target,
-    linear probe only) or <experiment>-transfer, <experiment>-fewshot, <experiment>-search."""
+    linear probe only) or <experiment>-transfer, -ranks, -sensitivity, -fewshot, -search."""
     cells = cell_runs(tracking_uri, experiment, allow_empty=True)
     searches, trials = search_runs(tracking_uri, experiment)
     if cells.empty and not searches:
@@ -32,6 +33,10 @@ def build_tables(experiment: str, tracking_uri: str) -> dict[str, Table]:
             out[f"{experiment}-ranks"] = ranked_table(
                 cells, "lbfgs", f"{experiment}: L-BFGS logistic regression top-1 per target and average rank "
                                 "(mean ± std over seeds; best in bold)")
+        if has_sensitivity(cells):
+            out[f"{experiment}-sensitivity"] = sensitivity_table(
+                cells, f"{experiment}: augmentation sensitivity, InfoNCE of image vs augmented image at the "
+                       "backbone output (higher: less invariant; mean ± std over seeds)")
         if shots(cells):
             out[f"{experiment}-fewshot"] = fewshot_table(
                 cells, f"{experiment}: few-shot top-1 (mean over seeds of the episode means ± std over seeds; "

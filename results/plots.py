@@ -14,6 +14,7 @@ from matplotlib.colors import Normalize  # noqa: E402
 
 from .collect import cell_runs, search_runs  # noqa: E402
 from .sipl import downstream_curves, is_sipl, plot_downstream_curves  # noqa: E402
+from .sensitivity import has_sensitivity, sensitivity_plot  # noqa: E402
 from .search import SearchSummary, search_stems, summarize  # noqa: E402
 from .transfer import KINDS, baseline_row, kinds, needs_transfer_table, top1_means  # noqa: E402
 
@@ -30,6 +31,9 @@ def build_plots(experiment: str, tracking_uri: str, out_dir: str | Path) -> list
     if not cells.empty and is_sipl(cells):
         path = plot_downstream_curves(downstream_curves(tracking_uri, cells), out_dir / f"{experiment}-sipl-curves.png",
                                       experiment)
+        paths += [path] if path else []
+    if not cells.empty and has_sensitivity(cells):
+        path = sensitivity_plot(cells, out_dir / f"{experiment}-sensitivity.png", experiment)
         paths += [path] if path else []
     for stem, search in search_stems(experiment, searches):  # same stems as build_tables
         path = search_plot(summarize(search, trials), out_dir / f"{stem}.png", experiment)

@@ -259,3 +259,23 @@ def test_rows_follow_the_yaml_order_not_the_start_order(store):
             tracking.set_tags(c, rid, {tracking.TAG_ROW_INDEX: index})
     tables = build_tables("ordered", uri)
     assert list(tables["ordered-ranks"].frame.index) == ["first", "second", "third", "untagged"]
+
+
+def test_sensitivity_table_and_plot(store):
+    uri, c, tmp = store
+    exp_id = c.create_experiment("sens")
+    for row, base in (("vanilla", 1.0), ("CASSLE", 2.0)):
+        for seed in (0, 1):
+            metrics = {"linear/cifar10/top1": 1.0}
+            for i, aug in enumerate(("crop", "jitter")):
+                for j, stage in enumerate(("layer1", "layer2", "layer3", "layer4", "projector")):
+                    metrics[f"sensitivity/{aug}/{stage}"] = base + i + j / 10 + seed
+            _cell(c, exp_id, row, seed, False, metrics=metrics)
+    table = build_tables("sens", uri)["sens-sensitivity"]
+    # the backbone output (layer4), not the projector: mean over seeds base + i + 0.3 + 0.5
+    assert list(table.numeric.columns) == ["crop", "jitter"]
+    assert table.numeric.loc["vanilla", "crop"] == pytest.approx(1.8)
+    assert table.numeric.loc["CASSLE", "jitter"] == pytest.approx(3.8)
+    assert table.frame.loc["CASSLE", "crop"] == "2.80 ± 0.71"
+    paths = build_plots("sens", uri, tmp / "plots")
+    assert tmp / "plots" / "sens-sensitivity.png" in paths and (tmp / "plots" / "sens-sensitivity.png").stat().st_size > 10_000

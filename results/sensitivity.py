@@ -1,0 +1,66 @@
+"""Augmentation sensitivity across a grid's rows (CASSLE §4.2, Figure 6), from MLflow alone.
+
+Each cell with ``evaluation.sensitivity`` on logs ``sensitivity/<augmentation>/<stage>``: the
+InfoNCE of matching images to their augmented versions (high: the features change under the
+augmentation; low: invariant). The table puts the rows side by side at the backbone's output
+(the features the linear evaluation sees); the plot shows every stage, one line per row."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .tables import Table, metric_table  # noqa: E402
+
+METRIC = re.compile(r"^sensitivity/([^/]+)/([^/]+)$")
+BACKBONE_OUTPUT = ("layer4", "backbone")  # ResNet's last stage, or a backbone without stages
+
+
+def _present(cells: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """(augmentations, stages) with a value in any cell, in first-logged order."""
+    augs, stages = {}, {}
+    for col in cells.columns:
+        if (m := METRIC.match(str(col))) and cells[col].notna().any():
+            augs.setdefault(m.group(1))
+            stages.setdefault(m.group(2))
+    return list(augs), list(stages)
+
+
+def has_sensitivity(cells: pd.DataFrame) -> bool:
+    return bool(_present(cells)[0])
+
+
+def sensitivity_table(cells: pd.DataFrame, title: str) -> Table:
+    """Rows × augmentations: InfoNCE at the backbone's output (mean ± std over seeds)."""
+    augs, stages = _present(cells)
+    stage = next((s for s in BACKBONE_OUTPUT if s in stages), stages[-1])
+    return metric_table(cells, {a: f"sensitivity/{a}/{stage}" for a in augs}, title)
+
+
+def sensitivity_plot(cells: pd.DataFrame, path: Path, experiment: str) -> Path | None:
+    """One panel per augmentation: InfoNCE against stage, one line per row (mean over finished seeds)."""
+    done = cells[cells["status"] == "FINISHED"]
+    augs, stages = _present(done)
+    if not augs:
+        return None
+    fig, axes = plt.subplots(1, len(augs), figsize=(3.2 * len(augs), 3.4), dpi=120, squeeze=False)
+    for ax, aug in zip(axes[0], augs):
+        for row, group in done.groupby("row", sort=False):
+            ys = [group[f"sensitivity/{aug}/{s}"].mean() if f"sensitivity/{aug}/{s}" in group else float("nan")
+                  for s in stages]
+            ax.plot(range(len(stages)), ys, marker="o", label=row)
+        ax.set_xticks(range(len(stages)), stages, rotation=45, fontsize=7)
+        ax.set_title(aug)
+    axes[0][0].set_ylabel("InfoNCE (higher: less invariant)")
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.suptitle(f"{experiment}: augmentation sensitivity")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
