@@ -53,3 +53,21 @@ def test_cassle_projector_sees_omega():
 def test_bad_cassle_fields_name_the_field(fields, message):
     with pytest.raises(ConfigError, match=message):
         cell("simclr", **fields)
+
+
+@pytest.mark.parametrize("mode", ["augself", "cassle"])
+def test_augmentation_aware_modes_compose_with_style_augmentation(mode):
+    # SASSL stylizes the left view after its crop; ω still comes from that view's parameters
+    from workloads.stylize.model import StyleTransferNet
+    cfg = cell("simclr", aug_mode=mode, encoder_depth=1, encoder_width=8, augself_hidden_dim=8)
+    cfg["augmentation"]["style"].update(enabled=True, p=1.0, source="in_batch")
+    images = torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    losses, pictures = [], []
+
+    class Rec:
+        def on_progress(self, *a): pass
+        def on_artifact(self, path, *a): pictures.append(path.rsplit("/", 1)[-1])
+        def on_epoch_end(self, stage, epoch, metrics, state): losses.append(metrics["loss"])
+    model = pretrain(cfg, images, callback=Rec(), stylizer=StyleTransferNet(width=0.25).eval())
+    assert model.uses_omega and len(losses) == 1 and torch.isfinite(torch.tensor(losses[0]))
+    assert "style_augmentation.png" in pictures  # the style hook ran
