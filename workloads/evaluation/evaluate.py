@@ -12,7 +12,7 @@ import torch
 
 from ..data.prepare import target_splits
 from ..models.backbones import build_backbone
-from .features import extract_features
+from .features import cached_features, extract_features, state_digest
 from .few_shot import few_shot
 from .finetune import fine_tune
 from .lbfgs import l2_grid, lbfgs_linear_eval
@@ -39,13 +39,16 @@ def evaluate_target(cfg: dict[str, Any], target: dict[str, Any], backbone_state:
     def make_backbone():
         return build_backbone(**cfg["backbone"])
 
-    def features(backbone):
-        return [(extract_features(backbone, x, mean, std, device=device), y)
-                for x, y in (splits.train, splits.val, splits.test)]
+    def features(backbone, cache_path=None):
+        feats, hit = cached_features(cache_path, lambda: [
+            (extract_features(backbone, x, mean, std, device=device), y) for x, y in (splits.train, splits.val, splits.test)])
+        if hit:
+            say(f"{key}: features from the cache")
+        return feats
 
-    def probe(backbone) -> dict[str, Any]:
+    def probe(backbone, cache_path=None) -> dict[str, Any]:
         pc = ev["linear_probe"]
-        feats = features(backbone)
+        feats = features(backbone, cache_path)
         res = linear_probe(*feats, splits.num_classes, lrs=pc["lrs"], epochs=pc["epochs"],
                            batch_size=pc["batch_size"], momentum=pc["momentum"], seed=cfg["seed"])
         return {"result": res, "feats": feats}
@@ -53,7 +56,7 @@ def evaluate_target(cfg: dict[str, Any], target: dict[str, Any], backbone_state:
     backbone = make_backbone()
     backbone.load_state_dict(backbone_state)
     say(f"{key}: linear probe")
-    out = probe(backbone)
+    out = probe(backbone, _feature_cache_file(cfg, target, backbone_state, cache_dir))
     metrics = out["result"].as_metrics(f"linear/{key}")
     if ev["few_shot"]["shots"]:
         say(f"{key}: few-shot")
@@ -109,6 +112,17 @@ def _sensitivity(cfg: dict[str, Any], method_state: dict[str, torch.Tensor], ima
 def _control(cfg: dict[str, Any], key: str, make_backbone, probe) -> dict[str, float]:
     torch.manual_seed(cfg["seed"])
     return probe(make_backbone())["result"].as_metrics(f"random_init/linear/{key}")
+
+
+def _feature_cache_file(cfg: dict[str, Any], target: dict[str, Any], backbone_state: dict[str, torch.Tensor],
+                        cache_dir: str | Path | None) -> Path | None:
+    """Features depend on the backbone's weights, the target's splits and the preprocessing only."""
+    if cache_dir is None:
+        return None
+    key = {"weights": state_digest(backbone_state), "backbone": cfg["backbone"], "target": target,
+           "image_size": cfg["data"]["image_size"], "mean": cfg["augmentation"]["mean"], "std": cfg["augmentation"]["std"]}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return Path(cache_dir) / "features" / f"{target['key']}-{digest}.pt"
 
 
 def _cached_control(cfg: dict[str, Any], target: dict[str, Any], cache_dir: str | Path | None,

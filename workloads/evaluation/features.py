@@ -1,5 +1,10 @@
-"""Frozen-backbone features, computed once per (backbone, dataset)."""
+"""Frozen-backbone features, computed once per (backbone, dataset) and cached on disk."""
 from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -17,3 +22,31 @@ def extract_features(backbone: nn.Module, images: torch.Tensor, mean, std, *,
         x = images[i:i + batch_size].to(device).float().div_(255.0)
         out.append(backbone((x - m) / s).float().cpu())
     return torch.cat(out)
+
+
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """A backbone's identity: a hash of its weights (names, shapes, dtypes and bytes)."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:20]
+
+
+def cached_features(path: str | Path | None, compute: Callable[[], list[tuple[torch.Tensor, torch.Tensor]]]
+                    ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], bool]:
+    """(features, whether they came from ``path``): (x, y) per split, computed once and kept in
+    ``path`` so that a re-evaluation (another probe, L-BFGS grid or few-shot setting) of the
+    same backbone on the same target skips the forward passes. ``path`` None: no cache."""
+    if path is not None and Path(path).is_file():
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        return [(x, y) for x, y in zip(blob["x"], blob["y"])], True
+    feats = compute()
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        torch.save({"x": [x for x, _ in feats], "y": [y for _, y in feats]}, tmp)
+        os.replace(tmp, path)  # parallel evaluations of one backbone may race; both write the same
+    return feats, False
