@@ -57,10 +57,11 @@ def sensitivity_plot(cells: pd.DataFrame, path: Path, experiment: str) -> Path |
         ax.set_xticks(range(len(stages)), stages, rotation=45, fontsize=7)
         ax.set_title(aug)
     axes[0][0].set_ylabel("InfoNCE (higher: less invariant)")
-    axes[0][-1].legend(fontsize=7, loc="best")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))  # off the panels
     fig.suptitle(f"{experiment}: augmentation sensitivity")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
