@@ -4,6 +4,7 @@ a Tune function trainable (Ray 2.60 Train V2), each an MLflow child run of the s
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -191,8 +192,9 @@ def run_search(exp: Experiment, *, address: str | None = None, console: Console 
         ok = [r for r in results if r.error is None and r.metrics and search["metric"] in r.metrics]
         if not ok:
             raise RuntimeError(f"every trial failed: {next(iter(summary.failed.values()), 'no result')}")
-        best = results.get_best_result(metric=search["metric"], mode=search["mode"], scope="last",
-                                       filter_nan_and_inf=True)
+        best = best_result(ok, search["metric"], search["mode"])
+        if best is None:
+            raise RuntimeError(f"no trial reported a finite {search['metric']} (NaN or infinite in all)")
         summary.best_params = {k: best.config[k] for k in search["space"]}
         summary.best_value = float(best.metrics[search["metric"]])
         tracking.log_params(c, ctx.parent_run_id, {f"best.{k}": v for k, v in summary.best_params.items()})
@@ -206,6 +208,19 @@ def run_search(exp: Experiment, *, address: str | None = None, console: Console 
         tracking.retry(c.set_terminated, ctx.parent_run_id, status)
         if "summary" in locals():
             summary.seconds = time.perf_counter() - t0
+
+
+def best_result(results: list, metric: str, mode: str):
+    """The best of the trials that trained longest. ASHA lets only the best of each rung train
+    on, so a trial it stopped lost at that rung; its last value is from fewer epochs and is not
+    comparable with the finalists' (an objective can fall as training goes on). None when no
+    trial has a finite value."""
+    finite = [r for r in results if math.isfinite(float(r.metrics.get(metric, math.nan)))]
+    if not finite:
+        return None
+    longest = max(int(r.metrics.get("epoch", 0)) for r in finite)
+    finalists = [r for r in finite if int(r.metrics.get("epoch", 0)) == longest]
+    return (max if mode == "max" else min)(finalists, key=lambda r: float(r.metrics[metric]))
 
 
 def _fit_in_thread(tuner):

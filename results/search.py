@@ -52,7 +52,10 @@ def summarize(search: Search, all_trials: pd.DataFrame) -> SearchSummary:
     params = list(search.space) + [p for p in logged if p not in search.space]
     # only finished trials rank: a running or failed trial's last value is not its result
     trials["_value"] = trials["objective"].where(trials["status"] == "FINISHED")
-    trials = trials.sort_values(["_value", "number"], ascending=[search.mode == "min", True], na_position="last")
+    # trials that ran to the end first (a stopped trial's last value is from fewer epochs), unranked last
+    trials["_group"] = trials["_value"].isna() * 2 + trials["stopped_early"].astype(bool)
+    trials = trials.sort_values(["_group", "_value", "number"], ascending=[True, search.mode == "min", True],
+                                na_position="last").drop(columns="_group")
     s = SearchSummary(search, trials.drop(columns="_value"), params)
     counts = trials.apply(_status, axis=1).value_counts() if len(trials) else pd.Series(dtype=int)
     summary = ", ".join(f"{n} {k}" for k, n in counts.items()) or "none yet"

@@ -279,3 +279,31 @@ def test_sensitivity_table_and_plot(store):
     assert table.frame.loc["CASSLE", "crop"] == "2.80 ± 0.71"
     paths = build_plots("sens", uri, tmp / "plots")
     assert tmp / "plots" / "sens-sensitivity.png" in paths and (tmp / "plots" / "sens-sensitivity.png").stat().st_size > 10_000
+
+
+def test_a_trial_stopped_early_ranks_after_the_finalists(store):
+    # ASHA stopped t0 at a rung where it lost; its last value (fewer epochs) may still be the
+    # highest number, as in a real 2-epoch search whose objective fell in epoch 2
+    uri, c, _ = store
+    exp_id = c.create_experiment("asha")
+    params = {"optim.weight_decay": 0.01, "augmentation.style.stylized_layers": 4}
+    _search(c, exp_id, "s", [({"optim.lr": 1e-2, **params}, 29.6, "FINISHED", True),
+                             ({"optim.lr": 2e-2, **params}, 28.2, "FINISHED", False),
+                             ({"optim.lr": 3e-2, **params}, 27.0, "FINISHED", False),
+                             ({"optim.lr": 4e-2, **params}, None, "FAILED", False)])
+    t = build_tables("asha", uri)["asha-search"]
+    assert list(t.frame.index) == ["s-t1", "s-t2", "s-t0", "s-t3"]
+    assert t.parts["best"].frame["Value"].tolist()[0] == "0.02"  # no recorded best: the top finalist
+
+
+def test_search_best_is_chosen_among_the_trials_that_trained_longest():
+    from types import SimpleNamespace as R
+
+    from orchestrator.search import best_result
+    stopped = R(metrics={"val_top1": 29.6, "epoch": 1})
+    finalists = [R(metrics={"val_top1": 28.2, "epoch": 2}), R(metrics={"val_top1": 27.0, "epoch": 2})]
+    nan = R(metrics={"val_top1": float("nan"), "epoch": 2})
+    assert best_result([stopped, *finalists, nan], "val_top1", "max") is finalists[0]
+    assert best_result([stopped, *finalists], "val_top1", "min") is finalists[1]
+    assert best_result([stopped], "val_top1", "max") is stopped
+    assert best_result([nan], "val_top1", "max") is None
