@@ -377,6 +377,8 @@ def run_experiment(exp: Experiment, *, address: str | None = None, rerun: bool =
         status = {"row": cell.row, "seed": cell.seed, "status": "queued"}
         if cell.cell_id in done:
             status.update(status="skipped", result=f"finished in run {done[cell.cell_id][:8]}")
+            # the YAML may have been reordered since: the tables follow the current order
+            tracking.set_tags(c, done[cell.cell_id], {tracking.TAG_ROW_INDEX: cell.row_index})
         board.update.remote(cell.cell_id, status)
     summary.skipped = [cell.cell_id for cell in exp.cells if cell.cell_id in done]
     t0 = time.perf_counter()

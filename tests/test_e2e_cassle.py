@@ -69,3 +69,12 @@ def test_cassle_grid_end_to_end(tmp_path):
     sens = (tmp_path / "runs" / "tables" / "cassle-e2e-sensitivity.md").read_text()
     assert all(a in sens for a in AUGS)
     assert (tmp_path / "runs" / "tables" / "cassle-e2e-sensitivity.png").stat().st_size > 10_000
+
+    # the YAML reordered: nothing re-runs, and the rebuilt tables follow the new order
+    cfg["grid"]["variants"].reverse()
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    res = sassl("run", str(path), cwd=tmp_path)
+    assert res.returncode == 0 and "0 finished, 2 skipped" in res.stdout, res.stdout + res.stderr
+    ranks = (tmp_path / "runs" / "tables" / "cassle-e2e-ranks.md").read_text()
+    rows = [line.split("|")[1].strip() for line in ranks.splitlines() if line.startswith("| ")]
+    assert [r for r in rows if r.startswith("SimCLR")] == ["SimCLR", "SimCLR + CASSLE"]
