@@ -114,6 +114,11 @@ def _control(cfg: dict[str, Any], key: str, make_backbone, probe) -> dict[str, f
     return probe(make_backbone())["result"].as_metrics(f"random_init/linear/{key}")
 
 
+def _key_digest(key: dict[str, Any]) -> str:
+    """A cache file's name from everything its content depends on."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _feature_cache_file(cfg: dict[str, Any], target: dict[str, Any], backbone_state: dict[str, torch.Tensor],
                         cache_dir: str | Path | None) -> Path | None:
     """Features depend on the backbone's weights, the target's splits and the preprocessing only."""
@@ -121,8 +126,7 @@ def _feature_cache_file(cfg: dict[str, Any], target: dict[str, Any], backbone_st
         return None
     key = {"weights": state_digest(backbone_state), "backbone": cfg["backbone"], "target": target,
            "image_size": cfg["data"]["image_size"], "mean": cfg["augmentation"]["mean"], "std": cfg["augmentation"]["std"]}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    return Path(cache_dir) / "features" / f"{target['key']}-{digest}.pt"
+    return Path(cache_dir) / "features" / f"{target['key']}-{_key_digest(key)}.pt"
 
 
 def _cached_control(cfg: dict[str, Any], target: dict[str, Any], cache_dir: str | Path | None,
@@ -134,8 +138,7 @@ def _cached_control(cfg: dict[str, Any], target: dict[str, Any], cache_dir: str 
     key = {k: cfg[k] for k in ("seed", "backbone")}
     key.update(image_size=cfg["data"]["image_size"], mean=cfg["augmentation"]["mean"],
                std=cfg["augmentation"]["std"], probe=cfg["evaluation"]["linear_probe"], target=target)
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    path = Path(cache_dir) / "controls" / f"random_init-{digest}.json"
+    path = Path(cache_dir) / "controls" / f"random_init-{_key_digest(key)}.json"
     if path.is_file():
         return json.loads(path.read_text())
     metrics = compute()
