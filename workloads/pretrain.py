@@ -22,6 +22,7 @@ from .methods.distributed import rank, world_size
 from .models.backbones import build_backbone
 from .optim import build_optimizer, lr_at, set_lr
 from .stylize.augment import StyleAugment
+from .stylize.train import work_size
 from .stylize.pictures import save_style_grid
 from .visualize import save_view_pairs
 
@@ -62,9 +63,12 @@ def build_style_hook(cfg: dict[str, Any], stylizer: nn.Module | None, bank: torc
         return None
     if stylizer is None:
         raise ValueError("augmentation.style.enabled is true but no stylizer was given to the workload")
+    size = work_size(cfg.get("stylizer", {}), style)
+    crop = cfg["data"]["image_size"]
     return StyleAugment(stylizer.to(device), p=style["p"], alpha=tuple(style["alpha"]), beta=tuple(style["beta"]),
                         source=style["source"], shift=style["shift"], bank=bank,
-                        stylized_layers=style["stylized_layers"], generator=generator)
+                        stylized_layers=style["stylized_layers"], generator=generator,
+                        size=size if size and size > crop else None)
 
 
 def pretrain(cfg: dict[str, Any], images: torch.Tensor, *, callback: Callback | None = None,

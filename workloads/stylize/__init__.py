@@ -12,6 +12,7 @@ from .model import (
     save_stylizer,
     validate_stylized_layers,
 )
+from . import magenta  # noqa: F401,E402 - registers the pretrained port's predictor trunk
 
 __all__ = [
     "NUM_CIN_LAYERS",

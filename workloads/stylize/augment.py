@@ -3,12 +3,18 @@ before the flip, on the training device, with no gradient reaching the stylizer.
 
 For each image, with probability p:
     z_c = P(x_c);  z = α·z_s + (1 − α)·z_c;  x_t = T(x_c, z);  x = β·x_t + (1 − β)·x_c
-with α, β ~ U(low, high) per image and z_s from the configured style source."""
+with α, β ~ U(low, high) per image and z_s from the configured style source.
+
+``size``: the resolution the stylizer works at. Small crops (the kit's 32 px) can be
+upsampled to it, stylized, and brought back to their size (antialiased), since a
+stylizer trained on large images keeps more content at a larger working size
+(benchmarks/stylize_resolution.py measures it). None = the crops' own size."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from .model import validate_stylized_layers
 
@@ -33,7 +39,7 @@ class StyleAugment:
     def __init__(self, net, *, p: float = 0.8, alpha: tuple[float, float] = (0.1, 0.3),
                  beta: tuple[float, float] = (0.1, 0.3), source: str = "external", shift: int = 1,
                  bank: torch.Tensor | None = None, stylized_layers: int = 13,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, size: int | None = None):
         if source not in SOURCES:
             raise ValueError(f"style source {source!r}: choose one of {SOURCES}")
         for name, (lo, hi) in (("alpha", alpha), ("beta", beta)):
@@ -46,6 +52,9 @@ class StyleAugment:
         if source == "in_batch" and shift < 1:
             raise ValueError("shift: the in-batch circular shift k must be >= 1")
         validate_stylized_layers(stylized_layers)
+        if size is not None and size < 8:
+            raise ValueError(f"size: the stylizer needs at least 8 px, got {size}")
+        self.size = size
         self.net = net.eval().requires_grad_(False)
         self.p, self.alpha, self.beta, self.source, self.shift = p, alpha, beta, source, shift
         self.bank, self.stylized_layers, self.generator = bank, stylized_layers, generator
@@ -65,13 +74,14 @@ class StyleAugment:
             self.last = StyleDraw(mask, alpha, beta, style_index)
             return x
         content = x[idx]
+        work = self.resize(content)
         if self.source == "in_batch":
             # sample i takes the style of sample (i + k) mod B of the whole content batch
             style_index = (idx + self.shift) % b
-            z_all = self.net.embed(x)
+            z_all = self.net.embed(self.resize(x))
             z_c, z_s = z_all[idx], z_all[style_index]
         else:
-            z_c = self.net.embed(content)
+            z_c = self.net.embed(work)
             if self.source == "external":
                 style_index = torch.randint(len(self.bank), (m,), generator=g, device=dev)
                 z_s = self.bank.to(dev)[style_index]
@@ -80,8 +90,16 @@ class StyleAugment:
             else:  # content: the stylizer as an autoencoder of its own style
                 z_s = z_c
         z = alpha[:, None] * z_s + (1.0 - alpha[:, None]) * z_c
-        stylized = self.net.transformer(content, z, z_content=z_c, stylized_layers=self.stylized_layers)
+        stylized = self.net.transformer(work, z, z_content=z_c, stylized_layers=self.stylized_layers)
+        stylized = self.resize(stylized, content.shape[-2:]).clamp_(0, 1)
         out = x.clone()
         out[idx] = beta.view(-1, 1, 1, 1) * stylized + (1.0 - beta.view(-1, 1, 1, 1)) * content
         self.last = StyleDraw(mask, alpha, beta, style_index)
         return out
+
+    def resize(self, x: torch.Tensor, size=None) -> torch.Tensor:
+        """x at the stylizer's working size (or at ``size``); unchanged when it already is."""
+        size = tuple(size) if size is not None else (None if self.size is None else (self.size, self.size))
+        if size is None or tuple(x.shape[-2:]) == size:
+            return x
+        return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)

@@ -30,6 +30,12 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SCRATCH_TRUNK = "scratch"
 _SCRATCH_CHANNELS = (32, 64, 128, 256, 256)
+# how P normalises its [0, 1] input: ImageNet mean/std (the scratch and torchvision trunks),
+# or not at all (the Magenta port, whose first convolution takes [0, 1] pixels directly)
+INPUT_NORMS = ("imagenet", "none")
+# T's three contracting convolutions: instance norm with affine parameters (self-trained), or
+# none (the Magenta port: its batch norm is folded into the convolutions' biases)
+CONTRACT_NORMS = ("instance", "none")
 
 
 # name -> factory returning (trunk module, trunk_channels); filled by trunk providers
@@ -105,9 +111,12 @@ class StylePredictor(nn.Module):
     """
 
     def __init__(self, trunk: nn.Module | None = None, trunk_channels: int | None = None,
-                 embed_dim: int = 100, width: float = 1.0):
+                 embed_dim: int = 100, width: float = 1.0, input_norm: str = "imagenet"):
         super().__init__()
         width = _check_width(width)
+        if input_norm not in INPUT_NORMS:
+            raise ValueError(f"input_norm must be one of {INPUT_NORMS}, got {input_norm!r}")
+        self.input_norm = input_norm
         if embed_dim < 1:
             raise ValueError(f"embed_dim must be >= 1, got {embed_dim}")
         if trunk is None:
@@ -135,7 +144,9 @@ class StylePredictor(nn.Module):
                              persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        feats = self.trunk((x - self.mean) / self.std)
+        if self.input_norm == "imagenet":
+            x = (x - self.mean) / self.std
+        feats = self.trunk(x)
         pooled = feats.mean(dim=(2, 3), keepdim=True)
         return self.bottleneck(pooled).flatten(1)
 
@@ -144,16 +155,20 @@ class StylePredictor(nn.Module):
 class StyleTransformer(nn.Module):
     """Transformer network T with 13 CIN layers; it owns the z -> (gamma, beta) maps."""
 
-    def __init__(self, width: float = 1.0, embed_dim: int = 100):
+    def __init__(self, width: float = 1.0, embed_dim: int = 100, contract_norm: str = "instance"):
         super().__init__()
         width = _check_width(width)
+        if contract_norm not in CONTRACT_NORMS:
+            raise ValueError(f"contract_norm must be one of {CONTRACT_NORMS}, got {contract_norm!r}")
+        self.contract_norm = contract_norm
         c1, c2, c3 = (_scaled(c, width) for c in (32, 64, 128))
         self.embed_dim = int(embed_dim)
-        # contract: plain instance norm with affine params (not stylized)
+        # contract: plain instance norm with affine params (not stylized), or nothing
         self.contract = nn.ModuleList([_ReflectConv(3, c1, 9), _ReflectConv(c1, c2, 3, 2),
                                        _ReflectConv(c2, c3, 3, 2)])
-        self.contract_norms = nn.ModuleList([nn.InstanceNorm2d(c, affine=True)
-                                             for c in (c1, c2, c3)])
+        self.contract_norms = nn.ModuleList([
+            nn.InstanceNorm2d(c, affine=True) if contract_norm == "instance" else nn.Identity()
+            for c in (c1, c2, c3)])
         # 5 residual blocks x 2 convs, then expand convs 64, 32, 3 (all CIN)
         self.res_convs = nn.ModuleList([_ReflectConv(c3, c3, 3) for _ in range(10)])
         self.expand = nn.ModuleList([_ReflectConv(c3, c2, 3), _ReflectConv(c2, c1, 3),
@@ -210,7 +225,8 @@ class StyleTransferNet(nn.Module):
 
     def __init__(self, width: float = 1.0, embed_dim: int = 100,
                  predictor_trunk: nn.Module | None = None, trunk_channels: int | None = None,
-                 trunk_name: str | None = None):
+                 trunk_name: str | None = None, input_norm: str = "imagenet",
+                 contract_norm: str = "instance"):
         super().__init__()
         self.width = _check_width(width)
         self.embed_dim = int(embed_dim)
@@ -221,13 +237,15 @@ class StyleTransferNet(nn.Module):
         elif trunk_name is None:
             trunk_name = getattr(predictor_trunk, "name", None) or type(predictor_trunk).__name__
         self.trunk_name = str(trunk_name)
-        self.predictor = StylePredictor(predictor_trunk, trunk_channels, embed_dim, width)
-        self.transformer = StyleTransformer(width, embed_dim)
+        self.predictor = StylePredictor(predictor_trunk, trunk_channels, embed_dim, width, input_norm)
+        self.transformer = StyleTransformer(width, embed_dim, contract_norm)
 
     def config(self) -> dict[str, Any]:
         """Architecture args, stored in checkpoints and checked by ``load_stylizer``."""
         return {"width": self.width, "embed_dim": self.embed_dim, "trunk": self.trunk_name,
-                "trunk_channels": self.predictor.trunk_channels}
+                "trunk_channels": self.predictor.trunk_channels,
+                "input_norm": self.predictor.input_norm,
+                "contract_norm": self.transformer.contract_norm}
 
     def embed(self, x: Tensor) -> Tensor:
         return self.predictor(x)
@@ -291,7 +309,8 @@ def load_stylizer(path: str | os.PathLike, expected: dict[str, Any], *,
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("config"), dict) \
             or "state_dict" not in ckpt:
         raise ValueError(f"stylizer checkpoint {path} is not a dict with 'config' and 'state_dict'")
-    cfg = ckpt["config"]
+    # checkpoints written before these fields existed used the defaults
+    cfg = {"input_norm": "imagenet", "contract_norm": "instance", **ckpt["config"]}
     problems = []
     for key, want in expected.items():
         if key not in cfg:
@@ -314,8 +333,12 @@ def load_stylizer(path: str | os.PathLike, expected: dict[str, Any], *,
         else:
             raise ValueError(f"stylizer checkpoint {path} uses predictor trunk {trunk_name!r}; "
                              "pass predictor_trunk or register it with register_predictor_trunk")
-    net = StyleTransferNet(width=cfg["width"], embed_dim=cfg["embed_dim"],
-                           predictor_trunk=trunk, trunk_channels=channels, trunk_name=trunk_name)
+    try:
+        net = StyleTransferNet(width=cfg["width"], embed_dim=cfg["embed_dim"],
+                               predictor_trunk=trunk, trunk_channels=channels, trunk_name=trunk_name,
+                               input_norm=cfg["input_norm"], contract_norm=cfg["contract_norm"])
+    except ValueError as e:
+        raise ValueError(f"stylizer checkpoint {path}: {e}") from e
     try:
         net.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:

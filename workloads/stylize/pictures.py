@@ -29,7 +29,8 @@ def save_style_grid(x_uint8: torch.Tensor, hook: StyleAugment, size: int, path: 
         content = F.interpolate(content, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     net, dev = hook.net, next(hook.net.parameters()).device
     content = content.to(dev)
-    z_c = net.embed(content)
+    work = hook.resize(content)  # the stylizer's working size, as in training
+    z_c = net.embed(work)
     if hook.source == "external":
         z_s = hook.bank.to(dev)[torch.arange(len(content), device=dev) % len(hook.bank)]
     elif hook.source == "in_batch":
@@ -41,7 +42,8 @@ def save_style_grid(x_uint8: torch.Tensor, hook: StyleAugment, size: int, path: 
     columns = [content]
     for alpha, beta in SETTINGS:
         z = alpha * z_s + (1 - alpha) * z_c
-        t = net.transformer(content, z, z_content=z_c, stylized_layers=hook.stylized_layers)
+        t = net.transformer(work, z, z_content=z_c, stylized_layers=hook.stylized_layers)
+        t = hook.resize(t, content.shape[-2:]).clamp(0, 1)
         columns.append(beta * t + (1 - beta) * content)
     # the sampled column uses its own generator: logging must not shift training's random stream
     p, g = hook.p, hook.generator
@@ -75,16 +77,26 @@ def _label_columns(path: Path, labels: list[str], tile: int) -> None:
 
 @torch.no_grad()
 def save_content_style_grid(net, contents: torch.Tensor, styles: torch.Tensor, path: str | Path,
-                            upscale_to: int = 96) -> Path:
-    """First row: the style images; first column: the contents; cell (i, j) = content i in style j."""
+                            upscale_to: int = 96, work_size: int | None = None) -> Path:
+    """First row: the style images; first column: the contents; cell (i, j) = content i in style j.
+
+    ``work_size``: stylize at this size and bring the result back to the contents' size (as
+    SASSL does with small crops); the styles are embedded at their own size."""
     net = net.eval()
-    z_c, z_s = net.embed(contents), net.embed(styles)
+
+    def resize(x: torch.Tensor, size) -> torch.Tensor:
+        if tuple(x.shape[-2:]) == tuple(size):
+            return x
+        return F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
+    work = contents if work_size is None else resize(contents, (work_size, work_size))
+    z_c, z_s = net.embed(work), net.embed(styles)
+    shown = resize(styles, contents.shape[-2:])
     blank = torch.ones_like(contents[:1])
-    rows = [torch.cat([blank, styles])]
+    rows = [torch.cat([blank, shown])]
     for i in range(len(contents)):
-        c = contents[i:i + 1].expand(len(styles), -1, -1, -1)
+        c = work[i:i + 1].expand(len(styles), -1, -1, -1)
         out = net.transformer(c, z_s, z_content=z_c[i:i + 1].expand(len(styles), -1))
-        rows.append(torch.cat([contents[i:i + 1], out]))
+        rows.append(torch.cat([contents[i:i + 1], resize(out, contents.shape[-2:])]))
     tiles = torch.cat(rows).clamp(0, 1).cpu()
     if tiles.shape[-1] < upscale_to:
         tiles = F.interpolate(tiles, size=(upscale_to, upscale_to), mode="bilinear", align_corners=False)

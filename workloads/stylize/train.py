@@ -109,7 +109,32 @@ def style_bank(net: StyleTransferNet, style: torch.Tensor, size: int, *, batch_s
 
 def stylizer_arch(cfg: dict[str, Any]) -> dict[str, Any]:
     """The architecture fields a saved stylizer must match."""
+    if cfg.get("pretrained"):
+        from .magenta import architecture
+        return architecture()
     return build_stylizer(cfg).config()
+
+
+def bank_size(cfg: dict[str, Any]) -> int:
+    """The size style images are embedded at: ``style_size``, else the pretrained network's
+    measured default, else the size the stylizer was trained at."""
+    if cfg.get("style_size"):
+        return int(cfg["style_size"])
+    if cfg.get("pretrained"):
+        from .magenta import BANK_SIZE
+        return BANK_SIZE
+    return int(cfg["image_size"])
+
+
+def work_size(stylizer_cfg: dict[str, Any], style_cfg: dict[str, Any]) -> int | None:
+    """The size SASSL stylizes at (crops smaller than it are upsampled, stylized, brought back);
+    None when nothing says (the crops' own size)."""
+    if style_cfg.get("image_size"):
+        return int(style_cfg["image_size"])
+    if stylizer_cfg.get("pretrained"):
+        from .magenta import WORK_SIZE
+        return WORK_SIZE
+    return stylizer_cfg.get("image_size")
 
 
 def style_pool(refs: list[dict[str, Any]], size: int, cache_dir: str | None) -> torch.Tensor:
