@@ -293,11 +293,14 @@ def style_embeddings(experiment: str = typer.Argument(..., help="Experiment name
     with tempfile.TemporaryDirectory() as tmp:
         if extra:
             from workloads.stylize.model import load_stylizer
-            from workloads.stylize.train import style_bank, style_pool
+            from workloads.stylize.train import bank_size, style_bank, style_pool
             net_path = c.download_artifacts(rid, ARTIFACT, tmp)
             arch = torch.load(net_path, map_location="cpu", weights_only=True)["config"]
             net = load_stylizer(net_path, expected=arch)
-            size = int(run.data.params.get("stylizer.image_size", 64))
+            params = run.data.params
+            size = bank_size({k: (None if params.get(f"stylizer.{k}") in (None, "None", "") else params[f"stylizer.{k}"])
+                              for k in ("pretrained", "style_size", "image_size")} | {
+                                 "image_size": params.get("stylizer.image_size", 64)})
             for spec in extra:
                 name, _, split = spec.partition(":")
                 bank = style_bank(net, style_pool([{"name": name, "split": split or "train", "root": None,

