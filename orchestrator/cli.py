@@ -297,10 +297,9 @@ def style_embeddings(experiment: str = typer.Argument(..., help="Experiment name
             net_path = c.download_artifacts(rid, ARTIFACT, tmp)
             arch = torch.load(net_path, map_location="cpu", weights_only=True)["config"]
             net = load_stylizer(net_path, expected=arch)
-            params = run.data.params
-            size = bank_size({k: (None if params.get(f"stylizer.{k}") in (None, "None", "") else params[f"stylizer.{k}"])
-                              for k in ("pretrained", "style_size", "image_size")} | {
-                                 "image_size": params.get("stylizer.image_size", 64)})
+            params = {k: run.data.params.get(f"stylizer.{k}") for k in ("pretrained", "style_size", "image_size")}
+            params = {k: None if v in (None, "None", "") else v for k, v in params.items()}
+            size = bank_size({**params, "image_size": params["image_size"] or 64})
             for spec in extra:
                 name, _, split = spec.partition(":")
                 bank = style_bank(net, style_pool([{"name": name, "split": split or "train", "root": None,
@@ -312,3 +311,76 @@ def style_embeddings(experiment: str = typer.Argument(..., help="Experiment name
         out = plot_style_embeddings(banks, run_dir / "plots" / f"{experiment}-style-embeddings.png")
         tracking.retry(c.log_artifact, rid, str(out), "plots")
     typer.echo(f"{out} ({', '.join(f'{k}: {len(v)}' for k, v in sorted(banks.items()))}); logged to stylizer run {rid}")
+
+
+@app.command()
+def stylize(content: Path = typer.Option(..., "--content", help="A content image, or a folder of them."),
+            style: Path = typer.Option(..., "--style", help="A style image, or a folder of them."),
+            out: Path = typer.Option(Path("stylized.png"), "--out", help="The content x style grid (PNG)."),
+            out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Also write one PNG per pair here."),
+            stylizer: str = typer.Option("magenta-arbitrary-v1", help="magenta-arbitrary-v1, a stylizer "
+                                         "checkpoint file, or the MLflow run id of a stylizer run."),
+            alpha: float = typer.Option(1.0, help="Feature blending: z = α·P(style) + (1 − α)·P(content)."),
+            beta: float = typer.Option(1.0, help="Pixel interpolation: β·stylized + (1 − β)·content."),
+            size: int = typer.Option(64, help="Content images are centre-cropped and resized to this."),
+            work_size: Optional[int] = typer.Option(None, help="Stylize at this size and come back to --size "
+                                                    "(what SASSL does with small crops; default: --size)."),
+            style_size: int = typer.Option(256, help="Style images are embedded at this size."),
+            tracking_uri: Optional[str] = typer.Option(None, help="MLflow store for a run id (default: "
+                                                       "$MLFLOW_TRACKING_URI, else sqlite:///<run-dir>/mlflow.db)"),
+            run_dir: Path = typer.Option(Path(os.environ.get("SASSL_RUN_DIR", "runs")),
+                                         help="Its cache/weights keeps the converted pretrained network.")) -> None:
+    """Write a content x style grid of what the style augmentation does, before a long run."""
+    import torch
+
+    from workloads.stylize.preview import PreviewInputError, read_images, stylize_pairs, write_grid, write_pairs
+    if not (0 <= alpha <= 1 and 0 <= beta <= 1):
+        _fail(f"--alpha and --beta must lie in [0, 1], got {alpha} and {beta}")
+    for name, v in (("--size", size), ("--style-size", style_size), ("--work-size", work_size or 16)):
+        if v < 16:
+            _fail(f"{name} must be >= 16, got {v}")
+    try:
+        c_names, c_images = read_images(content, size, "--content")
+        s_names, s_images = read_images(style, style_size, "--style")
+    except PreviewInputError as e:
+        _fail(str(e))
+    net = _preview_stylizer(stylizer, tracking_uri, run_dir)
+    with torch.no_grad():
+        result = stylize_pairs(net, c_images, s_images, alpha=alpha, beta=beta, work_size=work_size)
+    grid = write_grid(c_images, s_images, result, out)
+    typer.echo(f"{grid}: {len(c_names)} content x {len(s_names)} style images, alpha {alpha:g}, beta {beta:g}, "
+               f"stylizer {stylizer}")
+    if out_dir is not None:
+        typer.echo(f"{len(write_pairs(c_names, s_names, result, out_dir))} images in {out_dir}")
+
+
+def _preview_stylizer(ref: str, tracking_uri: Optional[str], run_dir: Path):
+    """A stylizer network from a pretrained name, a checkpoint file or an MLflow stylizer run id."""
+    import re
+    import tempfile
+
+    import torch
+
+    from workloads.stylize.magenta import PRETRAINED, MissingPretrainedError, pretrained_checkpoint
+    from workloads.stylize.model import load_stylizer
+    try:
+        if ref in PRETRAINED:
+            path = pretrained_checkpoint(ref, cache_dir=run_dir / "cache" / "weights")
+        elif Path(ref).expanduser().is_file():
+            path = Path(ref).expanduser()
+        elif re.fullmatch(r"[0-9a-f]{32}", ref):
+            from . import tracking
+            from .stylizer_stage import ARTIFACT
+            c = tracking.client(tracking.resolve_tracking_uri(tracking_uri, run_dir))
+            try:
+                path = Path(c.download_artifacts(ref, ARTIFACT, tempfile.mkdtemp(prefix="sassl-stylizer-")))
+            except Exception as e:  # noqa: BLE001 - MLflow raises several types for an unknown run
+                _fail(f"--stylizer {ref}: no stylizer run with this id in the store ({str(e).splitlines()[0]})")
+        else:
+            _fail(f"--stylizer {ref!r}: not one of {', '.join(PRETRAINED)}, an existing file or an MLflow run id")
+        arch = torch.load(path, map_location="cpu", weights_only=True)
+        return load_stylizer(path, expected=arch["config"] if isinstance(arch, dict) and "config" in arch else {})
+    except MissingPretrainedError as e:
+        _fail(f"--stylizer {ref}: {e}")
+    except ValueError as e:
+        _fail(f"--stylizer {ref}: {e}")
