@@ -8,9 +8,11 @@
                 time alone on the same images; the SASSL step should cost <= 1.1 x that
 
 MoCo v2 step on ResNet-18 (ImageNet stem), 32 px, batch 256, p = 0.8, external style bank.
-Stylizer widths: 0.25 (the quick/cpu profiles) and 1.0 (the paper's).
+Stylizers: the pretrained Magenta port (the default of every SASSL YAML) at each working size
+(32 = the crops stylized directly; 64 = upsampled, stylized, brought back: the default), and
+optionally randomly initialised self-trained architectures of the given widths.
 
-    .venv/bin/python benchmarks/augment_throughput.py [--steps 10] [--widths 0.25 1.0]
+    .venv/bin/python benchmarks/augment_throughput.py [--steps 10] [--work-sizes 32 64] [--widths 1.0]
 """
 from __future__ import annotations
 
@@ -25,8 +27,9 @@ from workloads.augment.prefetch import Prefetcher, make_views
 from workloads.data import load_in_memory, open_source
 
 from common import make_moco_v2, train_step  # noqa: E402 - benchmarks/common.py
+from workloads.stylize import magenta
 from workloads.stylize.augment import StyleAugment
-from workloads.stylize.model import StyleTransferNet
+from workloads.stylize.model import StyleTransferNet, load_stylizer
 
 
 def seconds_per_step(batches, augment, hook, model, opt, prefetch: bool, warmup: int) -> float:
@@ -51,7 +54,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--aug-repeats", type=int, default=20)
-    ap.add_argument("--widths", type=float, nargs="+", default=[0.25, 1.0])
+    ap.add_argument("--work-sizes", type=int, nargs="*", default=[32, 64])
+    ap.add_argument("--widths", type=float, nargs="*", default=[])
+    ap.add_argument("--cache-dir", default="~/.cache/sassl/weights")
     ap.add_argument("--backbone-width", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -81,19 +86,28 @@ def main() -> None:
           f"augmentation mean over {args.aug_repeats} batches")
     print(f"default: {1 / default_step:.2f} steps/s ({b / default_step:.0f} images/s); "
           f"augmentation {default_aug:.0f} images/s")
+    stylizers = [(f"pretrained {magenta.MAGENTA_V1}, working size {ws} px",
+                  load_stylizer(magenta.pretrained_checkpoint(cache_dir=args.cache_dir), magenta.architecture()),
+                  None if ws == size else ws) for ws in args.work_sizes]
     for w in args.widths:
         torch.manual_seed(0)
-        net = StyleTransferNet(width=w).eval()
-        hook = StyleAugment(net, p=0.8, source="external", bank=bank, generator=torch.Generator().manual_seed(0))
+        stylizers.append((f"random self-trained architecture, width {w}", StyleTransferNet(width=w), None))
+    for label, net, work in stylizers:
+        net = net.eval()
+        hook = StyleAugment(net, p=0.8, source="external", bank=bank, generator=torch.Generator().manual_seed(0),
+                            size=work)
         sassl_aug = aug_rate(hook)
-        # the stylizer alone on the p·B images it would stylize, for the compute bound
+        # the stylizer alone on the p·B images it would stylize (resizing included), for the compute bound
         x01 = batches[0][: int(0.8 * b)].float() / 255
         with torch.no_grad():
-            net.embed(x01)
+            def stylize_alone():
+                xw = hook.resize(x01)
+                z = net.embed(xw)
+                hook.resize(net.transformer(xw, z, z_content=z), x01.shape[-2:])
+            stylize_alone()
             t0 = time.perf_counter()
             for _ in range(3):
-                z = net.embed(x01)
-                net.transformer(x01, z, z_content=z)
+                stylize_alone()
             stylizer_s = (time.perf_counter() - t0) / 3
         model, opt = make_moco_v2(args.backbone_width)
         inline = seconds_per_step(batches[:n], augment, hook, model, opt, False, args.warmup)
@@ -101,7 +115,7 @@ def main() -> None:
         ahead = seconds_per_step(batches[:n], augment, hook, model, opt, True, args.warmup)
         bound = default_step + stylizer_s
         best = min(inline, ahead)
-        print(f"stylizer width {w}:")
+        print(f"{label}:")
         print(f"  augmentation images/s  SASSL {sassl_aug:.0f} vs default {default_aug:.0f}: "
               f"ratio {sassl_aug / default_aug:.3f}")
         print(f"  steps/s  SASSL inline {1 / inline:.2f}, prefetched {1 / ahead:.2f}, default {1 / default_step:.2f}: "
