@@ -391,7 +391,9 @@ def run_experiment(exp: Experiment, *, address: str | None = None, rerun: bool =
             stage = StylizerStage(todo, ctx, board, c)
             while todo or pending:
                 free = slots - len(pending) - (1 if stage.busy else 0)  # a training stylizer holds a slot
-                for cell in list(todo):
+                # SASSL cells first: they cost the most, so starting them early keeps every slot busy
+                # to the end (row order in the tables is the YAML's whatever the start order)
+                for cell in sorted(todo, key=lambda c: not c.config["augmentation"]["style"]["enabled"]):
                     is_style = cell.config["augmentation"]["style"]["enabled"]
                     if free <= 0 or (is_style and stage.busy):
                         continue
