@@ -139,14 +139,9 @@ def _stylizer(cfg, sid, ctx, board, c, run_dir: Path) -> StylizerInputs:
         tracking.retry(c.set_terminated, run.info.run_id, "FINISHED")
         board.update.remote(f"stylizer-{sid}", {**label, "status": "loaded", "result": str(path)[-40:]})
         return StylizerInputs(sid, path, run.info.run_id)
-    done = _finished_stylizer(c, sid)
-    if done is not None:
-        path = run_dir / "stylizers" / sid / "stylizer.pt"
-        if not path.is_file():
-            path = Path(c.download_artifacts(done.info.run_id, ARTIFACT, str(path.parent.parent / f"{sid}-dl")))
-        board.update.remote(f"stylizer-{sid}", {**label, "status": "skipped",
-                                                "result": f"reused run {done.info.run_id[:8]}"})
-        return StylizerInputs(sid, path, done.info.run_id)
+    reused = _reuse(c, sid, run_dir, board, label)
+    if reused is not None:
+        return reused
     run = tracking.retry(c.create_run, ctx.experiment_id, run_name=f"stylizer {sid}", tags={
         tracking.TAG_PARENT: ctx.parent_run_id, tracking.TAG_ROLE: "stylizer", TAG_STYLIZER: sid})
     run_id = run.info.run_id
@@ -166,15 +161,27 @@ def _stylizer(cfg, sid, ctx, board, c, run_dir: Path) -> StylizerInputs:
     return StylizerInputs(sid, path, run_id)
 
 
+def _reuse(c, sid: str, run_dir: Path, board, label) -> StylizerInputs | None:
+    """The finished stylizer run with this hash (trained or pretrained), its weights local or
+    downloaded from MLflow; None when there is none."""
+    done = _finished_stylizer(c, sid)
+    if done is None:
+        return None
+    path = run_dir / "stylizers" / sid / "stylizer.pt"
+    if not path.is_file():
+        path = Path(c.download_artifacts(done.info.run_id, ARTIFACT, str(path.parent.parent / f"{sid}-dl")))
+    board.update.remote(f"stylizer-{sid}", {**label, "status": "skipped",
+                                            "result": f"reused run {done.info.run_id[:8]}"})
+    return StylizerInputs(sid, path, done.info.run_id)
+
+
 def _pretrained(cfg, sid, ctx, board, c, run_dir: Path, label) -> StylizerInputs:
     """A pretrained stylizer becomes a stylizer run like a trained one (weights, provenance,
     content × style grid, later the banks), reused by its hash."""
+    reused = _reuse(c, sid, run_dir, board, label)
+    if reused is not None:
+        return reused
     path = run_dir / "stylizers" / sid / "stylizer.pt"
-    done = _finished_stylizer(c, sid)
-    if done is not None and path.is_file():
-        board.update.remote(f"stylizer-{sid}", {**label, "status": "skipped",
-                                                "result": f"reused run {done.info.run_id[:8]}"})
-        return StylizerInputs(sid, path, done.info.run_id)
     source = pretrained_path(cfg, ctx.cache_dir)
     prov = provenance(source)
     run = tracking.retry(c.create_run, ctx.experiment_id, run_name=f"stylizer {sid} ({cfg['pretrained']})", tags={

@@ -99,8 +99,15 @@ class StyleAugment:
         return out
 
     def resize(self, x: torch.Tensor, size=None) -> torch.Tensor:
-        """x at the stylizer's working size (or at ``size``); unchanged when it already is."""
-        size = tuple(size) if size is not None else (None if self.size is None else (self.size, self.size))
-        if size is not None and tuple(x.shape[-2:]) != size:
-            x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-        return x.contiguous(memory_format=torch.channels_last)
+        """x at the stylizer's working size (or at ``size``), channels-last for the stylizer."""
+        size = size if size is not None else self.size
+        return (x if size is None else resize(x, size)).contiguous(memory_format=torch.channels_last)
+
+
+def resize(x: torch.Tensor, size) -> torch.Tensor:
+    """Float images at ``size`` (an int for square, or (h, w)): antialiased bilinear, as the
+    crops are made; returned unchanged when already that size."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if tuple(x.shape[-2:]) == size:
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)

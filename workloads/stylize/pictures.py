@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.utils import make_grid, save_image
 
-from .augment import StyleAugment
+from .augment import StyleAugment, resize
+from .preview import stylize_pairs
 
 # (α, β) columns shown: mild as in SASSL, then full style strength without and with interpolation
 SETTINGS = ((0.2, 1.0), (0.6, 1.0), (1.0, 1.0), (1.0, 0.3))
@@ -82,21 +83,10 @@ def save_content_style_grid(net, contents: torch.Tensor, styles: torch.Tensor, p
 
     ``work_size``: stylize at this size and bring the result back to the contents' size (as
     SASSL does with small crops); the styles are embedded at their own size."""
-    net = net.eval()
-
-    def resize(x: torch.Tensor, size) -> torch.Tensor:
-        if tuple(x.shape[-2:]) == tuple(size):
-            return x
-        return F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
-    work = contents if work_size is None else resize(contents, (work_size, work_size))
-    z_c, z_s = net.embed(work), net.embed(styles)
-    shown = resize(styles, contents.shape[-2:])
+    out = stylize_pairs(net, contents, styles, work_size=work_size)
     blank = torch.ones_like(contents[:1])
-    rows = [torch.cat([blank, shown])]
-    for i in range(len(contents)):
-        c = work[i:i + 1].expand(len(styles), -1, -1, -1)
-        out = net.transformer(c, z_s, z_content=z_c[i:i + 1].expand(len(styles), -1))
-        rows.append(torch.cat([contents[i:i + 1], resize(out, contents.shape[-2:])]))
+    rows = [torch.cat([blank, resize(styles, contents.shape[-2:])])]
+    rows += [torch.cat([contents[i:i + 1], out[i]]) for i in range(len(contents))]
     tiles = torch.cat(rows).clamp(0, 1).cpu()
     if tiles.shape[-1] < upscale_to:
         tiles = F.interpolate(tiles, size=(upscale_to, upscale_to), mode="bilinear", align_corners=False)

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.utils import make_grid, save_image
 
+from .augment import resize
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 
@@ -48,12 +50,6 @@ def read_images(path: str | Path, size: int, what: str) -> tuple[list[str], torc
     return names, torch.stack(images)
 
 
-def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    if x.shape[-1] == size and x.shape[-2] == size:
-        return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-
-
 @torch.no_grad()
 def stylize_pairs(net, content: torch.Tensor, style: torch.Tensor, *, alpha: float = 1.0, beta: float = 1.0,
                   work_size: int | None = None) -> torch.Tensor:
@@ -64,12 +60,12 @@ def stylize_pairs(net, content: torch.Tensor, style: torch.Tensor, *, alpha: flo
         raise ValueError(f"alpha and beta must lie in [0, 1], got {alpha} and {beta}")
     net = net.eval()
     size = content.shape[-1]
-    work = _resize(content, work_size or size)
+    work = resize(content, work_size or size)
     z_c, z_s = net.embed(work), net.embed(style)
     rows = []
     for i in range(len(content)):
         z = alpha * z_s + (1 - alpha) * z_c[i:i + 1]
-        t = _resize(net.transformer(work[i:i + 1].expand(len(style), -1, -1, -1), z), size).clamp(0, 1)
+        t = resize(net.transformer(work[i:i + 1].expand(len(style), -1, -1, -1), z), size).clamp(0, 1)
         rows.append(beta * t + (1 - beta) * content[i:i + 1])
     return torch.stack(rows)
 
@@ -79,7 +75,7 @@ def write_grid(content: torch.Tensor, style: torch.Tensor, out: torch.Tensor, pa
     """First row: the styles; first column: the contents; cell (i, j): content i in style j."""
     size = content.shape[-1]
     blank = torch.ones(1, 3, size, size)
-    rows = [torch.cat([blank, _resize(style, size)])]
+    rows = [torch.cat([blank, resize(style, size)])]
     rows += [torch.cat([content[i:i + 1], out[i]]) for i in range(len(content))]
     tiles = torch.cat(rows)
     if size < tile:  # small images are hard to judge at their own size
