@@ -17,9 +17,3 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   fi
   touch "$stamp"
 fi
-# the UI test drives Debian's headless Chromium; install it once when we may (root + apt)
-if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "[setup] installing Debian chromium for the MLflow UI test (~30 s)"
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) > .venv/apt.log 2>&1 \
-    || echo "[setup] chromium install failed (see .venv/apt.log); the UI screenshot test will be skipped" >&2
-fi

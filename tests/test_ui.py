@@ -77,7 +77,7 @@ def test_log_over_http_and_read_back_over_rest(server, tmp_path):
 
 def test_ui_lists_the_runs_in_headless_chromium(server, tmp_path):
     if CHROMIUM is None:
-        pytest.skip("Debian chromium is not installed (scripts/setup_env.sh installs it when run as root)")
+        pytest.skip("Debian chromium is not installed (scripts/test.sh installs it when run as root)")
     eid = log_cells(server, tmp_path)
     page = f"{server}/#/experiments/{eid}/runs"
     dom = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, "--dump-dom", page], capture_output=True, text=True,
