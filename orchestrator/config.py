@@ -61,7 +61,7 @@ class Backbone(Strict):
     stem: Literal["imagenet", "cifar"] = "imagenet"
 
 
-OMEGA_PARTS = "cjdbfg"  # crop, colour jitter, colour difference, blur, flip, grayscale (METHODS.md, CASSLE)
+OMEGA_PARTS = "cjdbfg"  # crop, colour jitter, colour difference, blur, flip, grayscale (docs/methods.md, CASSLE)
 
 
 class AugAware(Strict):
@@ -184,7 +184,7 @@ class SiplDownstream(Strict):
 
 
 class Sipl(Strict):
-    """Patch localization (OPL) and its style-invariant variants (SIPLv1-3); METHODS.md, SIPL."""
+    """Patch localization (OPL) and its style-invariant variants (SIPLv1-3); docs/methods.md, SIPL."""
     name: Literal["sipl"] = "sipl"
     variant: Literal["opl", "siplv1", "siplv2", "siplv3"] = "siplv1"
     alpha: float = Field(5.0, ge=0)          # weight of the symmetrised KL (ignored by OPL)
@@ -197,7 +197,7 @@ class Sipl(Strict):
 
 
 class View(Strict):
-    """The left (query) view of the BYOL two-view pipeline (METHODS.md); every parameter a field."""
+    """The left (query) view of the BYOL two-view pipeline (docs/methods.md); every parameter a field."""
     crop_scale: tuple[float, float] = (0.08, 1.0)
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     flip_p: float = Probability(0.5)

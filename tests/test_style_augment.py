@@ -1,4 +1,4 @@
-"""SASSL style augmentation: the behaviours METHODS.md pins down."""
+"""SASSL style augmentation: the behaviours docs/methods.md pins down."""
 import pytest
 import torch
 

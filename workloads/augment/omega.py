@@ -1,4 +1,4 @@
-"""CASSLE's augmentation information vector ω (METHODS.md; CASSLE paper §3.3).
+"""CASSLE's augmentation information vector ω (docs/methods.md; CASSLE paper §3.3).
 
 ω has 14 values per image, in this fixed order (parts named by one letter):
 
@@ -20,7 +20,7 @@ g     13     grayscale: 1 when converted, else 0
 ====  =====  ===============================================================
 
 This follows the CASSLE/AugSelf code (``extract_aug_descriptors``), with the
-part order of METHODS.md. Solarization (BYOL's view 2) is not part of ω.
+part order of docs/methods.md. Solarization (BYOL's view 2) is not part of ω.
 
 A subset of parts ("c", "cj", "cjd", "cjbf", "cjbfg", "all", ...) selects
 columns of ω; :func:`select_omega` keeps the canonical order whatever order the

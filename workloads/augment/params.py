@@ -1,7 +1,7 @@
 """Parameters of one view of the BYOL-style augmentation pipeline.
 
-Every number of the pipeline is a field here (METHODS.md: "never a hidden
-constant"). Defaults are BYOL's (Grill et al. 2020), which SASSL and CASSLE
+Every number of the pipeline is a field here, never a hidden constant
+(docs/methods.md). Defaults are BYOL's (Grill et al. 2020), which SASSL and CASSLE
 reuse: view 1 always blurs and never solarizes, view 2 blurs with p 0.1 and
 solarizes with p 0.2.
 """

@@ -1,4 +1,4 @@
-"""Linear probe on frozen features (METHODS.md, SASSL A.4): SGD with Nesterov momentum,
+"""Linear probe on frozen features (docs/methods.md, SASSL A.4): SGD with Nesterov momentum,
 cosine schedule, no weight decay. The learning rate is chosen on the validation split,
 then the probe is refit on train+val and tested on test, so test never steers a choice."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""AugSelf (Lee et al. 2021), the augmentation-aware baseline CASSLE compares with (METHODS.md).
+"""AugSelf (Lee et al. 2021), the augmentation-aware baseline CASSLE compares with (docs/methods.md).
 
 For every selected part of ω one auxiliary MLP head (3 layers, hidden 512, as the AugSelf
 code's ``load_ss_predictor``) reads the backbone features of both views, ``[y1, y2]``, and

@@ -1,4 +1,4 @@
-"""What every SSL method shares: the augmentation-awareness mode (METHODS.md, CASSLE).
+"""What every SSL method shares: the augmentation-awareness mode (docs/methods.md, CASSLE).
 
 ``aug_mode``:
 

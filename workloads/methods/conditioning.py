@@ -1,4 +1,4 @@
-"""CASSLE's conditioned projector π(e | ω) and augmentation encoder γ (METHODS.md; CASSLE §3.3, §4.3).
+"""CASSLE's conditioned projector π(e | ω) and augmentation encoder γ (docs/methods.md; CASSLE §3.3, §4.3).
 
 γ is an MLP of Linear–BN–ReLU blocks (depth 6, hidden 64, output 64 in the paper's best
 variant); depth 0 passes the raw ω through. As in the authors' code (``load_mlp``), the

@@ -1,4 +1,4 @@
-"""MoCo v2 as SASSL uses it (METHODS.md): a momentum key encoder, InfoNCE over the
+"""MoCo v2 as SASSL uses it (docs/methods.md): a momentum key encoder, InfoNCE over the
 batch's keys (and an optional queue), an MLP projector, an optional predictor on the
 query tower, and a momentum that follows a cosine schedule up to 1.0."""
 from __future__ import annotations

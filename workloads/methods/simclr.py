@@ -1,6 +1,6 @@
 """SimCLR (Chen et al. 2020): one encoder, an MLP projector, NT-Xent over the 2B views.
 
-Defaults follow the CASSLE/AugSelf setup (METHODS.md, CASSLE Table 5): projector of depth 2,
+Defaults follow the CASSLE/AugSelf setup (docs/methods.md, CASSLE Table 5): projector of depth 2,
 hidden 2048, output 128; temperature 0.2 (the AugSelf code's). With several processes the
 negatives are the views of every rank (gathered with gradients)."""
 from __future__ import annotations

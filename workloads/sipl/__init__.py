@@ -1,4 +1,4 @@
-"""SIPL — style-invariant patch localization (papers/sipl.md): pure-PyTorch data plane.
+"""SIPL — style-invariant patch localization (docs/methods.md, SIPL): pure-PyTorch data plane.
 
 patches: 3×3-grid patch pairs + chromatic-aberration removal; augment: ReLIC transforms and
 the variants' problem pairing; model: SiplNet + loss; train: pretext loop; downstream: frozen

@@ -1,4 +1,4 @@
-"""SASSL style augmentation (METHODS.md): applied to the left view's cropped batch,
+"""SASSL style augmentation (docs/methods.md): applied to the left view's cropped batch,
 before the flip, on the training device, with no gradient reaching the stylizer.
 
 For each image, with probability p:
