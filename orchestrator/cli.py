@@ -50,7 +50,7 @@ SetOpt = typer.Option([], "--set", "-s", help="Override a field: --set optim.epo
 def validate(path: Path, profile: Optional[str] = ProfileOpt, set_: list[str] = SetOpt) -> None:
     """Check an experiment file and print the cells it expands into. Starts nothing."""
     exp = _load(path, profile, set_)
-    from .runner import check_inputs
+    from .inputs import check_inputs
     try:
         check_inputs(exp)
     except ConfigError as e:

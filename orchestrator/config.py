@@ -3,7 +3,7 @@ with its default and its valid range; unknown keys are errors."""
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -73,6 +73,8 @@ class AugAware(Strict):
     cond_mode: Literal["concat", "add", "mul", "hypernetwork"] = "concat"
     encoder_depth: int = Field(6, ge=0)   # 0: raw ω (concat only)
     encoder_width: int = Field(64, ge=1)
+    encoder_out_dim: int | None = Field(None, ge=1)  # γ(ω)'s size; None: encoder_width
+    encoder_last_bn: bool = True          # a batch norm after γ's last (bias-free) Linear, as CASSLE's code
     augself_weight: float = Field(1.0, ge=0)
     augself_hidden_dim: int = Field(512, ge=1)
 
@@ -496,7 +498,10 @@ class Search(Strict):
     monitor: Monitor = Monitor()
 
 
-METHOD_NAMES = ("moco_v2", "simclr", "byol", "barlow_twins", "sipl")
+# the method sections; their names are the only list of method names (the pipeline registry,
+# orchestrator/pipelines.py, has one entry per name: how such a cell trains and is evaluated)
+METHOD_SCHEMAS = (MoCoV2, SimCLR, BYOL, BarlowTwins, Sipl)
+METHOD_NAMES = tuple(m.model_fields["name"].default for m in METHOD_SCHEMAS)
 
 
 class CellConfig(Strict):
@@ -504,7 +509,7 @@ class CellConfig(Strict):
     seed: int = 0
     data: Data = Data()
     backbone: Backbone = Backbone()
-    method: MoCoV2 | SimCLR | BYOL | BarlowTwins | Sipl = Field(MoCoV2(), discriminator="name")
+    method: Union[METHOD_SCHEMAS] = Field(MoCoV2(), discriminator="name")  # noqa: UP007 - a tuple of models
     augmentation: Augmentation = Augmentation()
     stylizer: Stylizer = Stylizer()
     optim: Optim = Optim()
@@ -521,12 +526,6 @@ class CellConfig(Strict):
                 raise ValueError(f"method.name: unknown method {name!r}; choose one of {', '.join(METHOD_NAMES)}")
             data = {**data, "method": {**method, "name": name}}
         return data
-
-    @model_validator(mode="after")
-    def _sipl_uses_adam(self) -> "CellConfig":
-        if self.method.name == "sipl" and self.optim.optimizer != "adam":
-            raise ValueError("optim.optimizer: SIPL trains with Adam (the paper's optimiser); set optim.optimizer: adam")
-        return self
 
 
 class Variant(Strict):

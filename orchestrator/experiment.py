@@ -17,6 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from .config import CELL_FIELDS, METHOD_NAMES, CellConfig, ExperimentConfig
+from .pipelines import pipeline
 
 
 class ConfigError(ValueError):
@@ -259,8 +260,9 @@ def expand_cells(exp: ExperimentConfig) -> list[Cell]:
         resolved = cfg.model_dump(mode="json")
         if not resolved["augmentation"]["style"]["enabled"]:
             resolved.pop("stylizer")  # not part of this cell's identity
-        if resolved["method"]["name"] == "sipl" and exp.cluster.num_workers > 1:
-            raise ConfigError("cluster.num_workers: SIPL trains on one worker per cell (no DDP); set it to 1")
+        problem = pipeline(resolved).limits(resolved, exp.cluster.num_workers)
+        if problem:
+            raise ConfigError(f"cell '{row}' (seed {seed}): {problem}")
         if resolved["optim"]["batch_size"] % exp.cluster.num_workers:
             raise ConfigError(f"optim.batch_size: {resolved['optim']['batch_size']} is not divisible by "
                               f"cluster.num_workers {exp.cluster.num_workers}")

@@ -18,8 +18,10 @@ from rich.console import Console
 from . import stylizer_stage, tracking
 from .config import CellConfig
 from .experiment import ConfigError, Experiment, apply_overrides, flatten, validate
+from .errors import short_error
 from .progress import LiveProgress, ProgressBoard
-from .runner import RunContext, _short_error, _style_inputs, fit_trainer, start_invocation
+from .ray_exec import RunContext, fit_trainer
+from .runner import start_invocation
 
 from .tracking import TAG_SEARCH_ID, TAG_SEARCH_METRIC as TAG_METRIC, TAG_SEARCH_MODE as TAG_MODE  # noqa: E402
 from .tracking import TAG_SEARCH_SPACE as TAG_SPACE, TAG_STOPPED_EARLY as TAG_STOPPED, TAG_TRIAL_ID as TAG_TRIAL  # noqa: E402
@@ -92,7 +94,7 @@ def _trial(config: dict[str, Any], *, base: dict[str, Any], ctx: RunContext, sea
     except Exception as e:  # noqa: BLE001 - re-raised for Tune
         # Tune also ends trials it stops (ASHA, or max_t reached) through an error inside fit();
         # only Tune's own record says whether the trial failed, so _close_trial_runs decides
-        tracking.set_tags(c, run_id, {TAG_TRIAL_ERROR: _short_error(e)})
+        tracking.set_tags(c, run_id, {TAG_TRIAL_ERROR: short_error(e)})
         raise
     board.update.remote(trial_id, {"status": "finished"})
 
@@ -115,7 +117,7 @@ def _close_trial_runs(c, ctx: RunContext, search_run_id: str, results, metric: s
         trial_id = _trial_id(result, i)
         run = by_trial.get(trial_id)
         if result.error is not None:
-            summary.failed[trial_id] = _short_error(result.error)
+            summary.failed[trial_id] = short_error(result.error)
             if run is not None and run.info.status == "RUNNING":
                 tracking.mark_failed(c, run.info.run_id, summary.failed[trial_id])
             continue
@@ -161,7 +163,7 @@ def run_search(exp: Experiment, *, address: str | None = None, console: Console 
             style_inputs = None
             if cell.config["augmentation"]["style"]["enabled"]:
                 stylizers = stylizer_stage.prepare([cell], ctx, board, c)
-                style_inputs = _style_inputs(cell, stylizers)
+                style_inputs = stylizer_stage.style_inputs(cell, stylizers)
             live.refresh()
             trainable = tune.with_parameters(_trial, base=base, ctx=ctx, search=search,
                                              search_run_id=ctx.parent_run_id, style_inputs=style_inputs, board=board)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ from workloads.stylize.pictures import save_content_style_grid
 from workloads.stylize.train import CHUNKS, bank_size, style_bank, style_pool, stylizer_arch, to_size
 
 from . import tracking
+from .errors import short_error
 from .experiment import Cell, ConfigError, cell_hash, flatten
+from .ray_exec import fit_trainer
 
 TAG_STYLIZER = "sassl.stylizer_id"
 ARTIFACT = "stylizer/stylizer.pt"
@@ -92,7 +95,6 @@ def _finished_stylizer(c, sid: str):
 
 def _train(cfg: dict[str, Any], sid: str, ctx, board, run_id: str, path: Path) -> None:
 
-    from .runner import fit_trainer
     from .train_worker import stylizer_loop
     fit_trainer(stylizer_loop, {"stylizer": cfg, "cell_id": f"stylizer-{sid}", "run_id": run_id, "board": board,
                                 "epochs": CHUNKS, "stylizer_path": str(path)},
@@ -151,8 +153,7 @@ def _stylizer(cfg, sid, ctx, board, c, run_dir: Path) -> StylizerInputs:
     try:
         _train(cfg, sid, ctx, board, run_id, path)
     except Exception as e:
-        from .runner import _short_error
-        reason = _short_error(e)
+        reason = short_error(e)
         tracking.mark_failed(c, run_id, reason)
         board.update.remote(f"stylizer-{sid}", {"status": "failed", "result": reason[:80]})
         raise RuntimeError(f"stylizer {sid} failed: {reason}") from None
@@ -224,3 +225,42 @@ def _bank(st: StylizerInputs, cfg, ref, ctx, board, c) -> Path:
         tracking.retry(c.log_artifact, st.run_id, str(path), "style_banks")
         tracking.log_metrics(c, st.run_id, {f"style_bank_size/{key}": n})
     return path
+
+
+class StylizerStage:
+    """Stylizer and style-bank stages, run in a thread so that baseline cells (which do not
+    depend on them) and the live table keep going; SASSL cells wait for it."""
+
+    def __init__(self, cells: list[Cell], ctx: RunContext, board, c):
+        self.pool = ThreadPoolExecutor(1)
+        self.future = self.pool.submit(prepare, cells, ctx, board, c) if style_cells(cells) else None
+
+    @property
+    def busy(self) -> bool:
+        return self.future is not None and not self.future.done()
+
+    def outcome(self) -> tuple[dict, str | None]:
+        """(stylizers by id, error text for the dependent cells); call once not busy."""
+        if self.future is None:
+            return {}, None
+        try:
+            return self.future.result(), None
+        except Exception as e:  # noqa: BLE001 - recorded on every dependent cell
+            return {}, f"upstream stylizer stage failed: {short_error(e)}"
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def style_inputs(cell: Cell, stylizers: dict) -> dict[str, str] | None:
+    """What a SASSL cell's training loop reads: the stylizer file and, for an external source, its bank."""
+    style = cell.config["augmentation"]["style"]
+    if not style["enabled"]:
+        return None
+    st = stylizers.get(stylizer_id(cell.config["stylizer"]))
+    if st is None:
+        return None
+    inputs = {"stylizer_path": str(st.path)}
+    if style["source"] == "external":
+        inputs["bank_path"] = str(st.banks[bank_key(style["style_data"])])
+    return inputs

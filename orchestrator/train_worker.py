@@ -19,6 +19,7 @@ from workloads.stylize.model import load_stylizer, save_stylizer
 from workloads.stylize.train import stylizer_arch, style_pool, train_stylizer
 
 from . import tracking
+from .pipelines import pipeline
 
 CHECKPOINT_FILE = "state.pt"
 
@@ -76,12 +77,15 @@ def _setup(loop_cfg: dict[str, Any]) -> tuple[torch.device, bool, dict[str, Any]
 
 
 def train_loop(loop_cfg: dict[str, Any]) -> None:
-    """A cell's SSL pretraining."""
+    """A cell's pretraining, as its pipeline trains (orchestrator/pipelines.py)."""
+    pipeline(loop_cfg["cell"]).function("train")(loop_cfg)
+
+
+def ssl_loop(loop_cfg: dict[str, Any]) -> None:
+    """An SSL method's pretraining (DDP across the run's workers); rank 0 saves the backbone."""
     cfg = loop_cfg["cell"]
     device, use_gpu, resume = _setup(loop_cfg)
     images = pretrain_images(cfg, loop_cfg["cache_dir"])
-    if cfg["method"]["name"] == "sipl":
-        return _sipl_loop(loop_cfg, cfg, images, device, resume)
     stylizer = bank = None
     if loop_cfg.get("stylizer_path"):
         stylizer = load_stylizer(loop_cfg["stylizer_path"], expected=stylizer_arch(cfg["stylizer"]))
@@ -130,8 +134,11 @@ def stylizer_loop(loop_cfg: dict[str, Any]) -> None:
         callback.on_artifact(str(out), "stylizer")
 
 
-def _sipl_loop(loop_cfg: dict[str, Any], cfg: dict[str, Any], images: torch.Tensor, device, resume) -> None:
-    """SIPL's pretext training (one worker); rank 0 saves the encoder the evaluation uses."""
+def sipl_loop(loop_cfg: dict[str, Any]) -> None:
+    """SIPL's pretext training (one worker); it saves the encoder the evaluation uses."""
+    cfg = loop_cfg["cell"]
+    device, _, resume = _setup(loop_cfg)
+    images = pretrain_images(cfg, loop_cfg["cache_dir"])
     from workloads.sipl.cell import SiplMonitor, sipl_config
     from workloads.sipl.train import pretrain_sipl
     monitor = None

@@ -6,7 +6,8 @@ import torch
 import torchvision
 
 from workloads.methods import build_method
-from workloads.methods.moco import cosine_momentum, info_nce
+from workloads.methods.ema import cosine_momentum
+from workloads.methods.losses import info_nce
 from workloads.models.backbones import build_backbone
 from workloads.optim import LARS, build_optimizer, lr_at
 

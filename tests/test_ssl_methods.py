@@ -10,11 +10,9 @@ from torch import nn
 
 from workloads.methods import METHODS, build_method
 from workloads.methods.augself import AugSelfHeads, augself_targets
-from workloads.methods.barlow_twins import barlow_twins_loss, cross_correlation
-from workloads.methods.byol import byol_loss
 from workloads.methods.conditioning import ConditionedProjector
-from workloads.methods.moco import cosine_momentum
-from workloads.methods.simclr import nt_xent
+from workloads.methods.ema import cosine_momentum
+from workloads.methods.losses import barlow_twins_loss, byol_loss, cross_correlation, nt_xent
 from workloads.models.backbones import build_backbone
 
 SMALL = {

@@ -25,11 +25,6 @@ def evaluate_target(cfg: dict[str, Any], target: dict[str, Any], backbone_state:
                     method_state: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """{"metrics", "split_file" (the saved train/val indices), "history" (per-epoch curves by
     metric name), "artifacts" (files written to ``artifact_dir``)}."""
-    if cfg["method"]["name"] == "sipl":
-        from ..sipl.cell import evaluate_sipl
-        res = evaluate_sipl(cfg, target, backbone_state, cache_dir=cache_dir, device=device, plot_dir=artifact_dir)
-        return {"metrics": res["metrics"], "split_file": res["split_file"], "artifacts": [res["plot"]] if res["plot"] else [],
-                "history": {f"downstream/{target['key']}/val_acc": res["history"]}}
     ev, key = cfg["evaluation"], target["key"]
     size = cfg["data"]["image_size"]
     mean, std = cfg["augmentation"]["mean"], cfg["augmentation"]["std"]

@@ -11,32 +11,10 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import nn
 
 from .base import AugAwareMethod
-from .distributed import mean_over_ranks_with_grad
-
-BN_EPS = 1e-5
-
-
-def standardize(z: torch.Tensor, eps: float = BN_EPS) -> torch.Tensor:
-    """Per-dimension (z − mean) / sqrt(biased var + eps) over the batch."""
-    z = z.float()
-    return (z - z.mean(0)) / torch.sqrt(z.var(0, unbiased=False) + eps)
-
-
-def cross_correlation(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-    """C = std(z1)ᵀ std(z2) / B, (D, D)."""
-    c = standardize(z1).t() @ standardize(z2) / z1.shape[0]
-    return mean_over_ranks_with_grad(c)
-
-
-def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 0.0051) -> torch.Tensor:
-    c = cross_correlation(z1, z2)
-    on = (torch.diagonal(c) - 1.0).pow(2).sum()
-    off = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
-    return on + lambd * off
+from .losses import barlow_twins_loss
 
 
 class BarlowTwins(AugAwareMethod):
@@ -52,12 +30,8 @@ class BarlowTwins(AugAwareMethod):
         self.projector = self._make_projector(backbone.out_dim, proj_hidden_dim, proj_dim, proj_layers)
         self.lambd = float(lambd)
 
-    def forward(self, v1: torch.Tensor, v2: torch.Tensor, omega1: torch.Tensor | None = None,
-                omega2: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        self._check_omega(omega1, omega2, v1.shape[0])
+    def ssl_loss(self, v1, v2, omega1, omega2):
         y1, y2 = self.backbone(v1), self.backbone(v2)
         z1 = self._project(self.projector, y1, omega1)
         z2 = self._project(self.projector, y2, omega2)
-        loss = barlow_twins_loss(z1, z2, self.lambd)
-        out: dict[str, torch.Tensor] = {}
-        return self._finish(loss, self._aux_loss(y1, y2, omega1, omega2, out), out)
+        return barlow_twins_loss(z1, z2, self.lambd), y1, y2

@@ -25,6 +25,7 @@ from torch import nn
 from ..augment.omega import OMEGA_DIM, parse_parts
 from .augself import AUGSELF_DEFAULT_PARTS, AugSelfHeads
 from .conditioning import ConditionedProjector, check_encoder_fields
+from .ema import MomentumSchedule, ema_update
 from .heads import mlp
 
 __all__ = ["AUG_MODES", "AugAwareMethod"]
@@ -33,8 +34,9 @@ AUG_MODES = ("vanilla", "augself", "cassle")
 
 
 class AugAwareMethod(nn.Module):
-    """Base class: call :meth:`_init_aug` in ``__init__``, build projectors with
-    :meth:`_make_projector`, project with :meth:`_project`, add :meth:`_aux_loss`."""
+    """Base class of the SSL methods. A method calls :meth:`_init_aug` in ``__init__``, builds
+    its projectors with :meth:`_make_projector` and implements :meth:`ssl_loss`; the base owns
+    the step (:meth:`forward`) and, for momentum towers, the EMA (:meth:`after_step`)."""
 
     def _init_aug(self, feat_dim: int, *, aug_mode: str = "vanilla", omega_parts: str | None = None,
                   cond_mode: str = "concat", encoder_depth: int = 6, encoder_width: int = 64,
@@ -97,14 +99,42 @@ class AugAwareMethod(nn.Module):
             out[f"augself_loss_{p}"] = v.detach()
         return self.augself_weight * total
 
-    def _finish(self, ssl_loss: torch.Tensor, aux: torch.Tensor, out: dict[str, torch.Tensor]) -> dict:
+    def forward(self, v1: torch.Tensor, v2: torch.Tensor, omega1: torch.Tensor | None = None,
+                omega2: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The step every method shares: ω checked, the method's own loss (:meth:`ssl_loss`),
+        AugSelf's auxiliary loss on the backbone features it returns, and the output dict
+        ({"loss"}, plus "ssl_loss" and the AugSelf terms in augself mode)."""
+        self._check_omega(omega1, omega2, v1.shape[0])
+        loss, y1, y2 = self.ssl_loss(v1, v2, omega1, omega2)
+        out: dict[str, torch.Tensor] = {}
+        aux = self._aux_loss(y1, y2, omega1, omega2, out)
         if self.aug_mode == "augself":
-            out["ssl_loss"] = ssl_loss.detach()
-            out["loss"] = ssl_loss + aux
+            out["ssl_loss"] = loss.detach()
+            out["loss"] = loss + aux
         else:
-            out["loss"] = ssl_loss
+            out["loss"] = loss
         return out
+
+    def ssl_loss(self, v1: torch.Tensor, v2: torch.Tensor, omega1: torch.Tensor | None,
+                 omega2: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What each method supplies: (its loss, the backbone features of view 1 and of view 2
+        that AugSelf's heads read). Project with :meth:`_project` so CASSLE conditions it."""
+        raise NotImplementedError
+
+    def _init_momentum(self, momentum: float, schedule: str) -> None:
+        """For a method with momentum towers (listed by :meth:`momentum_pairs`)."""
+        self.momentum = MomentumSchedule(momentum, schedule)
+        self.current_momentum = momentum
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(online module, its EMA copy) pairs; none by default."""
+        return []
 
     @torch.no_grad()
     def after_step(self, progress: float) -> None:
-        """Called after every optimiser step with the fraction of training done; no-op by default."""
+        """Called after every optimiser step with the fraction of training done (0..1): the EMA
+        update of the momentum towers, if the method has any."""
+        pairs = self.momentum_pairs()
+        if pairs:
+            self.current_momentum = self.momentum.at(progress)
+            ema_update(pairs, self.current_momentum)

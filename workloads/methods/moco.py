@@ -4,33 +4,15 @@ query tower, and a momentum that follows a cosine schedule up to 1.0."""
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .base import AugAwareMethod
-from .distributed import gather_no_grad, rank
+from .distributed import gather_no_grad
 from .heads import mlp
-
-
-def info_nce(q: torch.Tensor, k: torch.Tensor, temperature: float,
-             queue: torch.Tensor | None = None, k_all: torch.Tensor | None = None) -> torch.Tensor:
-    """InfoNCE: query i's positive is key i; negatives are the other keys (all ranks) and the queue.
-
-    q, k: L2-normalised (B, D). k_all: keys gathered from every rank (defaults to k)."""
-    k_all = k if k_all is None else k_all
-    logits = q @ k_all.t()
-    if queue is not None and queue.numel():
-        logits = torch.cat([logits, q @ queue.t()], dim=1)
-    labels = torch.arange(q.shape[0], device=q.device) + rank() * q.shape[0]
-    return F.cross_entropy(logits / temperature, labels)
-
-
-def cosine_momentum(base: float, progress: float) -> float:
-    """BYOL/MoCo v3 schedule: base at the start, 1.0 at the end of training."""
-    return 1.0 - (1.0 - base) * (math.cos(math.pi * min(max(progress, 0.0), 1.0)) + 1.0) / 2.0
+from .losses import info_nce
 
 
 class MoCoV2(AugAwareMethod):
@@ -54,12 +36,10 @@ class MoCoV2(AugAwareMethod):
         self.key_backbone = copy.deepcopy(backbone).requires_grad_(False)
         self.key_projector = copy.deepcopy(self.projector).requires_grad_(False)
         self.temperature = temperature
-        self.base_momentum = momentum
-        self.momentum_schedule = momentum_schedule
+        self._init_momentum(momentum, momentum_schedule)
         self.symmetric = symmetric
         self.register_buffer("queue", F.normalize(torch.randn(queue_size, proj_dim), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
-        self.current_momentum = momentum
 
     def _query(self, y: torch.Tensor, omega: torch.Tensor | None = None) -> torch.Tensor:
         return F.normalize(self.predictor(self._project(self.projector, y, omega)), dim=1)
@@ -70,9 +50,7 @@ class MoCoV2(AugAwareMethod):
         y = self.key_backbone(x)
         return y, F.normalize(self._project(self.key_projector, y, omega), dim=1)
 
-    def forward(self, v1: torch.Tensor, v2: torch.Tensor, omega1: torch.Tensor | None = None,
-                omega2: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        self._check_omega(omega1, omega2, v1.shape[0])
+    def ssl_loss(self, v1, v2, omega1, omega2):
         y1 = self.backbone(v1)
         q1 = self._query(y1, omega1)
         ky2, k2 = self._key(v2, omega2)
@@ -86,8 +64,7 @@ class MoCoV2(AugAwareMethod):
             _, k1 = self._key(v1, omega1)
             loss = 0.5 * (loss + info_nce(q2, k1, self.temperature, queue, gather_no_grad(k1)))
         self._enqueue(k2_all)
-        out: dict[str, torch.Tensor] = {}
-        return self._finish(loss, self._aux_loss(y1, y2, omega1, omega2, out), out)
+        return loss, y1, y2
 
     @torch.no_grad()
     def _enqueue(self, keys: torch.Tensor) -> None:
@@ -98,13 +75,5 @@ class MoCoV2(AugAwareMethod):
         self.queue[idx] = keys[: n]
         self.queue_ptr.copy_((self.queue_ptr + keys.shape[0]) % n)
 
-    @torch.no_grad()
-    def after_step(self, progress: float) -> None:
-        """EMA update of the key tower; progress in [0, 1] is the fraction of training done."""
-        m = cosine_momentum(self.base_momentum, progress) if self.momentum_schedule == "cosine" else self.base_momentum
-        self.current_momentum = m
-        for online, key in ((self.backbone, self.key_backbone), (self.projector, self.key_projector)):
-            for po, pk in zip(online.parameters(), key.parameters()):
-                pk.mul_(m).add_(po.detach(), alpha=1.0 - m)
-            for bo, bk in zip(online.buffers(), key.buffers()):
-                bk.copy_(bo)
+    def momentum_pairs(self):
+        return [(self.backbone, self.key_backbone), (self.projector, self.key_projector)]

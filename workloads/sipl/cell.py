@@ -78,3 +78,16 @@ class SiplMonitor:
         res = evaluate_sipl(self.cfg, self.target, encoder.state_dict(), cache_dir=self.cache_dir,
                             device=str(self.device), with_test=False)
         return {"val_top1": res["metrics"][f"mlp/{self.target['key']}/val_top1"]}
+
+
+def evaluate_target(cfg: dict[str, Any], target: dict[str, Any], encoder_state: dict[str, torch.Tensor], *,
+                    cache_dir: str | Path | None, device: str = "cpu", progress: Callable[[str], None] | None = None,
+                    artifact_dir: str | Path | None = None, method_state: dict[str, torch.Tensor] | None = None,
+                    ) -> dict[str, Any]:
+    """A SIPL cell's evaluation on one target, in the shape an SSL cell's evaluation returns
+    (workloads.evaluation.evaluate.evaluate_target): metrics, split file, per-epoch history,
+    artifacts. ``progress`` and ``method_state`` have no use here (no probes to report, no
+    projector to analyse)."""
+    res = evaluate_sipl(cfg, target, encoder_state, cache_dir=cache_dir, device=device, plot_dir=artifact_dir)
+    return {"metrics": res["metrics"], "split_file": res["split_file"], "artifacts": [res["plot"]] if res["plot"] else [],
+            "history": {f"downstream/{target['key']}/val_acc": res["history"]}}

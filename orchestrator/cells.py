@@ -1,0 +1,91 @@
+"""One cell's lifecycle as a Ray task: its MLflow run and tags, pretraining through Ray Train
+(or a backbone reused by pretraining hash), evaluation, metrics and artifacts, and the
+failure recorded on the run instead of raised."""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import ray
+import yaml
+
+from . import tracking
+from .errors import short_error
+from .evaluation_tasks import evaluate_cell
+from .experiment import Cell, flatten
+from .pipelines import pipeline
+from .ray_exec import RunContext, fit_trainer
+
+
+def backbone_file(ctx: RunContext, cell: Cell) -> Path:
+    """Pretrained backbones are shared store-wide by pretraining hash (the DAG's dedup):
+    a cell that differs from another only in its evaluation reuses its backbone."""
+    return Path(ctx.run_dir) / "backbones" / cell.pretrain_id / "backbone.pt"
+
+
+@ray.remote(num_cpus=0)
+def run_cell(cell: Cell, ctx: RunContext, board, style_inputs: dict[str, str] | None = None,
+             upstream_error: str | None = None) -> tuple[str, str, dict[str, float] | str]:
+    """Pretrain (Ray Train) → evaluate (Ray task) → record; never raises, so one
+    failing cell cannot take the others down. ``upstream_error``: a stage this cell
+    depends on (its stylizer) failed, so the cell is recorded as failed with that reason."""
+    from .train_worker import train_loop
+
+    c = tracking.client(ctx.tracking_uri)
+    run_id = ctx.interrupted.get(cell.cell_id)
+    if run_id is None:
+        run_id = tracking.retry(c.create_run, ctx.experiment_id, run_name=f"{cell.row} · seed {cell.seed}", tags={
+            tracking.TAG_PARENT: ctx.parent_run_id, tracking.TAG_ROLE: "cell", tracking.TAG_CELL: cell.cell_id,
+            tracking.TAG_ROW: cell.row, tracking.TAG_SEED: cell.seed}).info.run_id
+    else:  # continue the interrupted run: its metrics so far stay, Ray Train resumes from the checkpoint
+        previous = c.get_run(run_id).data.tags.get(tracking.TAG_RESUMED_BY, "")
+        tracking.set_tags(c, run_id, {tracking.TAG_PARENT: ctx.parent_run_id,
+                                      tracking.TAG_RESUMED_BY: ",".join(filter(None, [previous, ctx.parent_run_id]))})
+    board.update.remote(cell.cell_id, {"status": "starting", "run_id": run_id})
+    try:
+        if cell.cell_id not in ctx.interrupted:  # an interrupted run has them already (params are write-once)
+            tracking.log_params(c, run_id, {**flatten(cell.config), "cluster.num_workers": ctx.num_workers})
+        tracking.set_tags(c, run_id, {tracking.TAG_TARGETS: json.dumps(
+            [[t["key"], t["label"]] for t in cell.config["evaluation"]["targets"]]), tracking.TAG_PRETRAIN: cell.pretrain_id,
+            tracking.TAG_ROW_INDEX: cell.row_index})
+        if upstream_error:
+            raise RuntimeError(upstream_error)
+        with tempfile.TemporaryDirectory() as tmp:
+            p = Path(tmp) / "cell_config.yaml"
+            p.write_text(yaml.safe_dump({"cell_id": cell.cell_id, "row": cell.row, **cell.config}, sort_keys=False))
+            tracking.retry(c.log_artifact, run_id, str(p))
+        backbone_path = backbone_file(ctx, cell)
+        if ctx.rerun:
+            shutil.rmtree(ctx.ray_storage / cell.pretrain_id, ignore_errors=True)
+            backbone_path.unlink(missing_ok=True)
+        if backbone_path.is_file():
+            tracking.set_tags(c, run_id, {tracking.TAG_BACKBONE_REUSED: str(backbone_path)})
+            tracking.retry(c.log_artifact, run_id, str(backbone_path), "model")
+        else:
+            fit_trainer(train_loop, {"cell": cell.config, "cell_id": cell.cell_id, "run_id": run_id, "board": board,
+                                     "epochs": cell.config["optim"]["epochs"], "backbone_path": str(backbone_path),
+                                     **(style_inputs or {})}, ctx, name=cell.pretrain_id, num_workers=ctx.num_workers)
+        board.update.remote(cell.cell_id, {"status": "evaluating"})
+        metrics, history, files = evaluate_cell(cell, ctx, backbone_path, board)
+        tracking.log_metrics(c, run_id, metrics)
+        for name, values in history.items():
+            for epoch, v in enumerate(values, start=1):
+                tracking.log_metrics(c, run_id, {name: v}, epoch)
+        for folder, path in files:
+            tracking.retry(c.log_artifact, run_id, path, folder)
+        tracking.retry(c.set_terminated, run_id, "FINISHED")
+        first = cell.config["evaluation"]["targets"][0]["key"]
+        result = f"{first} top-1 {metrics[pipeline(cell.config).headline.format(target=first)]:.1f}"
+        if f"random_init/linear/{first}/top1" in metrics:
+            result += f" (random init {metrics[f'random_init/linear/{first}/top1']:.1f})"
+        board.update.remote(cell.cell_id, {"status": "finished", "result": result})
+        return cell.cell_id, "finished", metrics
+    except Exception as e:  # noqa: BLE001 - any failure is recorded on the cell's run
+        reason = short_error(e)
+        try:
+            tracking.mark_failed(c, run_id, reason)
+        finally:
+            board.update.remote(cell.cell_id, {"status": "failed", "result": reason[:80]})
+        return cell.cell_id, "failed", reason

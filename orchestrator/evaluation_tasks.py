@@ -1,0 +1,70 @@
+"""A cell's evaluation as Ray tasks: one per target, in parallel, each cached on disk by
+(pretraining, target, evaluation settings) so a re-run redoes only what is missing."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+
+from .experiment import Cell, cell_hash
+from .pipelines import pipeline
+from .ray_exec import RunContext
+
+METHOD_FILE = "method.pt"  # the whole trained method (projector too), beside backbone.pt
+
+
+@ray.remote(num_cpus=0)
+def _evaluate_target(cfg: dict[str, Any], target: dict[str, Any], backbone_path: str, cache_dir: str,
+                     threads: int, cache_file: str, board=None, cell_id: str = ""):
+    """One evaluation node of the DAG: (pretrained backbone, target) → metrics, cached on disk
+    so a re-run after a failure elsewhere redoes only what is missing."""
+    if Path(cache_file).is_file():
+        return json.loads(Path(cache_file).read_text())
+    torch.set_num_threads(max(1, threads))
+    device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
+    state = torch.load(backbone_path, map_location="cpu", weights_only=True)
+    method_path = Path(backbone_path).with_name(METHOD_FILE)
+    method_state = torch.load(method_path, map_location="cpu", weights_only=True) \
+        if cfg["evaluation"]["sensitivity"]["enabled"] and method_path.is_file() else None
+
+    def progress(msg: str) -> None:
+        if board is not None:
+            board.update.remote(cell_id, {"status": "evaluating", "result": msg})
+    art_dir = Path(cache_file).with_suffix("")  # kept beside the cached result, logged by the cell
+    evaluate = pipeline(cfg).function("evaluate")
+    out = evaluate(cfg, target, state, cache_dir=cache_dir, device=device, progress=progress,
+                   artifact_dir=art_dir if target == cfg["evaluation"]["targets"][0] else None,
+                   method_state=method_state)
+    out["split_file"] = str(out["split_file"]) if out["split_file"] else None
+    Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(f"{cache_file}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(out))
+    os.replace(tmp, cache_file)
+    return out
+
+
+def _eval_cache_file(ctx: RunContext, cell: Cell, target: dict[str, Any]) -> str:
+    ev = {k: v for k, v in cell.config["evaluation"].items() if k != "targets"}
+    return str(Path(ctx.cache_dir) / "evaluations" / f"{cell.pretrain_id}-{cell_hash({'target': target, **ev})}.json")
+
+
+def evaluate_cell(cell: Cell, ctx: RunContext, backbone_path: Path, board):
+    """→ (final metrics, per-epoch curves by metric name, [(artifact folder, file)])."""
+    # every target of a cell in parallel, each a Ray task with one worker's resources
+    targets = cell.config["evaluation"]["targets"]
+    refs = [_evaluate_target.options(num_cpus=ctx.cpus_per_worker, num_gpus=ctx.gpus_per_worker).remote(
+        cell.config, t, str(backbone_path), ctx.cache_dir, max(1, int(ctx.cpus_per_worker)),
+        _eval_cache_file(ctx, cell, t), board, cell.cell_id) for t in targets]
+    metrics: dict[str, float] = {}
+    history: dict[str, list[float]] = {}
+    files = []
+    for out in ray.get(refs):
+        metrics.update(out["metrics"])
+        history.update(out.get("history", {}))
+        files += [("splits", out["split_file"])] if out["split_file"] else []
+        files += [("pictures", p) for p in out.get("artifacts", [])]
+    return metrics, history, files

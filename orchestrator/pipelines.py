@@ -1,0 +1,63 @@
+"""The pipeline registry: one entry per ``method.name``, saying how a cell of that kind trains,
+how it is evaluated, its headline metric and its limits. Everything that differs between an
+SSL method and SIPL (or whatever comes next) is read from here; nothing else switches on a
+method's name. The functions are named as ``module:function`` and imported when used, so the
+schema can consult the registry without importing PyTorch."""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pydantic import BaseModel
+
+from .config import BYOL, BarlowTwins, MoCoV2, SimCLR, Sipl
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    schema: type[BaseModel]           # the method section's pydantic model
+    label: str                        # how messages name it
+    train: str                        # Ray Train loop of a cell: (loop_cfg, cfg, images, device, resume)
+    evaluate: str                     # (cfg, target, backbone state, cache_dir=, device=, progress=,
+    #                                   artifact_dir=, method_state=) -> {"metrics", "split_file", ...}
+    headline: str                     # the live table's metric, {target} filled in
+    max_workers: int | None = None    # a pipeline without DDP trains on one worker per cell
+    optimizer: str | None = None      # the one optimiser the method is defined with
+    optimizer_reason: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.schema.model_fields["name"].default
+
+    def function(self, which: str) -> Callable[..., Any]:
+        module, _, attr = getattr(self, which).partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def limits(self, cfg: dict[str, Any], num_workers: int) -> str | None:
+        """Why a resolved cell config cannot run under this pipeline (None when it can)."""
+        if self.max_workers is not None and num_workers > self.max_workers:
+            return (f"cluster.num_workers: {self.label} trains on {self.max_workers} worker per cell (no DDP); "
+                    f"set it to {self.max_workers}")
+        if self.optimizer and cfg["optim"]["optimizer"] != self.optimizer:
+            return f"optim.optimizer: {self.optimizer_reason}; set optim.optimizer: {self.optimizer}"
+        return None
+
+
+_SSL = dict(train="orchestrator.train_worker:ssl_loop", evaluate="workloads.evaluation.evaluate:evaluate_target",
+            headline="linear/{target}/top1")
+
+PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
+    Pipeline(MoCoV2, "MoCo v2", **_SSL),
+    Pipeline(SimCLR, "SimCLR", **_SSL),
+    Pipeline(BYOL, "BYOL", **_SSL),
+    Pipeline(BarlowTwins, "Barlow Twins", **_SSL),
+    Pipeline(Sipl, "SIPL", train="orchestrator.train_worker:sipl_loop", evaluate="workloads.sipl.cell:evaluate_target",
+             headline="mlp/{target}/top1", max_workers=1, optimizer="adam",
+             optimizer_reason="SIPL trains with Adam (the paper's optimiser)"),
+)}
+
+
+def pipeline(cfg: dict[str, Any]) -> Pipeline:
+    """The entry of a resolved cell config."""
+    return PIPELINES[cfg["method"]["name"]]

@@ -1,0 +1,64 @@
+"""The SSL objectives, in one place (docs/methods.md, "SSL methods"). Each takes the towers'
+outputs and returns a scalar; with several processes the negatives (or the cross-correlation)
+span every rank. tests/test_losses.py checks each against a loop-by-loop reference."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .distributed import gather_with_grad, mean_over_ranks_with_grad, rank
+
+BN_EPS = 1e-5
+
+
+def info_nce(q: torch.Tensor, k: torch.Tensor, temperature: float,
+             queue: torch.Tensor | None = None, k_all: torch.Tensor | None = None) -> torch.Tensor:
+    """MoCo's InfoNCE: query i's positive is key i; negatives are the other keys (of every rank,
+    ``k_all``, default k) and the queue. q, k: L2-normalised (B, D)."""
+    k_all = k if k_all is None else k_all
+    logits = q @ k_all.t()
+    if queue is not None and queue.numel():
+        logits = torch.cat([logits, q @ queue.t()], dim=1)
+    labels = torch.arange(q.shape[0], device=q.device) + rank() * q.shape[0]
+    return F.cross_entropy(logits / temperature, labels)
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SimCLR's NT-Xent: for each of the 2B views, cross-entropy of picking its partner among the
+    other 2B − 1. z1, z2: L2-normalised (B, D); row i of each is a view of image i."""
+    b = z1.shape[0]
+    z1_all, z2_all = gather_with_grad(z1), gather_with_grad(z2)
+    n_all = z1_all.shape[0]
+    cols = torch.cat([z1_all, z2_all])  # (2·B·W, D): all view-1s, then all view-2s
+    rows = torch.cat([z1, z2])  # (2B, D)
+    logits = rows @ cols.t() / temperature
+    idx = torch.arange(b, device=z1.device) + rank() * b
+    self_cols = torch.cat([idx, idx + n_all])
+    partner = torch.cat([idx + n_all, idx])
+    logits[torch.arange(2 * b, device=z1.device), self_cols] = float("-inf")
+    return F.cross_entropy(logits, partner)
+
+
+def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """BYOL: mean over the batch of ‖p̂ − ẑ‖² = 2 − 2·cos(p, z) (z is the target: no gradient)."""
+    return (2.0 - 2.0 * F.cosine_similarity(p, z.detach(), dim=-1)).mean()
+
+
+def standardize(z: torch.Tensor, eps: float = BN_EPS) -> torch.Tensor:
+    """Per-dimension (z − mean) / sqrt(biased var + eps) over the batch (BatchNorm without affine)."""
+    z = z.float()
+    return (z - z.mean(0)) / torch.sqrt(z.var(0, unbiased=False) + eps)
+
+
+def cross_correlation(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    """C = std(z1)ᵀ std(z2) / B, (D, D), averaged over ranks."""
+    c = standardize(z1).t() @ standardize(z2) / z1.shape[0]
+    return mean_over_ranks_with_grad(c)
+
+
+def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 0.0051) -> torch.Tensor:
+    """Barlow Twins: Σ_i (1 − C_ii)² + λ Σ_{i≠j} C_ij²."""
+    c = cross_correlation(z1, z2)
+    on = (torch.diagonal(c) - 1.0).pow(2).sum()
+    off = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
+    return on + lambd * off
