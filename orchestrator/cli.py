@@ -83,6 +83,8 @@ def run(path: Optional[Path] = typer.Argument(None, help="Experiment YAML (omit 
     else:
         exp = _load(path, profile, set_)
     label = path or f"search {from_search}"
+    from .ray_auth import use_token_if_present
+    use_token_if_present(address or exp.config.cluster.address)  # before ray is imported
     if exp.config.search is not None:
         from .search import run_search
         try:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from .experiment import ConfigError, Experiment
+from .ray_auth import use_token_if_present
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JOBS_ADDRESS = "http://127.0.0.1:8265"
@@ -26,25 +27,20 @@ def jobs_address(address: str | None) -> str:
     return address or os.environ.get("RAY_JOBS_ADDRESS") or os.environ.get("RAY_ADDRESS") or DEFAULT_JOBS_ADDRESS
 
 
-def _use_token_if_present() -> None:
-    """Ray's clusters require a token by default (`ray start` writes ~/.ray/auth_token), but its
-    clients send one only in RAY_AUTH_MODE=token, read once at import: set it before importing."""
-    has_token = os.environ.get("RAY_AUTH_TOKEN") or Path(os.environ.get(
-        "RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token")).is_file()
-    if has_token:
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
-
-
 def _client(address: str | None):
-    _use_token_if_present()
+    use_token_if_present()
     from ray.job_submission import JobSubmissionClient
     addr = jobs_address(address)
+    # Ray lets $RAY_ADDRESS override the address a client is given; an explicit --address wins here
+    hidden = {k: os.environ.pop(k) for k in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS") if address and k in os.environ}
     try:
         return JobSubmissionClient(addr)
     except Exception as e:  # noqa: BLE001 - connection errors come in many types
         raise ConfigError(f"--address {addr}: cannot reach the Ray Jobs API ({type(e).__name__}: {e}); start a "
                           f"head node with `ray start --head --dashboard-host 127.0.0.1` or pass its "
                           f"http://<head>:8265 address") from None
+    finally:
+        os.environ.update(hidden)
 
 
 def stage_project(exp: Experiment, dest: Path) -> str:

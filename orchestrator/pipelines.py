@@ -37,8 +37,8 @@ class Pipeline:
     def limits(self, cfg: dict[str, Any], num_workers: int) -> str | None:
         """Why a resolved cell config cannot run under this pipeline (None when it can)."""
         if self.max_workers is not None and num_workers > self.max_workers:
-            return (f"cluster.num_workers: {self.label} trains on {self.max_workers} worker per cell (no DDP); "
-                    f"set it to {self.max_workers}")
+            workers = "one worker" if self.max_workers == 1 else f"at most {self.max_workers} workers"
+            return f"cluster.num_workers: {self.label} trains on {workers} per cell (no DDP); set it to {self.max_workers}"
         if self.optimizer and cfg["optim"]["optimizer"] != self.optimizer:
             return f"optim.optimizer: {self.optimizer_reason}; set optim.optimizer: {self.optimizer}"
         return None

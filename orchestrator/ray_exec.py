@@ -4,6 +4,7 @@ cluster, how many cells fit on it at once, and the Ray Train wrapper every pretr
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,11 @@ class RunContext:
 
 
 def connect(address: str | None, local_num_cpus: int | None) -> None:
+    """Join ``address`` (else the cluster in $RAY_ADDRESS, as Ray's own tools do), or start a
+    local Ray with ``local_num_cpus`` CPUs (default: all)."""
     if ray.is_initialized():
         return
+    address = address or os.environ.get("RAY_ADDRESS") or None  # its token: orchestrator/ray_auth.py
     kwargs: dict[str, Any] = dict(log_to_driver=False, logging_level="ERROR")
     if address:
         ray.init(address=address, **kwargs)

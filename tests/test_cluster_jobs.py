@@ -1,27 +1,14 @@
 """`sassl submit/status/logs` against a real Ray head node started with `ray start --head`."""
-import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from conftest import free_port, ray_head
+
 pytestmark = pytest.mark.e2e
-VENV_BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sassl(*args, cwd, timeout=300):
@@ -30,37 +17,13 @@ def sassl(*args, cwd, timeout=300):
 
 
 @pytest.fixture
-def head_node():
-    """A head node on 127.0.0.1; `--block` ties every Ray process to this one, so SIGTERM stops
-    exactly this cluster (unlike `ray stop`, which would stop every Ray on the machine)."""
-    temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    dash = free_port()
-    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}  # the job's `python` is this venv's
-    proc = subprocess.Popen([str(VENV_BIN / "ray"), "start", "--head", "--block", "--port", str(free_port()),
-                             "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--num-cpus", "2",
-                             "--include-dashboard", "true", "--temp-dir", temp, "--disable-usage-stats"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    address = f"http://127.0.0.1:{dash}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        assert proc.poll() is None, proc.stdout.read()
-        try:
-            urllib.request.urlopen(f"{address}/api/version", timeout=2)
-        except urllib.error.HTTPError:  # 401 without a token: the server is up
-            break
-        except OSError:
-            time.sleep(1)
-        else:
-            break
+def head_node(shared_ray):
+    """The Jobs API of the test run's shared head node (tests/conftest.py)."""
+    if shared_ray is None:  # SASSL_TEST_OWN_RAY=1
+        with ray_head() as (_, dashboard):
+            yield dashboard
     else:
-        pytest.fail("the Ray head node did not start in 120 s")
-    yield address
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    shutil.rmtree(temp, ignore_errors=True)
+        yield shared_ray
 
 
 def test_submit_follow_status_logs_and_runs_in_mlflow(tmp_path, head_node):

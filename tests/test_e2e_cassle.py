@@ -8,7 +8,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("shared_ray")]
 
 STAGES = ("layer1", "layer2", "layer3", "layer4", "projector")
 AUGS = ("crop", "jitter", "blur", "flip", "grayscale")

@@ -11,7 +11,7 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("shared_ray")]
 
 
 def sassl(*args, cwd):
@@ -80,7 +80,12 @@ def test_tiny_sassl_experiment(tmp_path):
     assert plotted in (sid, trained.info.run_id)
     assert "plots/sassl_e2e-style-embeddings.png" in {a.path for a in c.list_artifacts(plotted, "plots")}
 
-    # a new SASSL cell reuses the finished stylizer instead of training another one
-    again = sassl("run", str(path), "--set", "seeds=[1]", cwd=tmp_path)
+    # a new SASSL cell reuses the finished stylizer instead of training another one (one cell
+    # only: the same experiment with the trained-stylizer variant alone, another seed)
+    cfg["grid"]["variants"] = cfg["grid"]["variants"][2:]
+    cfg["seeds"] = [1]
+    path.write_text(yaml.safe_dump(cfg))
+    again = sassl("run", str(path), cwd=tmp_path)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "1 finished" in again.stdout, again.stdout[-2000:]
     assert len(c.search_runs([exp.experiment_id], "tags.`sassl.role` = 'stylizer'")) == 2

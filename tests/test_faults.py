@@ -12,7 +12,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-pytestmark = pytest.mark.e2e
+# each test kills a driver and the Ray it started: a cluster of its own, not the shared one
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("own_ray")]
 
 
 def experiment(tmp_path: Path, name: str, variants: list[dict], epochs: int = 4) -> Path:

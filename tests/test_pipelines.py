@@ -35,7 +35,7 @@ def test_a_cell_finds_its_entry():
 
 @pytest.mark.parametrize("overrides,message", [
     ({"optim": {"optimizer": "sgd"}}, "optim.optimizer: SIPL trains with Adam"),
-    ({"optim": {"optimizer": "adam"}, "cluster": {"num_workers": 2}}, "cluster.num_workers: SIPL trains on 1 worker"),
+    ({"optim": {"optimizer": "adam"}, "cluster": {"num_workers": 2}}, "cluster.num_workers: SIPL trains on one worker per cell"),
 ])
 def test_limits_of_an_entry_are_enforced(overrides, message):
     raw = {"name": "t", "method": {"name": "sipl"}, "optim": {"batch_size": 64}, **overrides}

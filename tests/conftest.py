@@ -1,0 +1,97 @@
+"""What several test files share: one real Ray cluster for the end-to-end tests of a pytest run.
+
+Starting and stopping a local Ray in every `sassl run` costs seconds each time; the e2e tests
+that only run experiments share one head node instead (`shared_ray`), which their `sassl`
+subprocesses join through RAY_ADDRESS (orchestrator/ray_exec.connect). Tests that need a
+cluster of their own (killing a driver together with its Ray) do not use it."""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def ray_head(num_cpus: int = 2):
+    """A head node on 127.0.0.1 → (GCS address, dashboard URL). `--block` ties every Ray process
+    to this one, so SIGTERM stops exactly this cluster (unlike `ray stop`, which would stop every
+    Ray on the machine)."""
+    temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    port, dash = free_port(), free_port()
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}  # the jobs' `python` is this venv's
+    env.pop("RAY_ADDRESS", None)
+    # node IP 127.0.0.1: drivers on this machine join it at the address they are given
+    proc = subprocess.Popen([str(VENV_BIN / "ray"), "start", "--head", "--block", "--port", str(port),
+                             "--node-ip-address", "127.0.0.1",
+                             "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--num-cpus", str(num_cpus),
+                             "--include-dashboard", "true", "--temp-dir", temp, "--disable-usage-stats"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    dashboard = f"http://127.0.0.1:{dash}"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                urllib.request.urlopen(f"{dashboard}/api/version", timeout=2)
+            except urllib.error.HTTPError:  # 401 without a token: the server is up
+                break
+            except OSError:
+                time.sleep(1)
+            else:
+                break
+        else:
+            pytest.fail("the Ray head node did not start in 120 s")
+        yield f"127.0.0.1:{port}", dashboard
+    finally:
+        # SIGTERM lets `ray start --block` stop its processes (it takes ~30 s); the process group
+        # (its own session) is killed after 5 s: nothing of this throwaway cluster needs saving
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def shared_ray():
+    """One Ray cluster (2 CPUs, as a local one here) for the whole pytest run; `sassl` commands
+    started by the tests join it. SASSL_TEST_OWN_RAY=1 gives every run its own cluster again."""
+    if os.environ.get("SASSL_TEST_OWN_RAY") == "1":
+        yield None
+        return
+    with ray_head() as (gcs, dashboard):
+        os.environ["RAY_ADDRESS"] = gcs
+        try:
+            yield dashboard
+        finally:
+            os.environ.pop("RAY_ADDRESS", None)
+
+
+@pytest.fixture
+def own_ray(monkeypatch):
+    """For a test whose `sassl run` must start (and lose) its own local Ray."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
