@@ -76,6 +76,8 @@ def run(path: Optional[Path] = typer.Argument(None, help="Experiment YAML (omit 
         tracking_uri: Optional[str] = typer.Option(None, help="MLflow store of --from-search (default: "
                                                    "$MLFLOW_TRACKING_URI, else sqlite:///runs/mlflow.db)")) -> None:
     """Run every cell of an experiment (or its search) on Ray, log to MLflow, print its tables."""
+    from .ray_auth import use_token_if_present
+    use_token_if_present(address)  # before anything imports ray (--from-search does, to read the search)
     if from_search:
         exp = _load_best(from_search, seeds, tracking_uri, set_)
     elif path is None:
@@ -83,8 +85,7 @@ def run(path: Optional[Path] = typer.Argument(None, help="Experiment YAML (omit 
     else:
         exp = _load(path, profile, set_)
     label = path or f"search {from_search}"
-    from .ray_auth import use_token_if_present
-    use_token_if_present(address or exp.config.cluster.address)  # before ray is imported
+    use_token_if_present(address or exp.config.cluster.address)  # a YAML's address (ray not imported yet)
     if exp.config.search is not None:
         from .search import run_search
         try:

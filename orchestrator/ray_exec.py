@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,8 +51,21 @@ def connect(address: str | None, local_num_cpus: int | None) -> None:
         ray.init(address=address, **kwargs)
     else:
         # the dashboard serves the state API, which Ray Train's placement-group cleaner needs to
-        # free the CPUs of a run whose controller was killed (a trial stopped early by ASHA)
-        ray.init(num_cpus=local_num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", **kwargs)
+        # free the CPUs of a run whose controller was killed (a trial stopped early by ASHA). The
+        # cleaner, in a worker, finds the API by RAY_API_SERVER_ADDRESS, else by looking for Ray
+        # on the machine, which fails ("multiple active Ray instances") when another Ray runs
+        # there: the search then waits for ever. So the port is chosen here and exported to the
+        # cluster's processes, which inherit this driver's environment.
+        port = _free_port()
+        os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+        ray.init(num_cpus=local_num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
+                 dashboard_port=port, **kwargs)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def cell_slots(exp: Experiment) -> int:

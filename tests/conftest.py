@@ -39,6 +39,9 @@ def ray_head(num_cpus: int = 2):
     port, dash = free_port(), free_port()
     env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}  # the jobs' `python` is this venv's
     env.pop("RAY_ADDRESS", None)
+    # the cluster's workers find its state API by this, not by looking for Ray on the machine
+    # (which fails when other Ray instances run there: orchestrator/ray_exec.connect)
+    env["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{dash}"
     # node IP 127.0.0.1: drivers on this machine join it at the address they are given
     proc = subprocess.Popen([str(VENV_BIN / "ray"), "start", "--head", "--block", "--port", str(port),
                              "--node-ip-address", "127.0.0.1",
