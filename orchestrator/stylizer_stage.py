@@ -26,7 +26,7 @@ from workloads.stylize.train import CHUNKS, bank_size, style_bank, style_pool, s
 from . import tracking
 from .errors import short_error
 from .experiment import Cell, ConfigError, cell_hash, flatten
-from .ray_exec import fit_trainer
+from .ray_exec import RunContext, fit_trainer
 
 TAG_STYLIZER = "sassl.stylizer_id"
 ARTIFACT = "stylizer/stylizer.pt"

@@ -5,7 +5,6 @@ hidden 2048, output 128; temperature 0.2 (the AugSelf code's). With several proc
 negatives are the views of every rank (gathered with gradients)."""
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
