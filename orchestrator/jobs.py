@@ -28,9 +28,9 @@ def jobs_address(address: str | None) -> str:
 
 
 def _client(address: str | None):
-    use_token_if_present()
-    from ray.job_submission import JobSubmissionClient
     addr = jobs_address(address)
+    use_token_if_present(addr)
+    from ray.job_submission import JobSubmissionClient
     # Ray lets $RAY_ADDRESS override the address a client is given; an explicit --address wins here
     hidden = {k: os.environ.pop(k) for k in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS") if address and k in os.environ}
     try:

@@ -18,7 +18,7 @@ from .config import BYOL, BarlowTwins, MoCoV2, SimCLR, Sipl
 class Pipeline:
     schema: type[BaseModel]           # the method section's pydantic model
     label: str                        # how messages name it
-    train: str                        # Ray Train loop of a cell: (loop_cfg, cfg, images, device, resume)
+    train: str                        # Ray Train loop of a cell: (loop_cfg) -> None
     evaluate: str                     # (cfg, target, backbone state, cache_dir=, device=, progress=,
     #                                   artifact_dir=, method_state=) -> {"metrics", "split_file", ...}
     headline: str                     # the live table's metric, {target} filled in

@@ -14,7 +14,7 @@ def token_available() -> bool:
         "RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token")).is_file()
 
 
-def use_token_if_present(address: str | None = "any") -> None:
+def use_token_if_present(address: str | None) -> None:
     """Send the token when there is one and a cluster will be joined (``address`` given, or
     $RAY_ADDRESS set); call it before importing ray."""
     if (address or os.environ.get("RAY_ADDRESS")) and token_available():

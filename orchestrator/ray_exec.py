@@ -56,13 +56,13 @@ def connect(address: str | None, local_num_cpus: int | None) -> None:
         # on the machine, which fails ("multiple active Ray instances") when another Ray runs
         # there: the search then waits for ever. So the port is chosen here and exported to the
         # cluster's processes, which inherit this driver's environment.
-        port = _free_port()
+        port = free_port()
         os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
         ray.init(num_cpus=local_num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
                  dashboard_port=port, **kwargs)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

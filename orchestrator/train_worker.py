@@ -19,6 +19,7 @@ from workloads.stylize.model import load_stylizer, save_stylizer
 from workloads.stylize.train import stylizer_arch, style_pool, train_stylizer
 
 from . import tracking
+from .evaluation_tasks import METHOD_FILE
 from .pipelines import pipeline
 
 CHECKPOINT_FILE = "state.pt"
@@ -110,7 +111,7 @@ def ssl_loop(loop_cfg: dict[str, Any]) -> None:
     if ray.train.get_context().get_world_rank() == 0:
         out = Path(loop_cfg["backbone_path"])
         out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), out.with_name("method.pt"))  # projector etc.: the sensitivity analysis
+        torch.save(model.state_dict(), out.with_name(METHOD_FILE))  # projector etc.: the sensitivity analysis
         torch.save(model.backbone.state_dict(), out)  # last: its presence marks a finished pretraining
         callback.on_artifact(str(out), "model")
 

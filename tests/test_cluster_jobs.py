@@ -6,7 +6,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import free_port, ray_head
+from conftest import ray_head
+from orchestrator.ray_exec import free_port
 
 pytestmark = pytest.mark.e2e
 
