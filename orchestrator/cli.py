@@ -203,12 +203,13 @@ def _load_best(search_run: str, seeds: Optional[str], uri: Optional[str], sets: 
         _fail(str(e))
 
 
-def _print_tables(name: str, uri: str, run_dir: Path, fmt: str) -> None:
-    from results import build_tables
+def _print_tables(name: str, uri: str, run_dir: Path, fmt: str, baselines: list[str] | None = None,
+                  ci: str | None = None) -> None:
+    from results import BaselineError, build_tables
     from results.collect import NoRunsError
     try:
-        tables = build_tables(name, uri)
-    except NoRunsError as e:
+        tables = build_tables(name, uri, baselines, ci)
+    except (NoRunsError, BaselineError) as e:
         _fail(str(e))
     out_dir = run_dir / "tables"
     for stem, table in tables.items():
@@ -216,15 +217,15 @@ def _print_tables(name: str, uri: str, run_dir: Path, fmt: str) -> None:
         text = table.latex() if fmt == "latex" else paths["csv"].read_text() if fmt == "csv" else table.markdown()
         typer.echo(text)  # plain: a table must survive copy-paste and redirection
         typer.echo(f"(written to {paths['md']}, .csv, .tex)")
-    _plots(name, uri, out_dir)
+    _plots(name, uri, out_dir, baselines)
 
 
-def _plots(name: str, uri: str, out_dir: Path) -> None:
+def _plots(name: str, uri: str, out_dir: Path, baselines: list[str] | None = None) -> None:
     """Plots next to the tables, also logged on the experiment's newest parent run."""
     from results.plots import build_plots
 
     from . import tracking
-    plots = build_plots(name, uri, out_dir)
+    plots = build_plots(name, uri, out_dir, baselines)
     if not plots:
         return
     c = tracking.client(uri)
@@ -245,18 +246,27 @@ def tables(experiment: str = typer.Argument(..., help="Experiment name, or its Y
            tracking_uri: Optional[str] = typer.Option(None, help="MLflow store (default: the YAML's, "
                                                       "else $MLFLOW_TRACKING_URI, else sqlite:///runs/mlflow.db)"),
            run_dir: Path = typer.Option(Path(os.environ.get("SASSL_RUN_DIR", "runs")),
-                                        help="Where tables are written and the default store lives.")) -> None:
+                                        help="Where tables are written and the default store lives."),
+           baseline: Optional[list[str]] = typer.Option(
+               None, help="Baseline row for the paired Δ part (repeatable: each row is compared with the "
+                          "closest baseline above it). Default: the YAML's tables.baseline as last run."),
+           ci: Optional[str] = typer.Option(None, help="Paired interval: t or bootstrap (default: the YAML's "
+                                                        "tables.ci, else t).")) -> None:
     """Rebuild an experiment's tables from MLflow alone."""
     if fmt not in ("md", "latex", "csv"):
         _fail(f"--format {fmt!r}: choose md, latex or csv")
+    if ci is not None and ci not in ("t", "bootstrap"):
+        _fail(f"--ci {ci!r}: choose t or bootstrap")
     from . import tracking
     name, uri = experiment, tracking_uri
     if experiment.endswith((".yaml", ".yml")):
         exp = _load(Path(experiment), None, [])
         name, run_dir = exp.name, Path(exp.config.tracking.run_dir)
         uri = uri or exp.config.tracking.uri
+        # the YAML as it is now (an edited baseline shows without running again)
+        baseline, ci = baseline or exp.config.tables.baselines(), ci or exp.config.tables.ci
     uri = tracking.resolve_tracking_uri(uri, run_dir)
-    _print_tables(name, uri, run_dir, fmt)
+    _print_tables(name, uri, run_dir, fmt, baseline or None, ci)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -498,6 +498,18 @@ class Search(Strict):
     monitor: Monitor = Monitor()
 
 
+class Tables(Strict):
+    """How `sassl tables` compares rows. ``baseline``: a row name (every other row is compared with
+    it), or several (each row is compared with the closest baseline above it, e.g. one baseline per
+    method); unset = the single row with style augmentation off, when there is one. ``ci``: the 95 % interval of the paired
+    differences, from the t distribution or a percentile bootstrap over the seed pairs."""
+    baseline: str | list[str] | None = None
+    ci: Literal["t", "bootstrap"] = "t"
+
+    def baselines(self) -> list[str]:
+        return [self.baseline] if isinstance(self.baseline, str) else list(self.baseline or [])
+
+
 # the method sections; their names are the only list of method names (the pipeline registry,
 # orchestrator/pipelines.py, has one entry per name: how such a cell trains and is evaluated)
 METHOD_SCHEMAS = (MoCoV2, SimCLR, BYOL, BarlowTwins, Sipl)
@@ -559,6 +571,7 @@ class ExperimentConfig(CellConfig):
     grid: Grid = Grid()
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)  # name -> dotted overrides
     search: Search | None = None  # turns the (single-configuration) experiment into a Tune study
+    tables: Tables = Tables()     # how the tables compare rows (not part of any cell's identity)
 
     @model_validator(mode="after")
     def _unique_seeds(self) -> "ExperimentConfig":

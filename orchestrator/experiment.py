@@ -176,9 +176,24 @@ def build_experiment(raw: dict[str, Any], profile: str | None = None,
         data = apply_overrides(data, overrides, "--set")
     base = validate(data, ExperimentConfig)
     cells = expand_cells(base)
+    check_baselines(base, cells)
     if base.search is not None:
         check_search_space(base, cells[0])
     return Experiment(None, profile, base, cells)
+
+
+def check_baselines(exp: ExperimentConfig, cells: list[Cell]) -> None:
+    """Every ``tables.baseline`` must name a row of the grid (variant name, with its axis values).
+    A search has one configuration and compares trials, not rows: a baseline it inherits is unused."""
+    if exp.search is not None:
+        return
+    rows = list(dict.fromkeys(cell.row for cell in cells))
+    for name in exp.tables.baselines():
+        if name not in rows:
+            close = difflib.get_close_matches(name, rows, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"tables.baseline: {name!r} is not a row of this grid{hint}; rows: "
+                              + ", ".join(repr(r) for r in rows))
 
 
 def check_search_space(exp: ExperimentConfig, cell: Cell) -> None:

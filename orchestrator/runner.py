@@ -40,6 +40,8 @@ def start_invocation(exp: Experiment, *, address: str | None, rerun: bool, role:
     uri = tracking.resolve_tracking_uri(cfg.tracking.uri, run_dir)
     c = tracking.client(uri)
     exp_id = tracking.get_or_create_experiment(c, cfg.name, run_dir / "artifacts" if uri.startswith("sqlite") else None)
+    # the tables read how to compare rows from the store (results/ never reads the YAML)
+    tracking.retry(c.set_experiment_tag, exp_id, tracking.TAG_TABLES, cfg.tables.model_dump_json())
     done = {} if rerun else tracking.finished_cell_runs(c, exp_id)
     interrupted = {} if rerun else tracking.interrupted_cell_runs(c, exp_id)
     connect(address or cfg.cluster.address, cfg.cluster.local_num_cpus)

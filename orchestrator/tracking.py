@@ -25,6 +25,7 @@ TAG_TARGETS = "sassl.targets"      # JSON [[key, label], ...] of the cell's eval
 TAG_PRETRAIN = "sassl.pretrain_id" # hash of the pretraining config (shared backbone)
 TAG_BACKBONE_REUSED = "sassl.backbone_reused"  # the backbone file a cell reused instead of training
 TAG_RESUMED_BY = "sassl.resumed_by"  # cell: parent runs of invocations that continued it after an interruption
+TAG_TABLES = "sassl.tables"        # experiment (not run) tag: JSON of the YAML's `tables` block, as last run
 BATCH = 100
 
 

@@ -1,7 +1,8 @@
 """Tables and plots rebuilt from MLflow alone."""
 from __future__ import annotations
 
-from .collect import NoRunsError, Search, cell_runs, search_runs
+from .collect import NoRunsError, Search, cell_runs, search_runs, tables_settings
+from .paired import BaselineError, configured, paired_table, resolve_mapping
 from .sensitivity import has_sensitivity, sensitivity_table
 from .sipl import is_sipl, sipl_table
 from .search import SearchSummary, search_stems, search_table, summarize
@@ -9,9 +10,13 @@ from .tables import PROBE_COLUMNS, Table, summary_table
 from .transfer import fewshot_table, kinds, needs_transfer_table, ranked_table, shots, targets, transfer_table
 
 
-def build_tables(experiment: str, tracking_uri: str) -> dict[str, Table]:
+def build_tables(experiment: str, tracking_uri: str, baselines: list[str] | None = None,
+                 ci: str | None = None) -> dict[str, Table]:
     """Every table the experiment's runs support, keyed by file stem: <experiment> (one target,
-    linear probe only) or <experiment>-transfer, -ranks, -sensitivity, -fewshot, -search."""
+    linear probe only) or <experiment>-transfer, -ranks, -sensitivity, -fewshot, -search. Each
+    cell table with a baseline row gets a "paired" part: Δ to the baseline, paired by seed, with
+    its confidence interval (results/paired.py). ``baselines``/``ci`` override what the last
+    `sassl run` recorded from the YAML's `tables` block."""
     cells = cell_runs(tracking_uri, experiment, allow_empty=True)
     searches, trials = search_runs(tracking_uri, experiment)
     if cells.empty and not searches:
@@ -41,10 +46,29 @@ def build_tables(experiment: str, tracking_uri: str) -> dict[str, Table]:
             out[f"{experiment}-fewshot"] = fewshot_table(
                 cells, f"{experiment}: few-shot top-1 (mean over seeds of the episode means ± std over seeds; "
                        "best per column in bold)")
+    add_paired_parts(out, cells, tracking_uri, experiment, baselines, ci)
     for stem, search in search_stems(experiment, searches):
         out[stem] = search_table(summarize(search, trials), experiment)
     return out
 
 
+def add_paired_parts(tables: dict[str, Table], cells, tracking_uri: str, experiment: str,
+                     baselines: list[str] | None, ci: str | None) -> None:
+    """The paired Δ part of every cell table, when the experiment has a baseline row."""
+    recorded, recorded_ci = configured(tables_settings(tracking_uri, experiment))
+    rows = list(dict.fromkeys(cells["row"])) if not cells.empty else []
+    unknown = [b for b in baselines or [] if b not in rows]
+    if unknown:
+        raise BaselineError(f"baseline {unknown[0]!r} is not a row of experiment {experiment!r}; rows: "
+                         + ", ".join(repr(r) for r in rows))
+    mapping = resolve_mapping(cells, baselines or recorded) if not cells.empty else {}
+    if not mapping:
+        return
+    for table in tables.values():
+        if table.keys:
+            title = table.title.split(" (")[0] + ": paired difference to the baseline row (95 % CI over seeds)"
+            table.parts["paired"] = paired_table(cells, table.keys, mapping, title, ci or recorded_ci)
+
+
 __all__ = ["build_tables", "cell_runs", "search_runs", "summary_table", "transfer_table", "fewshot_table",
-           "search_table", "summarize", "Search", "SearchSummary", "Table", "NoRunsError", "PROBE_COLUMNS"]
+           "search_table", "summarize", "Search", "SearchSummary", "Table", "NoRunsError", "BaselineError", "PROBE_COLUMNS"]

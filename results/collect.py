@@ -28,6 +28,13 @@ def experiment_id(c: MlflowClient, tracking_uri: str, experiment: str) -> str:
     return exp.experiment_id
 
 
+def tables_settings(tracking_uri: str, experiment: str) -> str | None:
+    """The JSON of the experiment's `tables` block as its last `sassl run` recorded it (None: never)."""
+    c = MlflowClient(tracking_uri=tracking_uri)
+    exp = c.get_experiment_by_name(experiment)
+    return None if exp is None else exp.tags.get(tracking.TAG_TABLES)
+
+
 def _runs(c: MlflowClient, exp_id: str, role: str) -> list:
     return c.search_runs([exp_id], filter_string=f"tags.`{tracking.TAG_ROLE}` = '{role}'", max_results=MAX_RUNS)
 

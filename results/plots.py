@@ -12,21 +12,26 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 
-from .collect import cell_runs, search_runs  # noqa: E402
+from .collect import cell_runs, search_runs, tables_settings  # noqa: E402
+from .paired import configured, paired_means, resolve_mapping  # noqa: E402
 from .sipl import downstream_curves, is_sipl, plot_downstream_curves  # noqa: E402
 from .sensitivity import has_sensitivity, sensitivity_plot  # noqa: E402
 from .search import SearchSummary, search_stems, summarize  # noqa: E402
-from .transfer import KINDS, baseline_row, kinds, needs_transfer_table, top1_means  # noqa: E402
+from .transfer import KINDS, kinds, needs_transfer_table, targets  # noqa: E402
 
 
-def build_plots(experiment: str, tracking_uri: str, out_dir: str | Path) -> list[Path]:
+def build_plots(experiment: str, tracking_uri: str, out_dir: str | Path,
+                baselines: list[str] | None = None) -> list[Path]:
     """Every plot the runs support, as PNGs in out_dir; [] when none applies."""
     out_dir = Path(out_dir)
     cells = cell_runs(tracking_uri, experiment, allow_empty=True)
     searches, trials = search_runs(tracking_uri, experiment)
     paths = []
-    if not cells.empty and needs_transfer_table(cells) and (base := baseline_row(cells)) is not None:
-        path = transfer_heatmap(cells, base, out_dir / f"{experiment}-transfer-delta.png", experiment)
+    mapping = {}
+    if not cells.empty:
+        mapping = resolve_mapping(cells, baselines or configured(tables_settings(tracking_uri, experiment))[0])
+    if not cells.empty and needs_transfer_table(cells) and mapping:
+        path = transfer_heatmap(cells, mapping, out_dir / f"{experiment}-transfer-delta.png", experiment)
         paths += [path] if path else []
     if not cells.empty and is_sipl(cells):
         path = plot_downstream_curves(downstream_curves(tracking_uri, cells), out_dir / f"{experiment}-sipl-curves.png",
@@ -41,12 +46,13 @@ def build_plots(experiment: str, tracking_uri: str, out_dir: str | Path) -> list
     return paths
 
 
-def transfer_heatmap(cells: pd.DataFrame, base: str, path: Path, experiment: str) -> Path | None:
-    """Δ top-1 of each style row against the baseline row, one panel per evaluation kind."""
+def transfer_heatmap(cells: pd.DataFrame, mapping: dict[str, str], path: Path, experiment: str) -> Path | None:
+    """Δ top-1 of each row against its baseline row (mean over seeds of the paired differences,
+    as the tables' paired part), one panel per evaluation kind."""
     panels = {}
     for kind in kinds(cells):
-        means = top1_means(cells, kind)
-        delta = means.drop(index=base) - means.loc[base]
+        delta = pd.DataFrame({label: paired_means(cells, f"{kind}/{key}/top1", mapping)
+                              for key, label in targets(cells)}, index=list(mapping), dtype=float)
         if not delta.empty:
             panels[KINDS[kind][0]] = delta
     if not panels:
@@ -54,6 +60,7 @@ def transfer_heatmap(cells: pd.DataFrame, base: str, path: Path, experiment: str
     finite = np.concatenate([d.to_numpy(float).ravel() for d in panels.values()])
     finite = finite[np.isfinite(finite)]
     lim = float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else 1.0
+    bases = sorted(set(mapping.values()))
     norm = Normalize(-lim, lim)  # symmetric limits keep 0 at the colormap's neutral centre
     n_rows, n_cols = max(len(d) for d in panels.values()), max(d.shape[1] for d in panels.values())
     fig, axes = plt.subplots(1, len(panels), squeeze=False, layout="constrained",
@@ -66,10 +73,12 @@ def transfer_heatmap(cells: pd.DataFrame, base: str, path: Path, experiment: str
             ax.text(c, r, "–" if np.isnan(v) else f"{v:+.2f}", ha="center", va="center", fontsize=8,
                     color="white" if np.isfinite(v) and abs(v) > 0.6 * lim else "black")
         ax.set_xticks(range(values.shape[1]), delta.columns, rotation=30, ha="right")
-        ax.set_yticks(range(values.shape[0]), delta.index if i == 0 else [])  # same rows: label them once
+        labels = [row if len(bases) == 1 else f"{row} (vs {mapping[row]})" for row in delta.index]
+        ax.set_yticks(range(values.shape[0]), labels if i == 0 else [])  # same rows: label them once
         ax.set_title(name)
-    fig.colorbar(image, ax=axes[0].tolist(), label=f"Δ top-1 vs {base}")
-    fig.suptitle(f"{experiment}: top-1 change from style augmentation")
+    fig.colorbar(image, ax=axes[0].tolist(), label=f"Δ top-1 vs {bases[0] if len(bases) == 1 else 'the row’s baseline'}"
+                 " (mean of per-seed differences)")
+    fig.suptitle(f"{experiment}: top-1 change against the baseline row")
     return _save(fig, path)
 
 

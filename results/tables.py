@@ -25,6 +25,7 @@ class Table:
     groups: list[tuple[str, str]] | None = None  # per column (group, label): a two-level LaTeX header
     notes: list[str] = field(default_factory=list)
     parts: dict[str, "Table"] = field(default_factory=dict)  # further tables, printed after this one
+    keys: dict[str, str] = field(default_factory=dict)  # column header -> metric key (for paired Δ tables)
 
     def markdown(self) -> str:
         out = [to_markdown(self.frame, self.title, self.bold)] + [f"Note: {n}" for n in self.notes]
@@ -80,7 +81,7 @@ def metric_table(cells: pd.DataFrame, columns: dict[str, str], title: str, *, bo
         frame = frame.drop(columns="Not finished")
     if groups is not None:
         groups = groups + [("", c) for c in frame.columns[len(columns):]]
-    return Table(title, frame, numeric, best_mask(frame, numeric) if bold else None, groups)
+    return Table(title, frame, numeric, best_mask(frame, numeric) if bold else None, groups, keys=dict(columns))
 
 
 def best_mask(frame: pd.DataFrame, numeric: pd.DataFrame) -> pd.DataFrame:

@@ -65,26 +65,6 @@ def fewshot_table(cells: pd.DataFrame, title: str) -> Table:
     return metric_table(cells, columns, title, bold=True, groups=groups)
 
 
-def baseline_row(cells: pd.DataFrame) -> str | None:
-    """The one row whose cells all have style augmentation off; None when that is not exactly one row."""
-    # object compare: None (param not logged) is not "off", numpy's False is
-    off = cells.groupby("row", sort=False)["style"].agg(
-        lambda s: len(s) > 0 and bool((s.astype(object) == False).all()))  # noqa: E712
-    rows = list(off[off].index)
-    return rows[0] if len(rows) == 1 else None
-
-
-def top1_means(cells: pd.DataFrame, kind: str) -> pd.DataFrame:
-    """Mean top-1 over FINISHED cells: rows = row labels (first-seen order) × columns = target labels."""
-    done = cells[cells["status"] == "FINISHED"]
-    order = list(dict.fromkeys(cells["row"]))
-    out = pd.DataFrame(index=order, dtype=float)
-    for key, label in targets(cells):
-        col = f"{kind}/{key}/top1"
-        out[label] = done.groupby("row")[col].mean().reindex(order) if col in done else float("nan")
-    return out
-
-
 def ranked_table(cells: pd.DataFrame, kind: str, title: str) -> Table:
     """One top-1 column per target plus the average rank over targets (CASSLE tables 2 and 4):
     rows ranked by mean top-1 per target (1 = best, ties share the average rank)."""

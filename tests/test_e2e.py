@@ -28,6 +28,7 @@ def tiny_experiment(tmp_path: Path) -> Path:
         "evaluation": {"linear_probe": {"lrs": [0.1], "epochs": 2}},
         # the second variant's loss is NaN from its first step: it must fail alone
         "grid": {"variants": [{"name": "MoCo v2"}, {"name": "broken", "set": {"method.temperature": 1e-40}}]},
+        "tables": {"baseline": "MoCo v2"},
     }
     path = tmp_path / "e2e.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -71,6 +72,12 @@ def test_tiny_experiment_end_to_end(tmp_path):
     assert tables.returncode == 0, tables.stderr
     assert "| MoCo v2" in tables.stdout and "| broken" in tables.stdout and "2 failed" in tables.stdout
     assert (tmp_path / "runs" / "tables" / "e2e.csv").exists()
+    # the baseline the YAML named was recorded on the experiment: the paired part has the failed row, no pairs
+    assert '"baseline":"MoCo v2"' in c.get_experiment_by_name("e2e").tags["sassl.tables"]
+    assert "paired difference to the baseline row" in tables.stdout
+    assert (tmp_path / "runs" / "tables" / "e2e-paired.csv").read_text().splitlines()[1].startswith("broken,MoCo v2,–")
+    wrong = sassl("tables", "e2e", "--run-dir", str(tmp_path / "runs"), "--baseline", "moco", cwd=tmp_path)
+    assert wrong.returncode == 2 and "baseline 'moco' is not a row of experiment 'e2e'" in wrong.stderr
 
     # running again skips the finished cells
     again = sassl("run", str(path), cwd=tmp_path)

@@ -69,7 +69,8 @@ def test_transfer_table_bold_best_and_unfinished_cells(store):
     tables = build_tables("transfer", uri)
     assert list(tables) == ["transfer-transfer", "transfer-fewshot"]
     t = tables["transfer-transfer"]
-    assert t.markdown() == "\n".join([
+    main = t.markdown().split("\n\n**transfer: transfer top-1: paired")[0]
+    assert main == "\n".join([
         "**transfer: transfer top-1 (mean ± std over seeds; best per column in bold)**",
         "",
         "|                     | Linear · CIFAR-10 | Linear · DTD-10  | Fine-tune · CIFAR-10 | Fine-tune · DTD-10 | Seeds | Not finished |",  # noqa: E501
@@ -85,8 +86,18 @@ def test_transfer_table_bold_best_and_unfinished_cells(store):
     assert r"\cmidrule(lr){2-3}\cmidrule(lr){4-5}" in tex
     assert r" & CIFAR-10 & DTD-10 & CIFAR-10 & DTD-10 & Seeds & Not finished \\" in tex
     assert r"\textbf{44.00 $\pm$ 1.41}" in tex and r"In-batch (CIFAR-10) & – & – & – & – & 0 & 1 running \\" in tex
-    csv = t.save(tmp / "tables", "transfer-transfer")["csv"].read_text()
+    saved = t.save(tmp / "tables", "transfer-transfer")
+    csv = saved["csv"].read_text()
     assert "**" not in csv and "44.00 ± 1.41" in csv
+    # paired by seed against the style-off row: DTD has 2 pairs, Monet 1 (its seed 1 failed), In-batch none
+    paired = t.parts["paired"]
+    assert paired.frame.loc["DTD"].tolist() == ["None (baseline)", "+3.00 ± 0.00*", "+5.00 ± 0.00*",
+                                                "+0.00 ± 12.71", "+4.00 ± 0.00*", "2"]
+    assert paired.frame.loc["Monet paintings"].tolist() == ["None (baseline)", "+1.00", "+3.00", "+4.00", "+1.00", "1"]
+    assert paired.frame.loc["In-batch (CIFAR-10)"].tolist()[1:] == ["–", "–", "–", "–", "0"]
+    assert "None (baseline)" not in paired.frame.index
+    assert "**+3.00 ± 0.00***" in t.markdown() and r"\textbf{+3.00 $\pm$ 0.00*}" in t.latex()
+    assert "+0.00 ± 12.71" in saved["csv:paired"].read_text()
 
 
 def test_fewshot_table(store):
@@ -111,12 +122,15 @@ def test_linear_only_transfer_omits_the_finetune_block(store):
     _cell(c, exp_id, "DTD", 0, True, metrics=_scores(43.0, 49.0))
     t = build_tables("linear-only", uri)
     assert list(t) == ["linear-only-transfer"]
-    assert t["linear-only-transfer"].markdown().splitlines()[2:] == [
+    assert t["linear-only-transfer"].markdown().splitlines()[2:6] == [
         "|                 | Linear · CIFAR-10 | Linear · DTD-10 | Seeds |",
         "|-----------------|-------------------|-----------------|-------|",
         "| None (baseline) | 40.00             | **50.00**       | 1     |",
         "| DTD             | **43.00**         | 49.00           | 1     |",
     ]
+    # one pair: the difference, no interval
+    paired = t["linear-only-transfer"].parts["paired"].frame
+    assert paired.loc["DTD"].tolist() == ["None (baseline)", "+3.00", "-1.00", "1"]
 
 
 # one parameter (lr) fully determines the objective; wd and layers are uncorrelated with it
