@@ -120,29 +120,26 @@ def paired_table(cells: pd.DataFrame, columns: dict[str, str], mapping: dict[str
                  method: str = "t") -> Table:
     """One row per compared row: "Baseline", one Δ column per metric column, "Pairs" (seeds
     both rows finished). ``columns``: {header: metric key}, as the main table's."""
-    rows, numeric, bold = [], [], []
+    rows, numeric = [], []
     finished = cells[cells["status"] == "FINISHED"]
     for row, base in mapping.items():
         seeds = set(finished.loc[finished["row"] == row, "seed"]) & set(finished.loc[finished["row"] == base, "seed"])
-        entry, nums, marks = {"": row, "Baseline": base}, {"": row}, {"": row, "Baseline": False}
+        entry, nums = {"": row, "Baseline": base}, {"": row}
         for header, key in columns.items():
             p = paired_interval(pairs(cells, row, base, key).to_numpy(), method)
             entry[f"Δ {header}"] = p.text(pairs_expected=len(seeds))
             nums[f"Δ {header}"] = p.mean
-            marks[f"Δ {header}"] = p.excludes_zero
         entry["Pairs"] = str(len(seeds))
-        marks["Pairs"] = False
         rows.append(entry)
         numeric.append(nums)
-        bold.append(marks)
     frame = pd.DataFrame(rows).set_index("")
     kind = "t distribution, n − 1 degrees of freedom" if method == "t" else \
         f"percentile bootstrap over the pairs, {BOOTSTRAP_SAMPLES:,} resamples"
     note = (f"Δ: mean over seeds of (row − baseline), paired by seed, ± the half-width of its "
-            f"{LEVEL:.0%} confidence interval ({kind}); {MARK} and bold: the interval excludes 0. "
+            f"{LEVEL:.0%} confidence interval ({kind}); {MARK}: the interval excludes 0. "
             "Pairs: seeds both rows finished; a value on fewer pairs says (n=…). With one pair there is no interval.")
-    return Table(title, frame, pd.DataFrame(numeric).set_index(""), pd.DataFrame(bold).set_index(""),
-                 notes=[note])
+    # no bold here: the marker says it, and "**…*" would be ambiguous Markdown
+    return Table(title, frame, pd.DataFrame(numeric).set_index(""), notes=[note])
 
 
 # ------------------------------------------------------------------ which rows are baselines

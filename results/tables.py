@@ -116,7 +116,8 @@ def to_markdown(frame: pd.DataFrame, title: str = "", bold: pd.DataFrame | None 
 
 def esc(s) -> str:
     s = str(s).replace("\\", r"\textbackslash{}")
-    for a, b in (("%", r"\%"), ("_", r"\_"), ("&", r"\&"), ("#", r"\#"), ("$", r"\$"), ("±", r"$\pm$")):
+    for a, b in (("%", r"\%"), ("_", r"\_"), ("&", r"\&"), ("#", r"\#"), ("$", r"\$"), ("±", r"$\pm$"),
+                 ("Δ", r"$\Delta$"), ("−", r"$-$"), ("ω", r"$\omega$"), ("β", r"$\beta$"), ("α", r"$\alpha$")):
         s = s.replace(a, b)
     return s
 

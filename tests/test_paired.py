@@ -76,7 +76,6 @@ def test_paired_table_layout():
     t = paired_table(cells, {"Top-1": "top1"}, {"better": "base", "noisy": "base"}, "T")
     assert t.frame.loc["better"].tolist() == ["base", "+1.00 ± 0.50*", "3"]
     assert t.frame.loc["noisy"].tolist() == ["base", "+1.00 ± 38.12", "2"]  # (4, -2): sd 4.24, t(0.975, 1) 12.71
-    assert t.bold.loc["better", "Δ Top-1"] and not t.bold.loc["noisy", "Δ Top-1"]
     assert t.numeric.loc["noisy", "Δ Top-1"] == pytest.approx(1.0)
     assert "paired by seed" in t.notes[0]
 
