@@ -40,14 +40,29 @@ class RunContext:
         return Path(self.run_dir) / "ray" / self.experiment
 
 
+class ClusterUnreachableError(ConfigError):
+    """The Ray address to join does not answer (a stopped head, a typo, a firewall)."""
+
+
+PROBE_SECONDS = 10.0  # how long a cluster address may take to accept a TCP connection
+
+
 def connect(address: str | None, local_num_cpus: int | None) -> None:
     """Join ``address`` (else the cluster in $RAY_ADDRESS, as Ray's own tools do), or start a
-    local Ray with ``local_num_cpus`` CPUs (default: all)."""
+    local Ray with ``local_num_cpus`` CPUs (default: all). Never joins a cluster nobody named:
+    Ray's own default would follow the address a `ray start` left in its temp folder, which
+    outlives a head stopped by a signal, and then retry the dead head for ever."""
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS") or None  # its token: orchestrator/ray_auth.py
     kwargs: dict[str, Any] = dict(log_to_driver=False, logging_level="ERROR")
     if address:
+        if address == "auto":  # Ray's order: $RAY_ADDRESS, then the head `ray start` recorded
+            env = os.environ.get("RAY_ADDRESS")
+            check_reachable(env or recorded_address(),
+                            "$RAY_ADDRESS" if env else f"--address auto found {ray_address_file()}, which names")
+        else:
+            check_reachable(address, "cluster address")
         ray.init(address=address, **kwargs)
     else:
         # the dashboard serves the state API, which Ray Train's placement-group cleaner needs to
@@ -58,8 +73,48 @@ def connect(address: str | None, local_num_cpus: int | None) -> None:
         # cluster's processes, which inherit this driver's environment.
         port = free_port()
         os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
-        ray.init(num_cpus=local_num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
+        ray.init(address="local", num_cpus=local_num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
                  dashboard_port=port, **kwargs)
+
+
+def ray_address_file() -> Path:
+    """Where `ray start` records the head it started (Ray's temp folder: $RAY_TMPDIR, $TMPDIR, /tmp)."""
+    root = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
+    return Path(root) / "ray" / "ray_current_cluster"
+
+
+def recorded_address() -> str | None:
+    try:
+        return ray_address_file().read_text().strip() or None
+    except OSError:
+        return None  # nothing recorded: Ray itself says no cluster was found
+
+
+def host_port(address: str | None) -> tuple[str, int] | None:
+    """(host, port) of a concrete address ("host:port", "ray://host:port"); None for anything else."""
+    if not address or address in ("auto", "local"):
+        return None
+    rest = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return (host.strip("[]") or "127.0.0.1"), int(port)
+
+
+def check_reachable(address: str | None, where: str, timeout: float = PROBE_SECONDS) -> None:
+    """Fail fast, naming the address, when nothing accepts a connection there: Ray's client
+    would otherwise retry an unreachable head without end."""
+    target = host_port(address)
+    if target is None:
+        return
+    try:
+        with socket.create_connection(target, timeout=timeout):
+            pass
+    except OSError as e:
+        raise ClusterUnreachableError(
+            f"{where} {address}: nothing answers at {target[0]}:{target[1]} ({e.strerror or e}). Is the "
+            "cluster running? Start it (`ray start --head`), give the right --address, or leave the "
+            "address out to start a local Ray.") from None
 
 
 def free_port() -> int:
