@@ -339,6 +339,10 @@ class Optim(Strict):
     schedule: Literal["cosine", "constant"] = "cosine"
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(256, ge=2)
+    # autocast dtype of the pretraining forward passes; weights, losses and optimiser stay fp32;
+    # fp16 adds a GradScaler and needs a GPU (validated with the cluster)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    compile: bool = False  # torch.compile the method's forward (the first steps pay for compiling)
 
 
 class Target(Strict):

@@ -248,8 +248,26 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], where: str)
 
 
 # ---------------------------------------------------------------- grid
+# fields added after stores with finished cells existed: at these values they leave a cell's
+# identity as it was, so upgrading sassl does not rerun finished work
+IDENTITY_NEUTRAL = {"optim.precision": "fp32", "optim.compile": False}
+
+
+def identity(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without the IDENTITY_NEUTRAL fields that hold their neutral value."""
+    out = copy.deepcopy(config)
+    for dotted, neutral in IDENTITY_NEUTRAL.items():
+        *head, last = dotted.split(".")
+        node = out
+        for part in head:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict) and last in node and node[last] == neutral:
+            del node[last]
+    return out
+
+
 def cell_hash(config: dict[str, Any]) -> str:
-    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    blob = json.dumps(identity(config), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -275,6 +293,9 @@ def expand_cells(exp: ExperimentConfig) -> list[Cell]:
         resolved = cfg.model_dump(mode="json")
         if not resolved["augmentation"]["style"]["enabled"]:
             resolved.pop("stylizer")  # not part of this cell's identity
+        if resolved["optim"]["precision"] == "fp16" and exp.cluster.gpus_per_worker == 0:
+            raise ConfigError(f"cell '{row}' (seed {seed}): optim.precision: fp16 needs a GPU "
+                              "(cluster.gpus_per_worker > 0); on CPUs use bf16 or fp32")
         problem = pipeline(resolved).limits(resolved, exp.cluster.num_workers)
         if problem:
             raise ConfigError(f"cell '{row}' (seed {seed}): {problem}")

@@ -25,6 +25,7 @@ class Pipeline:
     max_workers: int | None = None    # a pipeline without DDP trains on one worker per cell
     optimizer: str | None = None      # the one optimiser the method is defined with
     optimizer_reason: str = ""
+    mixed_precision: bool = True      # whether its training loop honours optim.precision / optim.compile
 
     @property
     def name(self) -> str:
@@ -41,6 +42,10 @@ class Pipeline:
             return f"cluster.num_workers: {self.label} trains on {workers} per cell (no DDP); set it to {self.max_workers}"
         if self.optimizer and cfg["optim"]["optimizer"] != self.optimizer:
             return f"optim.optimizer: {self.optimizer_reason}; set optim.optimizer: {self.optimizer}"
+        if not self.mixed_precision and (cfg["optim"]["precision"] != "fp32" or cfg["optim"]["compile"]):
+            field = "optim.precision" if cfg["optim"]["precision"] != "fp32" else "optim.compile"
+            return f"{field}: {self.label} trains in fp32 without torch.compile; leave optim.precision fp32 " \
+                   "and optim.compile false"
         return None
 
 
@@ -54,7 +59,7 @@ PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
     Pipeline(BarlowTwins, "Barlow Twins", **_SSL),
     Pipeline(Sipl, "SIPL", train="orchestrator.train_worker:sipl_loop", evaluate="workloads.sipl.cell:evaluate_target",
              headline="mlp/{target}/top1", max_workers=1, optimizer="adam",
-             optimizer_reason="SIPL trains with Adam (the paper's optimiser)"),
+             optimizer_reason="SIPL trains with Adam (the paper's optimiser)", mixed_precision=False),
 )}
 
 

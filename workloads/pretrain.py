@@ -55,6 +55,18 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.
             for s in range(steps)]
 
 
+AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``optim.precision`` (None: fp32), refusing fp16 off a GPU."""
+    if precision not in AMP_DTYPES:
+        raise ValueError(f"optim.precision {precision!r}: choose one of {tuple(AMP_DTYPES)}")
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("optim.precision fp16 needs a CUDA device (its GradScaler); use bf16 or fp32 here")
+    return AMP_DTYPES[precision]
+
+
 def build_style_hook(cfg: dict[str, Any], stylizer: nn.Module | None, bank: torch.Tensor | None,
                      generator: torch.Generator, device: torch.device):
     """SASSL's left-view style transfer, or None when the config does not ask for it."""
@@ -68,7 +80,9 @@ def build_style_hook(cfg: dict[str, Any], stylizer: nn.Module | None, bank: torc
     return StyleAugment(stylizer.to(device), p=style["p"], alpha=tuple(style["alpha"]), beta=tuple(style["beta"]),
                         source=style["source"], shift=style["shift"], bank=bank,
                         stylized_layers=style["stylized_layers"], generator=generator,
-                        size=size if size and size > crop else None)
+                        size=size if size and size > crop else None,
+                        # reduced precision for the stylizer only on GPUs: CPU convolutions in bf16 are slower
+                        amp_dtype=amp_dtype(cfg["optim"].get("precision", "fp32"), device) if device.type == "cuda" else None)
 
 
 def pretrain(cfg: dict[str, Any], images: torch.Tensor, *, callback: Callback | None = None,
@@ -96,13 +110,21 @@ def pretrain(cfg: dict[str, Any], images: torch.Tensor, *, callback: Callback | 
     aug_gen = torch.Generator(device=device).manual_seed(seed * 7919 + rank())
     style_hook = build_style_hook(cfg, stylizer, style_bank, aug_gen, device)
     prefetch = {"on": True, "off": False}.get(cfg["augmentation"]["prefetch"], device.type == "cuda")
+    # mixed precision: autocast around the forward passes (the losses run in fp32 inside it,
+    # methods/losses.py); fp16's small range needs the loss scaled before backward
+    dtype = amp_dtype(opt_cfg.get("precision", "fp32"), device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     start_epoch = 0
     if resume is not None:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         aug_gen.set_state(resume["aug_generator"])
+        if "grad_scaler" in resume:
+            scaler.load_state_dict(resume["grad_scaler"])
         start_epoch = int(resume["epoch"])
     forward = wrap_model(model) if wrap_model else model
+    if opt_cfg.get("compile"):
+        forward = torch.compile(forward)  # the same parameters: checkpoints keep their keys
 
     epochs, batch_size = int(opt_cfg["epochs"]), int(opt_cfg["batch_size"])
     steps_per_epoch = len(epoch_batches(len(images), batch_size, seed, 0))
@@ -112,7 +134,9 @@ def pretrain(cfg: dict[str, Any], images: torch.Tensor, *, callback: Callback | 
         model.train()
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         last_report = 0.0
-        batches = (images[idx].to(device, non_blocking=True)
+        # pinned host memory lets the copy to a GPU run asynchronously
+        pin = device.type == "cuda"
+        batches = ((images[idx].pin_memory() if pin else images[idx]).to(device, non_blocking=True)
                    for idx in epoch_batches(len(images), batch_size, seed, epoch))
 
         def work(x):
@@ -123,14 +147,16 @@ def pretrain(cfg: dict[str, Any], images: torch.Tensor, *, callback: Callback | 
             lr = lr_at(gstep, total_steps, opt_cfg["lr"], warmup_steps, opt_cfg["schedule"])
             set_lr(optimizer, lr)
             omegas = {"omega1": _info["view1"]["omega"], "omega2": _info["view2"]["omega"]} if augment.omega else {}
-            out = forward(v1, v2, **omegas)
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                out = forward(v1, v2, **omegas)
             loss = out["loss"]
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"pretraining loss became {loss.item()} at epoch {epoch + 1}, "
                                          f"step {step + 1}; lower optim.lr or check the data")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)  # with fp16: skipped when the scaled gradients overflowed
+            scaler.update()
             model.after_step((gstep + 1) / total_steps)
             loss_sum += loss.item()
             seen += x.shape[0] * world_size()
@@ -153,7 +179,8 @@ def pretrain(cfg: dict[str, Any], images: torch.Tensor, *, callback: Callback | 
 
         def state(epoch=epoch) -> dict[str, Any]:
             return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "aug_generator": aug_gen.get_state(), "epoch": epoch + 1}
+                    "aug_generator": aug_gen.get_state(), "epoch": epoch + 1,
+                    **({"grad_scaler": scaler.state_dict()} if scaler.is_enabled() else {})}
         callback.on_epoch_end(STAGE, epoch + 1, metrics, state)
     return model
 

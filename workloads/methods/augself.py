@@ -20,6 +20,7 @@ from torch import nn
 
 from ..augment.omega import OMEGA_DIM, OMEGA_SLICES, parse_parts
 from .heads import mlp
+from .losses import full_precision
 
 __all__ = ["AUGSELF_DEFAULT_PARTS", "BINARY_PARTS", "augself_targets", "AugSelfHeads"]
 
@@ -56,6 +57,7 @@ class AugSelfHeads(nn.Module):
         z = torch.cat([y1, y2], dim=1)
         return {p: head(z) for p, head in self.heads.items()}
 
+    @full_precision  # the heads and their MSE/BCE in fp32 under autocast (small MLPs: cheap)
     def loss(self, y1: torch.Tensor, y2: torch.Tensor, omega1: torch.Tensor, omega2: torch.Tensor,
              symmetric: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         t12 = augself_targets(omega1.to(y1.device), omega2.to(y1.device), self.parts)

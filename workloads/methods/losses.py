@@ -3,14 +3,32 @@ outputs and returns a scalar; with several processes the negatives (or the cross
 span every rank. tests/test_losses.py checks each against a loop-by-loop reference."""
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
 from .distributed import gather_with_grad, mean_over_ranks_with_grad, rank
 
 BN_EPS = 1e-5
+HALF = (torch.float16, torch.bfloat16)  # cast up to fp32; fp64 (the reference tests) stays as it is
 
 
+def full_precision(fn):
+    """Run a loss in fp32 inside an autocast region (optim.precision bf16/fp16): its tensor
+    arguments in half precision are cast up and autocast is off within, so the similarity matmuls, the softmax
+    and the batch statistics keep fp32's range and resolution."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+        device = tensors[0].device.type if tensors else "cpu"
+        up = lambda a: a.float() if isinstance(a, torch.Tensor) and a.dtype in HALF else a  # noqa: E731
+        with torch.autocast(device, enabled=False):
+            return fn(*map(up, args), **{k: up(v) for k, v in kwargs.items()})
+    return wrapper
+
+
+@full_precision
 def info_nce(q: torch.Tensor, k: torch.Tensor, temperature: float,
              queue: torch.Tensor | None = None, k_all: torch.Tensor | None = None) -> torch.Tensor:
     """MoCo's InfoNCE: query i's positive is key i; negatives are the other keys (of every rank,
@@ -23,6 +41,7 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, temperature: float,
     return F.cross_entropy(logits / temperature, labels)
 
 
+@full_precision
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
     """SimCLR's NT-Xent: for each of the 2B views, cross-entropy of picking its partner among the
     other 2B − 1. z1, z2: L2-normalised (B, D); row i of each is a view of image i."""
@@ -39,6 +58,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     return F.cross_entropy(logits, partner)
 
 
+@full_precision
 def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """BYOL: mean over the batch of ‖p̂ − ẑ‖² = 2 − 2·cos(p, z) (z is the target: no gradient)."""
     return (2.0 - 2.0 * F.cosine_similarity(p, z.detach(), dim=-1)).mean()
@@ -56,6 +76,7 @@ def cross_correlation(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     return mean_over_ranks_with_grad(c)
 
 
+@full_precision
 def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 0.0051) -> torch.Tensor:
     """Barlow Twins: Σ_i (1 − C_ii)² + λ Σ_{i≠j} C_ij²."""
     c = cross_correlation(z1, z2)

@@ -39,7 +39,8 @@ class StyleAugment:
     def __init__(self, net, *, p: float = 0.8, alpha: tuple[float, float] = (0.1, 0.3),
                  beta: tuple[float, float] = (0.1, 0.3), source: str = "external", shift: int = 1,
                  bank: torch.Tensor | None = None, stylized_layers: int = 13,
-                 generator: torch.Generator | None = None, size: int | None = None):
+                 generator: torch.Generator | None = None, size: int | None = None,
+                 amp_dtype: torch.dtype | None = None):
         if source not in SOURCES:
             raise ValueError(f"style source {source!r}: choose one of {SOURCES}")
         for name, (lo, hi) in (("alpha", alpha), ("beta", beta)):
@@ -59,6 +60,7 @@ class StyleAugment:
         self.net = net.eval().requires_grad_(False).to(memory_format=torch.channels_last)
         self.p, self.alpha, self.beta, self.source, self.shift = p, alpha, beta, source, shift
         self.bank, self.stylized_layers, self.generator = bank, stylized_layers, generator
+        self.amp_dtype = amp_dtype  # autocast dtype of the stylizer's passes (None: fp32)
         self.last: StyleDraw | None = None
 
     @torch.no_grad()
@@ -76,6 +78,17 @@ class StyleAugment:
             return x
         content = x[idx]
         work = self.resize(content)
+        with torch.autocast(dev.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            stylized, style_index = self._stylize(x, idx, work, alpha, style_index)
+        stylized = self.resize(stylized.float(), content.shape[-2:]).clamp_(0, 1)
+        out = x.clone()
+        out[idx] = beta.view(-1, 1, 1, 1) * stylized + (1.0 - beta.view(-1, 1, 1, 1)) * content
+        self.last = StyleDraw(mask, alpha, beta, style_index)
+        return out
+
+    def _stylize(self, x, idx, work, alpha, style_index):
+        """T(x_c, z) for the chosen images at the working size, and each one's style index."""
+        b, dev, g, m = x.shape[0], x.device, self.generator, len(idx)
         if self.source == "in_batch":
             # sample i takes the style of sample (i + k) mod B of the whole content batch
             style_index = (idx + self.shift) % b
@@ -91,12 +104,7 @@ class StyleAugment:
             else:  # content: the stylizer as an autoencoder of its own style
                 z_s = z_c
         z = alpha[:, None] * z_s + (1.0 - alpha[:, None]) * z_c
-        stylized = self.net.transformer(work, z, z_content=z_c, stylized_layers=self.stylized_layers)
-        stylized = self.resize(stylized, content.shape[-2:]).clamp_(0, 1)
-        out = x.clone()
-        out[idx] = beta.view(-1, 1, 1, 1) * stylized + (1.0 - beta.view(-1, 1, 1, 1)) * content
-        self.last = StyleDraw(mask, alpha, beta, style_index)
-        return out
+        return self.net.transformer(work, z, z_content=z_c, stylized_layers=self.stylized_layers), style_index
 
     def resize(self, x: torch.Tensor, size=None) -> torch.Tensor:
         """x at the stylizer's working size (or at ``size``), channels-last for the stylizer."""

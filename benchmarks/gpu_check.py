@@ -1,0 +1,155 @@
+"""GPU check of the data plane: a few pretraining steps of MoCo v2 and SimCLR, each plain, with
+SASSL's style augmentation and with CASSLE's conditioned projector, in mixed precision, with the
+views made one batch ahead on their own CUDA stream, at 32 px (ResNet-18) and 224 px (ResNet-50).
+
+It needs only torch, torchvision and numpy (no Ray, MLflow or pydantic): copy the repository to
+any machine with a CUDA build of torch and run
+
+    python benchmarks/gpu_check.py                          # cuda, bf16, 32 and 224 px
+    python benchmarks/gpu_check.py --stylizer ~/.cache/sassl/weights/magenta-arbitrary-v1.pt
+
+It prints images/s per setting, the SASSL / default and CASSLE / default ratios, the peak GPU
+memory and the final loss, and exits 1 on a non-finite loss or an error (after running the rest).
+Without a converted Magenta checkpoint (`sassl stylize` or any SASSL run writes one to
+~/.cache/sassl/weights/) the stylizer is the same architecture, randomly initialised: the same
+cost, not the same pictures. The test suite runs it on CPU at a tiny size (`--device cpu`) so it
+cannot rot; on one modern GPU the defaults take well under 5 minutes.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, when not installed
+
+from workloads.augment import TwoViewAugment  # noqa: E402
+from workloads.augment.prefetch import Prefetcher, make_views  # noqa: E402
+from workloads.methods import build_method  # noqa: E402
+from workloads.models.backbones import build_backbone  # noqa: E402
+from workloads.optim import build_optimizer  # noqa: E402
+from workloads.pretrain import amp_dtype  # noqa: E402
+from workloads.stylize import magenta  # noqa: E402
+from workloads.stylize.augment import StyleAugment  # noqa: E402
+from workloads.stylize.model import load_stylizer  # noqa: E402
+
+METHODS = {"moco_v2": dict(proj_hidden_dim=2048, proj_dim=128, predictor=False, temperature=0.2),
+           "simclr": dict(proj_hidden_dim=2048, proj_dim=128, temperature=0.2)}
+VARIANTS = ("default", "sassl", "cassle")
+ARCH = {32: "resnet18"}  # larger sizes: resnet50, the papers' backbone
+
+
+def load_net(path: str | None, device: torch.device):
+    """The pretrained port when its converted checkpoint is there, else the same architecture at random."""
+    if path and Path(path).expanduser().is_file():
+        return load_stylizer(Path(path).expanduser(), magenta.architecture(), map_location=device), "pretrained"
+    torch.manual_seed(0)
+    return magenta.build_magenta_net(), "random init (no converted checkpoint given)"
+
+
+def run_setting(method: str, variant: str, size: int, args, device: torch.device, net) -> dict:
+    torch.manual_seed(0)
+    backbone = build_backbone(ARCH.get(size, "resnet50"), args.width, "imagenet")
+    fields = dict(METHODS[method])
+    if variant == "cassle":
+        fields.update(aug_mode="cassle")
+    model = build_method(method, backbone, **fields).to(device, memory_format=torch.channels_last)
+    opt = build_optimizer(model, "sgd", 0.03, 0.9, 1e-4)
+    augment = TwoViewAugment(out_size=size, omega=variant == "cassle").to(device)
+    dtype = amp_dtype(args.precision, device)
+    gen = torch.Generator(device=device).manual_seed(0)
+    hook = None
+    if variant == "sassl":
+        bank = torch.randn(64, 100, generator=torch.Generator().manual_seed(0)).to(device)
+        hook = StyleAugment(net.to(device), p=0.8, source="external", bank=bank, generator=gen,
+                            size=magenta.WORK_SIZE if size < magenta.WORK_SIZE else None,
+                            amp_dtype=dtype if device.type == "cuda" else None)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    src = torch.Generator().manual_seed(1)
+    n = args.warmup + args.steps
+    host = [torch.randint(0, 256, (args.batch, 3, size, size), dtype=torch.uint8, generator=src) for _ in range(n)]
+    pin = device.type == "cuda"
+    batches = ((x.pin_memory() if pin else x).to(device, non_blocking=True) for x in host)
+    views = Prefetcher(batches, lambda x: make_views(augment, x, gen, hook), device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t0, loss = None, math.nan
+    for i, (_, v1, v2, info) in enumerate(views):
+        if i == args.warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+        omegas = {"omega1": info["view1"]["omega"], "omega2": info["view2"]["omega"]} if variant == "cassle" else {}
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            out = model(v1, v2, **omegas)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(out["loss"]).backward()
+        scaler.step(opt)
+        scaler.update()
+        model.after_step(i / n)
+        loss = out["loss"].item()
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss} at step {i + 1}")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - t0
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else math.nan
+    return {"images_per_s": args.steps * args.batch / seconds, "peak_mib": peak, "loss": loss}
+
+
+def _mib(v: float) -> str:
+    return f"{v:>8.0f}" if math.isfinite(v) else f"{'n/a':>8}"  # no CUDA memory counter on CPU
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--precision", default="bf16", choices=["fp32", "bf16", "fp16"])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[32, 224])
+    ap.add_argument("--batch", type=int, default=None, help="default: 256 at 32 px, 64 at larger sizes")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--width", type=float, default=1.0, help="backbone width multiplier")
+    ap.add_argument("--stylizer", default="~/.cache/sassl/weights/magenta-arbitrary-v1.pt")
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda but torch.cuda.is_available() is False (use --device cpu)", file=sys.stderr)
+        return 2
+    net, which = load_net(args.stylizer, device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"device {name}; torch {torch.__version__}; precision {args.precision}; stylizer: {which}")
+    results, failures = {}, []
+    for size in args.sizes:
+        batch = args.batch or (256 if size <= 32 else 64)
+        run_args = argparse.Namespace(**{**vars(args), "batch": batch})
+        for method in METHODS:
+            for variant in VARIANTS:
+                key = (size, method, variant)
+                t = time.perf_counter()
+                try:
+                    results[key] = r = run_setting(method, variant, size, run_args, device, net)
+                    print(f"{size:>4} px  {ARCH.get(size, 'resnet50'):<8} batch {batch:<4} {method:<8} {variant:<8}"
+                          f"{r['images_per_s']:>9.1f} img/s  peak {_mib(r['peak_mib'])} MiB  loss {r['loss']:.3f}"
+                          f"  ({time.perf_counter() - t:.0f} s)", flush=True)
+                except Exception as e:  # noqa: BLE001 - report every setting, then fail
+                    failures.append(key)
+                    print(f"{size:>4} px  {method:<8} {variant:<8} FAILED: {type(e).__name__}: {e}", flush=True)
+                    traceback.print_exc()
+    for (size, method, variant), r in results.items():
+        base = results.get((size, method, "default"))
+        if variant != "default" and base:
+            print(f"ratio {size} px {method}: {variant} / default = {r['images_per_s'] / base['images_per_s']:.2f}")
+    if failures:
+        print(f"{len(failures)} setting(s) failed: {failures}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
