@@ -76,7 +76,7 @@ def test_only_the_left_view_changes_and_no_gradient_reaches_the_stylizer(net):
     styled = two(x, generator=torch.Generator().manual_seed(3), left_hook=a)
     assert not torch.allclose(plain[0], styled[0])
     assert torch.equal(plain[1], styled[1])
-    assert not styled[0].requires_grad and all(not p.requires_grad for p in net.parameters())
+    assert not styled[0].requires_grad and all(not p.requires_grad for p in a.net.parameters())
 
 
 def test_stylized_layers_and_sources_are_validated(net):

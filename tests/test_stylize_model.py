@@ -250,3 +250,26 @@ def test_gradients_reach_predictor_and_transformer():
         assert sum(g.abs().sum() for g in grads) > 0, name
     assert net.predictor.bottleneck.weight.grad.abs().sum() > 0
     assert net.transformer.norm_map.weight.grad.abs().sum() > 0
+
+
+def test_folding_batch_norms_keeps_the_outputs_and_leaves_the_callers_net():
+    import copy
+
+    from workloads.stylize.augment import StyleAugment
+    from workloads.stylize.model import StyleTransferNet, fold_batch_norms
+    torch.manual_seed(0)
+    net = StyleTransferNet(width=0.25)
+    for m in net.modules():  # non-trivial running statistics, as a trained net has
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    net.eval()
+    x = torch.rand(3, 3, 32, 32)
+    folded = fold_batch_norms(copy.deepcopy(net))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    with torch.no_grad():
+        assert torch.allclose(net.embed(x), folded.embed(x), atol=1e-5)
+    hook = StyleAugment(net, source="in_batch", p=1.0)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())  # the caller's module as given
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in hook.net.modules())

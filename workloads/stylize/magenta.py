@@ -74,6 +74,8 @@ class TFSameConv2d(nn.Conv2d):
                            (x.shape[-2], self.kernel_size[0], self.stride[0])):
             total = max((-(-size // s) - 1) * s + k - size, 0)
             pads += [total // 2, total - total // 2]
+        if pads[0] == pads[1] and pads[2] == pads[3]:  # symmetric: the convolution pads, no copy
+            return F.conv2d(x, self.weight, self.bias, self.stride, (pads[2], pads[0]), self.dilation, self.groups)
         return self._conv_forward(F.pad(x, pads), self.weight, self.bias)
 
 

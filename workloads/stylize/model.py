@@ -88,8 +88,11 @@ class ConditionalInstanceNorm(nn.Module):
         if gamma.shape != x.shape[:2] or beta.shape != x.shape[:2]:
             raise ValueError(f"gamma/beta must have shape {tuple(x.shape[:2])}, "
                              f"got {tuple(gamma.shape)} and {tuple(beta.shape)}")
-        # one fused affine pass: x · γ/σ + (β − μ·γ/σ); no reshape, so channels-last inputs stay so
-        var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
+        # one fused affine pass: x · γ/σ + (β − μ·γ/σ); no reshape, so channels-last inputs stay so.
+        # Two plain means, not torch.var_mean: on a channels-last tensor var_mean over (H, W) takes
+        # a slow reduction path (~10x at 32 channels, 16 px), and the two-pass form is as exact
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        var = (x - mean).square().mean(dim=(2, 3), keepdim=True)
         scale = gamma[:, :, None, None] * torch.rsqrt(var + self.eps)
         return torch.addcmul(beta[:, :, None, None] - mean * scale, x, scale)
 
@@ -278,6 +281,22 @@ class StyleTransferNet(nn.Module):
             a = float(alpha)
         z = a * z_s + (1 - a) * z_c
         return self.transformer(content, z, z_content=z_c, stylized_layers=stylized_layers)
+
+
+def fold_batch_norms(module: nn.Module) -> nn.Module:
+    """For inference: every Conv2d directly followed by a BatchNorm2d in a Sequential becomes one
+    convolution (the norm's running statistics and affine folded into its weights), the norm an
+    Identity. In place; call it on an eval-mode copy. The Magenta port's MobileNetV2 norms are
+    identities with a bias, so folding only saves their passes (~1/4 of the predictor's time)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
+        names = list(seq._modules)
+        for first, second in zip(names, names[1:]):
+            conv, norm = seq._modules[first], seq._modules[second]
+            if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d) and norm.track_running_stats:
+                seq._modules[first] = fuse_conv_bn_eval(conv.eval(), norm.eval())
+                seq._modules[second] = nn.Identity()
+    return module
 
 
 # ------------------------------------------------------------------ checkpoints
