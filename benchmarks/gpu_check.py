@@ -33,7 +33,7 @@ from workloads.augment.prefetch import Prefetcher, make_views  # noqa: E402
 from workloads.methods import build_method  # noqa: E402
 from workloads.models.backbones import build_backbone  # noqa: E402
 from workloads.optim import build_optimizer  # noqa: E402
-from workloads.pretrain import amp_dtype  # noqa: E402
+from workloads.precision import amp_dtype, autocast  # noqa: E402
 from workloads.stylize import magenta  # noqa: E402
 from workloads.stylize.augment import StyleAugment  # noqa: E402
 from workloads.stylize.model import load_stylizer  # noqa: E402
@@ -85,7 +85,7 @@ def run_setting(method: str, variant: str, size: int, args, device: torch.device
                 torch.cuda.synchronize(device)
             t0 = time.perf_counter()
         omegas = {"omega1": info["view1"]["omega"], "omega2": info["view2"]["omega"]} if variant == "cassle" else {}
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with autocast(device.type, dtype):
             out = model(v1, v2, **omegas)
         opt.zero_grad(set_to_none=True)
         scaler.scale(out["loss"]).backward()

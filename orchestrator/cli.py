@@ -255,8 +255,9 @@ def tables(experiment: str = typer.Argument(..., help="Experiment name, or its Y
     """Rebuild an experiment's tables from MLflow alone."""
     if fmt not in ("md", "latex", "csv"):
         _fail(f"--format {fmt!r}: choose md, latex or csv")
-    if ci is not None and ci not in ("t", "bootstrap"):
-        _fail(f"--ci {ci!r}: choose t or bootstrap")
+    from results.paired import CI_METHODS
+    if ci is not None and ci not in CI_METHODS:
+        _fail(f"--ci {ci!r}: choose {' or '.join(CI_METHODS)}")
     from . import tracking
     name, uri = experiment, tracking_uri
     if experiment.endswith((".yaml", ".yml")):

@@ -505,8 +505,9 @@ class Search(Strict):
 class Tables(Strict):
     """How `sassl tables` compares rows. ``baseline``: a row name (every other row is compared with
     it), or several (each row is compared with the closest baseline above it, e.g. one baseline per
-    method); unset = the single row with style augmentation off, when there is one. ``ci``: the 95 % interval of the paired
-    differences, from the t distribution or a percentile bootstrap over the seed pairs."""
+    method); unset = the single row with style augmentation off, when there is one. ``ci``: the
+    95 % interval of the paired differences, from the t distribution or a percentile bootstrap
+    over the seed pairs."""
     baseline: str | list[str] | None = None
     ci: Literal["t", "bootstrap"] = "t"
 

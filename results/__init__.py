@@ -1,8 +1,8 @@
 """Tables and plots rebuilt from MLflow alone."""
 from __future__ import annotations
 
-from .collect import NoRunsError, Search, cell_runs, search_runs, tables_settings
-from .paired import BaselineError, configured, paired_table, resolve_mapping
+from .collect import NoRunsError, Search, cell_runs, search_runs
+from .paired import BaselineError, experiment_mapping, paired_table
 from .sensitivity import has_sensitivity, sensitivity_table
 from .sipl import is_sipl, sipl_table
 from .search import SearchSummary, search_stems, search_table, summarize
@@ -55,13 +55,7 @@ def build_tables(experiment: str, tracking_uri: str, baselines: list[str] | None
 def add_paired_parts(tables: dict[str, Table], cells, tracking_uri: str, experiment: str,
                      baselines: list[str] | None, ci: str | None) -> None:
     """The paired Δ part of every cell table, when the experiment has a baseline row."""
-    recorded, recorded_ci = configured(tables_settings(tracking_uri, experiment))
-    rows = list(dict.fromkeys(cells["row"])) if not cells.empty else []
-    unknown = [b for b in baselines or [] if b not in rows]
-    if unknown:
-        raise BaselineError(f"baseline {unknown[0]!r} is not a row of experiment {experiment!r}; rows: "
-                         + ", ".join(repr(r) for r in rows))
-    mapping = resolve_mapping(cells, baselines or recorded) if not cells.empty else {}
+    mapping, recorded_ci = experiment_mapping(cells, tracking_uri, experiment, baselines)
     if not mapping:
         return
     for table in tables.values():

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .collect import tables_settings
 from .tables import Table
 
 CI_METHODS = ("t", "bootstrap")
@@ -173,5 +174,20 @@ def resolve_mapping(cells: pd.DataFrame, baselines: list[str] | None) -> dict[st
     return {} if off is None else {r: off for r in rows if r != off}
 
 
-__all__ = ["BaselineError", "Paired", "paired_interval", "baseline_map", "pairs", "paired_means", "paired_table", "configured",
+def experiment_mapping(cells: pd.DataFrame, tracking_uri: str, experiment: str,
+                       baselines: list[str] | None = None) -> tuple[dict[str, str], str]:
+    """(row -> baseline row, ci method) for an experiment's cells: ``baselines`` given on the
+    command line (each must be a row, else BaselineError), else what `sassl run` recorded."""
+    recorded, ci = configured(tables_settings(tracking_uri, experiment))
+    if cells.empty:
+        return {}, ci
+    rows = list(dict.fromkeys(cells["row"]))
+    unknown = [b for b in baselines or [] if b not in rows]
+    if unknown:
+        raise BaselineError(f"baseline {unknown[0]!r} is not a row of experiment {experiment!r}; rows: "
+                            + ", ".join(repr(r) for r in rows))
+    return resolve_mapping(cells, baselines or recorded), ci
+
+
+__all__ = ["experiment_mapping", "BaselineError", "Paired", "paired_interval", "baseline_map", "pairs", "paired_means", "paired_table", "configured",
            "style_off_row", "resolve_mapping", "CI_METHODS"]

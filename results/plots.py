@@ -12,8 +12,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 
-from .collect import cell_runs, search_runs, tables_settings  # noqa: E402
-from .paired import configured, paired_means, resolve_mapping  # noqa: E402
+from .collect import cell_runs, search_runs  # noqa: E402
+from .paired import experiment_mapping, paired_means  # noqa: E402
 from .sipl import downstream_curves, is_sipl, plot_downstream_curves  # noqa: E402
 from .sensitivity import has_sensitivity, sensitivity_plot  # noqa: E402
 from .search import SearchSummary, search_stems, summarize  # noqa: E402
@@ -27,9 +27,7 @@ def build_plots(experiment: str, tracking_uri: str, out_dir: str | Path,
     cells = cell_runs(tracking_uri, experiment, allow_empty=True)
     searches, trials = search_runs(tracking_uri, experiment)
     paths = []
-    mapping = {}
-    if not cells.empty:
-        mapping = resolve_mapping(cells, baselines or configured(tables_settings(tracking_uri, experiment))[0])
+    mapping, _ = experiment_mapping(cells, tracking_uri, experiment, baselines)
     if not cells.empty and needs_transfer_table(cells) and mapping:
         path = transfer_heatmap(cells, mapping, out_dir / f"{experiment}-transfer-delta.png", experiment)
         paths += [path] if path else []

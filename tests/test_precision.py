@@ -6,7 +6,8 @@ import torch
 
 from orchestrator.experiment import ConfigError, build_experiment, cell_hash
 from workloads.augment.omega import OMEGA_DIM
-from workloads.pretrain import amp_dtype, build_model, pretrain
+from workloads.precision import amp_dtype
+from workloads.pretrain import build_model, pretrain
 
 from test_methods_pretrain import SMALL, cell
 

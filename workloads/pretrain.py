@@ -21,6 +21,7 @@ from .methods import build_method
 from .methods.distributed import rank, world_size
 from .models.backbones import build_backbone
 from .optim import build_optimizer, lr_at, set_lr
+from .precision import amp_dtype, autocast
 from .stylize.augment import StyleAugment
 from .stylize.train import work_size
 from .stylize.pictures import save_style_grid
@@ -55,20 +56,8 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.
             for s in range(steps)]
 
 
-AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of ``optim.precision`` (None: fp32), refusing fp16 off a GPU."""
-    if precision not in AMP_DTYPES:
-        raise ValueError(f"optim.precision {precision!r}: choose one of {tuple(AMP_DTYPES)}")
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError("optim.precision fp16 needs a CUDA device (its GradScaler); use bf16 or fp32 here")
-    return AMP_DTYPES[precision]
-
-
 def build_style_hook(cfg: dict[str, Any], stylizer: nn.Module | None, bank: torch.Tensor | None,
-                     generator: torch.Generator, device: torch.device):
+                     generator: torch.Generator, device: torch.device, dtype: torch.dtype | None = None):
     """SASSL's left-view style transfer, or None when the config does not ask for it."""
     style = cfg["augmentation"]["style"]
     if not style["enabled"]:
@@ -82,7 +71,7 @@ def build_style_hook(cfg: dict[str, Any], stylizer: nn.Module | None, bank: torc
                         stylized_layers=style["stylized_layers"], generator=generator,
                         size=size if size and size > crop else None,
                         # reduced precision for the stylizer only on GPUs: CPU convolutions in bf16 are slower
-                        amp_dtype=amp_dtype(cfg["optim"].get("precision", "fp32"), device) if device.type == "cuda" else None)
+                        amp_dtype=dtype if device.type == "cuda" else None)
 
 
 def pretrain(cfg: dict[str, Any], images: torch.Tensor, *, callback: Callback | None = None,
@@ -108,11 +97,11 @@ def pretrain(cfg: dict[str, Any], images: torch.Tensor, *, callback: Callback | 
     optimizer = build_optimizer(model, opt_cfg["optimizer"], opt_cfg["lr"], opt_cfg["momentum"],
                                 opt_cfg["weight_decay"])
     aug_gen = torch.Generator(device=device).manual_seed(seed * 7919 + rank())
-    style_hook = build_style_hook(cfg, stylizer, style_bank, aug_gen, device)
-    prefetch = {"on": True, "off": False}.get(cfg["augmentation"]["prefetch"], device.type == "cuda")
     # mixed precision: autocast around the forward passes (the losses run in fp32 inside it,
     # methods/losses.py); fp16's small range needs the loss scaled before backward
     dtype = amp_dtype(opt_cfg.get("precision", "fp32"), device)
+    style_hook = build_style_hook(cfg, stylizer, style_bank, aug_gen, device, dtype)
+    prefetch = {"on": True, "off": False}.get(cfg["augmentation"]["prefetch"], device.type == "cuda")
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     start_epoch = 0
     if resume is not None:
@@ -147,7 +136,7 @@ def pretrain(cfg: dict[str, Any], images: torch.Tensor, *, callback: Callback | 
             lr = lr_at(gstep, total_steps, opt_cfg["lr"], warmup_steps, opt_cfg["schedule"])
             set_lr(optimizer, lr)
             omegas = {"omega1": _info["view1"]["omega"], "omega2": _info["view2"]["omega"]} if augment.omega else {}
-            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            with autocast(device.type, dtype):
                 out = forward(v1, v2, **omegas)
             loss = out["loss"]
             if not torch.isfinite(loss):

@@ -16,8 +16,8 @@ HALF = (torch.float16, torch.bfloat16)  # cast up to fp32; fp64 (the reference t
 
 def full_precision(fn):
     """Run a loss in fp32 inside an autocast region (optim.precision bf16/fp16): its tensor
-    arguments in half precision are cast up and autocast is off within, so the similarity matmuls, the softmax
-    and the batch statistics keep fp32's range and resolution."""
+    arguments in half precision are cast up and autocast is off within, so the similarity
+    matmuls, the softmax and the batch statistics keep fp32's range and resolution."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]

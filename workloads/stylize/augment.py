@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..precision import autocast
 from .model import fold_batch_norms, validate_stylized_layers
 
 SOURCES = ("in_batch", "external", "noise", "content")
@@ -81,7 +82,7 @@ class StyleAugment:
             return x
         content = x[idx]
         work = self.resize(content)
-        with torch.autocast(dev.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+        with autocast(dev.type, self.amp_dtype):
             stylized, style_index = self._stylize(x, idx, work, alpha, style_index)
         stylized = self.resize(stylized.float(), content.shape[-2:]).clamp_(0, 1)
         out = x.clone()
