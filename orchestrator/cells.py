@@ -67,6 +67,8 @@ def run_cell(cell: Cell, ctx: RunContext, board, style_inputs: dict[str, str] | 
             fit_trainer(train_loop, {"cell": cell.config, "cell_id": cell.cell_id, "run_id": run_id, "board": board,
                                      "epochs": cell.config["optim"]["epochs"], "backbone_path": str(backbone_path),
                                      **(style_inputs or {})}, ctx, name=cell.pretrain_id, num_workers=ctx.num_workers)
+            if backbone_path.is_file():  # the saved backbone is what a rerun reuses: its checkpoints are dead weight
+                shutil.rmtree(ctx.ray_storage / cell.pretrain_id, ignore_errors=True)
         board.update.remote(cell.cell_id, {"status": "evaluating"})
         metrics, history, files = evaluate_cell(cell, ctx, backbone_path, board)
         tracking.log_metrics(c, run_id, metrics)

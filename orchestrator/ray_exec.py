@@ -137,11 +137,17 @@ def cell_slots(exp: Experiment) -> int:
     return min(slots, cl.max_concurrent_cells or slots)
 
 
+# A resume needs only the latest checkpoint; the one before it is kept in case the latest is
+# unreadable. Ray keeps every checkpoint otherwise: 25 epochs x 39 MB per cell filled 11 GB for
+# SASSL table 3 at the cpu profile, and a paper profile (200 epochs, ResNet-50) would fill a disk.
+CHECKPOINTS_KEPT = 2
+
+
 def fit_trainer(loop, loop_config: dict[str, Any], ctx: RunContext, *, name: str, num_workers: int,
                 callbacks: list | None = None) -> None:
     """One Ray Train run (a cell's pretraining or a stylizer) with the invocation's per-worker
     resources, retries and storage (checkpoints in ctx.ray_storage / name)."""
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
     use_gpu = ctx.gpus_per_worker > 0
     resources = {"CPU": ctx.cpus_per_worker, **({"GPU": ctx.gpus_per_worker} if use_gpu else {})}
@@ -151,4 +157,5 @@ def fit_trainer(loop, loop_config: dict[str, Any], ctx: RunContext, *, name: str
                            "cpus_per_worker": ctx.cpus_per_worker, "use_gpu": use_gpu},
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=resources),
         run_config=RunConfig(name=name, storage_path=str(ctx.ray_storage), callbacks=callbacks,
-                             failure_config=FailureConfig(max_failures=ctx.max_failures))).fit()
+                             failure_config=FailureConfig(max_failures=ctx.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT))).fit()

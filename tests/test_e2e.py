@@ -63,6 +63,8 @@ def test_tiny_experiment_end_to_end(tmp_path):
         assert {"cell_config.yaml", "pictures", "model", "splits"} <= arts
         assert [a.path for a in c.list_artifacts(r.info.run_id, "pictures")] == ["pictures/augmented_view_pairs.png"]
         assert [a.path for a in c.list_artifacts(r.info.run_id, "model")] == ["model/backbone.pt"]
+    # a finished cell's Ray Train checkpoints are removed (its backbone file is what a rerun reuses)
+    assert not list((tmp_path / "runs" / "ray" / "e2e").glob("*/checkpoint_*"))
     for r in bad:
         assert r.info.status == "FAILED"
         assert "pretraining loss became nan" in r.data.tags["sassl.error"]

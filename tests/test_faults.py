@@ -119,7 +119,8 @@ def test_killed_driver_then_run_again_finishes_the_grid(tmp_path):
         done = [r for r in runs if r.info.status == "FINISHED"]
         going = [r for r in runs if r.info.status == "RUNNING" and r.data.tags["sassl.row"] != done[0].data.tags[
             "sassl.row"]] if done else []
-        return going and steps(c, going[0].info.run_id, "pretrain/loss") and len(checkpointed(tmp_path, name)) >= 2
+        return going and steps(c, going[0].info.run_id, "pretrain/loss") and going[0].data.tags.get(
+            "sassl.pretrain_id") in {p.name for p in checkpointed(tmp_path, name)}
     wait_for(second_is_training, proc, 480, "the first cell to finish and the second to checkpoint an epoch")
     tree = descendants(proc.pid)
     for pid in [proc.pid, *tree]:  # the driver and the local Ray it started: a lost terminal or machine
