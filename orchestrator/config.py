@@ -59,6 +59,8 @@ class Backbone(Strict):
     arch: Literal["resnet18", "resnet50"] = "resnet18"
     width: float = Field(1.0, gt=0, le=4)
     stem: Literal["imagenet", "cifar"] = "imagenet"
+    # batch norm over every worker's batch (several workers); a no-op with one worker
+    sync_bn: bool = False
 
 
 OMEGA_PARTS = "cjdbfg"  # crop, colour jitter, colour difference, blur, flip, grayscale (docs/methods.md, CASSLE)

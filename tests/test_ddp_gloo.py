@@ -3,6 +3,7 @@
 batch, the halves cover the batch, and after training both ranks hold the same weights, online
 and momentum towers alike. (BatchNorm running statistics stay per rank: DDP broadcasts rank 0's
 before each forward, and the cell evaluates rank 0's backbone.)"""
+import copy
 import os
 
 import pytest
@@ -11,7 +12,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from orchestrator.ray_exec import free_port
-from workloads.pretrain import epoch_batches, pretrain
+from workloads.augment.omega import OMEGA_DIM
+from workloads.models.sync_bn import SyncBatchNorm, convert_sync_bn
+from workloads.pretrain import build_model, epoch_batches, pretrain
 
 from test_methods_pretrain import cell
 
@@ -52,3 +55,103 @@ def test_two_ranks_split_every_batch_and_end_with_the_same_weights(method, tmp_p
         assert any(k.startswith("momentum:") for k in r0["params"])
     for k, v in r0["params"].items():
         assert torch.equal(v, r1["params"][k]), f"{k} differs between the ranks"
+
+
+# ---- one step on two ranks against one step on one process, on the same global batch
+GLOBAL = 16
+CASES = {"moco_v2": {}, "simclr": {}, "barlow_twins": {}, "byol": {},
+         "simclr-cassle": {"aug_mode": "cassle", "encoder_depth": 2, "encoder_width": 16},
+         "moco_v2-augself": {"aug_mode": "augself", "augself_hidden_dim": 16}}
+
+
+def _case_cfg(case: str, sync_bn: bool) -> dict:
+    cfg = cell(case.split("-")[0], **CASES[case])
+    cfg["backbone"]["sync_bn"] = sync_bn
+    return cfg
+
+
+def _global_batch() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return {"v1": torch.randn(GLOBAL, 3, 32, 32, generator=g, dtype=torch.float64),
+            "v2": torch.randn(GLOBAL, 3, 32, 32, generator=g, dtype=torch.float64),
+            "omega1": torch.rand(GLOBAL, OMEGA_DIM, generator=g, dtype=torch.float64),
+            "omega2": torch.rand(GLOBAL, OMEGA_DIM, generator=g, dtype=torch.float64)}
+
+
+def _one_step(cfg: dict, batch: dict[str, torch.Tensor], wrap=None) -> dict:
+    """Loss, gradients and batch-norm running means after one training step (float64)."""
+    torch.manual_seed(int(cfg["seed"]))
+    model = build_model(cfg).double().train()
+    forward = wrap(model) if wrap else model
+    out = forward(batch["v1"], batch["v2"], **({"omega1": batch["omega1"], "omega2": batch["omega2"]}
+                                              if model.uses_omega else {}))
+    out["loss"].backward()
+    return {"loss": out["loss"].detach(), "synced": any(isinstance(m, SyncBatchNorm) for m in model.modules()),
+            "grads": {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None},
+            "running": {k: b.clone() for k, b in model.named_buffers() if k.endswith("running_mean")}}
+
+
+def _step_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        half = GLOBAL // world
+        mine = {k: v[rank * half:(rank + 1) * half] for k, v in _global_batch().items()}
+        for case in CASES:
+            for sync_bn in (True, False):
+                result = _one_step(_case_cfg(case, sync_bn), mine, torch.nn.parallel.DistributedDataParallel)
+                torch.save(result, os.path.join(out_dir, f"{case}-{sync_bn}-rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def two_rank_steps(tmp_path_factory):
+    """Every case's step on two gloo ranks, with and without sync_bn (one spawn for all)."""
+    out = tmp_path_factory.mktemp("steps")
+    mp.spawn(_step_worker, args=(2, free_port(), str(out)), nprocs=2, join=True)
+    return out
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_two_ranks_with_sync_bn_take_the_single_process_step(case, two_rank_steps):
+    """With backbone.sync_bn, two ranks holding half of a global batch each compute what one
+    process computes on the whole batch: the loss (mean of the ranks' losses: each rank's is the
+    mean over its rows, with negatives / cross-correlation over both ranks), every gradient
+    (DDP's average) and the batch norms' running statistics. Without sync_bn they do not."""
+    torch.set_num_threads(1)
+    reference = _one_step(_case_cfg(case, True), _global_batch())  # one process: world 1, plain BN
+    for sync_bn in (True, False):
+        r0, r1 = (torch.load(two_rank_steps / f"{case}-{sync_bn}-rank{r}.pt", weights_only=True) for r in (0, 1))
+        assert r0["synced"] == sync_bn and not reference["synced"]
+        loss = (r0["loss"] + r1["loss"]) / 2
+        assert r0["grads"].keys() == reference["grads"].keys()
+        if sync_bn:
+            assert torch.allclose(loss, reference["loss"], rtol=1e-9, atol=1e-10), (loss - reference["loss"]).item()
+            for k, g in reference["grads"].items():
+                assert torch.allclose(r0["grads"][k], g, rtol=1e-6, atol=1e-9), k
+                assert torch.equal(r0["grads"][k], r1["grads"][k]), k
+            for k, b in reference["running"].items():
+                assert torch.allclose(r0["running"][k], b, rtol=1e-9, atol=1e-12), k
+        else:  # per-rank batch statistics: a different step (the test can tell the two apart)
+            assert not torch.allclose(loss, reference["loss"], rtol=1e-6, atol=1e-8)
+
+
+def test_convert_sync_bn_keeps_parameters_buffers_and_single_process_behaviour():
+    torch.manual_seed(0)
+    model = build_model(_case_cfg("simclr", False)).train()
+    before = {k: v for k, v in model.state_dict().items()}
+    params = {k: p for k, p in model.named_parameters()}
+    x = torch.randn(8, 3, 32, 32)
+    expected = model(x, x.flip(-1))["loss"]
+    converted = convert_sync_bn(copy.deepcopy(model))
+    assert sum(isinstance(m, SyncBatchNorm) for m in converted.modules()) == sum(
+        isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()) > 0
+    assert converted.state_dict().keys() == before.keys()  # checkpoints load either way
+    same = convert_sync_bn(model)
+    assert all(p is params[k] for k, p in same.named_parameters())  # the optimiser's tensors, not copies
+    torch.manual_seed(0)
+    fresh = convert_sync_bn(build_model(_case_cfg("simclr", False)).train())
+    # one process: exactly plain batch norm
+    assert torch.allclose(fresh(x, x.flip(-1))["loss"], expected, atol=1e-6)

@@ -16,9 +16,9 @@ from mlflow.tracking import MlflowClient
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("own_ray")]
 
 
-def experiment(tmp_path: Path, name: str, variants: list[dict], epochs: int = 4) -> Path:
+def experiment(tmp_path: Path, name: str, variants: list[dict], epochs: int = 4, workers: int = 1) -> Path:
     cfg = {"name": name, "tracking": {"run_dir": str(tmp_path / "runs")},
-           "cluster": {"num_workers": 1, "cpus_per_worker": 1, "max_concurrent_cells": 1, "max_failures": 2},
+           "cluster": {"num_workers": workers, "cpus_per_worker": 1, "max_concurrent_cells": 1, "max_failures": 2},
            "data": {"pretrain": {"name": "cifar10-kit"}, "image_size": 32, "limit": 2560},
            "backbone": {"arch": "resnet18", "width": 0.125},
            "method": {"proj_hidden_dim": 32, "proj_dim": 16, "pred_hidden_dim": 32},
@@ -88,25 +88,34 @@ def steps(c: MlflowClient, run_id: str, metric: str) -> list[int]:
     return sorted(m.step for m in c.get_metric_history(run_id, metric))
 
 
-def test_killed_train_worker_is_retried_from_its_checkpoint(tmp_path):
-    path = experiment(tmp_path, "worker-kill", [{"name": "MoCo v2"}])
+def test_two_worker_cells_and_a_killed_worker_retried_from_its_checkpoint(tmp_path):
+    """cluster.num_workers: 2 end to end (DDP over gloo, one CPU each): MoCo v2, then SimCLR with
+    synchronised batch norm. One of the first cell's two workers is killed mid-epoch 2: Ray Train
+    restarts both from the epoch-1 checkpoint and the cell finishes; the second cell runs clean."""
+    path = experiment(tmp_path, "worker-kill", [
+        {"name": "MoCo v2"},
+        {"name": "SimCLR", "set": {"backbone.sync_bn": True,
+                                   "method": {"name": "simclr", "proj_hidden_dim": 32, "proj_dim": 16}}}],
+        epochs=3, workers=2)
     proc = start(path, tmp_path)
     wait_for(lambda: checkpointed(tmp_path, "worker-kill"), proc, 300, "the first epoch checkpoint")
     workers = wait_for(lambda: [p for p in descendants(proc.pid) if "RayTrainWorker" in cmdline(p)], proc, 60,
                        "a Ray Train worker process")
-    os.kill(workers[0], signal.SIGKILL)  # mid-epoch 2: epoch 1 is checkpointed
+    os.kill(workers[-1], signal.SIGKILL)  # mid-epoch 2: epoch 1 is checkpointed
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
-    assert "1 finished, 0 skipped (already finished), 0 failed" in out
+    assert "2 finished, 0 skipped (already finished), 0 failed" in out
     c, runs = cell_runs(tmp_path, "worker-kill")
-    (run,) = runs
-    assert run.info.status == "FINISHED"
-    resumed = c.get_metric_history(run.info.run_id, "resumed_from_epoch")
-    history = steps(c, run.info.run_id, "pretrain/loss")
-    assert len(resumed) == 1 and resumed[0].value >= 1, history  # one retry, from a checkpoint, not from scratch
-    # every epoch's metrics are there exactly once (the killed epoch is trained again after the retry)
-    assert sorted(set(steps(c, run.info.run_id, "pretrain/loss"))) == [1, 2, 3, 4]
-    assert "linear/cifar10/top1" in run.data.metrics
+    by_row = {r.data.tags["sassl.row"]: r for r in runs}
+    for row, run in by_row.items():
+        assert run.info.status == "FINISHED" and run.data.params["cluster.num_workers"] == "2", row
+        # every epoch's metrics are there exactly once (the killed epoch is trained again after the retry)
+        assert sorted(set(steps(c, run.info.run_id, "pretrain/loss"))) == [1, 2, 3], row
+        assert "linear/cifar10/top1" in run.data.metrics, row
+    assert by_row["SimCLR"].data.params["backbone.sync_bn"] == "True"
+    resumed = c.get_metric_history(by_row["MoCo v2"].info.run_id, "resumed_from_epoch")
+    assert len(resumed) == 1 and resumed[0].value >= 1  # one retry, from a checkpoint, not from scratch
+    assert not c.get_metric_history(by_row["SimCLR"].info.run_id, "resumed_from_epoch")
 
 
 def test_killed_driver_then_run_again_finishes_the_grid(tmp_path):

@@ -19,7 +19,8 @@ from .augment.prefetch import Prefetcher, make_views
 from .callbacks import Callback, NonFiniteLossError
 from .methods import build_method
 from .methods.distributed import rank, world_size
-from .models.backbones import build_backbone
+from .models.backbones import architecture, build_backbone
+from .models.sync_bn import convert_sync_bn
 from .optim import build_optimizer, lr_at, set_lr
 from .precision import amp_dtype, autocast
 from .stylize.augment import StyleAugment
@@ -31,10 +32,13 @@ STAGE = "pretrain"
 
 
 def build_model(cfg: dict[str, Any]) -> nn.Module:
-    """Backbone + SSL method from a resolved config (plain dict)."""
-    backbone = build_backbone(**cfg["backbone"])
+    """Backbone + SSL method from a resolved config (plain dict); with ``backbone.sync_bn``
+    and several processes, batch norms synchronised across them."""
     method = dict(cfg["method"])
-    return build_method(method.pop("name"), backbone, **method)
+    model = build_method(method.pop("name"), build_backbone(**architecture(cfg["backbone"])), **method)
+    if cfg["backbone"].get("sync_bn") and world_size() > 1:
+        model = convert_sync_bn(model)  # before the optimiser and any copy (the same parameters)
+    return model
 
 
 def build_augment(cfg: dict[str, Any]) -> TwoViewAugment:

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import torch
 
 from ..data.prepare import target_splits
-from ..models.backbones import build_backbone
+from ..models.backbones import architecture, build_backbone
 from .features import cached_features, extract_features, state_digest
 from .few_shot import few_shot
 from .finetune import fine_tune
@@ -32,7 +32,7 @@ def evaluate_target(cfg: dict[str, Any], target: dict[str, Any], backbone_state:
     splits = target_splits(target, image_size=size, cache_dir=cache_dir)
 
     def make_backbone():
-        return build_backbone(**cfg["backbone"])
+        return build_backbone(**architecture(cfg["backbone"]))
 
     def features(backbone, cache_path=None):
         feats, hit = cached_features(cache_path, lambda: [
@@ -119,7 +119,7 @@ def _feature_cache_file(cfg: dict[str, Any], target: dict[str, Any], backbone_st
     """Features depend on the backbone's weights, the target's splits and the preprocessing only."""
     if cache_dir is None:
         return None
-    key = {"weights": state_digest(backbone_state), "backbone": cfg["backbone"], "target": target,
+    key = {"weights": state_digest(backbone_state), "backbone": architecture(cfg["backbone"]), "target": target,
            "image_size": cfg["data"]["image_size"], "mean": cfg["augmentation"]["mean"], "std": cfg["augmentation"]["std"]}
     return Path(cache_dir) / "features" / f"{target['key']}-{_key_digest(key)}.pt"
 
@@ -130,7 +130,7 @@ def _cached_control(cfg: dict[str, Any], target: dict[str, Any], cache_dir: str 
     so variants that differ in pretraining (say, with and without SASSL) share one."""
     if cache_dir is None:
         return compute()
-    key = {k: cfg[k] for k in ("seed", "backbone")}
+    key = {"seed": cfg["seed"], "backbone": architecture(cfg["backbone"])}
     key.update(image_size=cfg["data"]["image_size"], mean=cfg["augmentation"]["mean"],
                std=cfg["augmentation"]["std"], probe=cfg["evaluation"]["linear_probe"], target=target)
     path = Path(cache_dir) / "controls" / f"random_init-{_key_digest(key)}.json"

@@ -69,7 +69,8 @@ class AugSelfHeads(nn.Module):
             preds, targets = self(y1, y2), t12
         losses = {}
         for p in self.parts:
-            pred, tgt = preds[p].float(), targets[p]
+            # at least fp32 (bf16/fp16 predictions cast up; fp64 kept)
+            pred, tgt = preds[p].to(torch.promote_types(preds[p].dtype, torch.float32)), targets[p]
             if p in BINARY_PARTS:
                 losses[p] = F.binary_cross_entropy_with_logits(pred, tgt)
             else:

@@ -126,7 +126,9 @@ class ConditionedProjector(nn.Module):
     def embed(self, omega: torch.Tensor) -> torch.Tensor:
         """γ(ω) of a full ``B x 14`` ω (its selected parts)."""
         w = omega[:, self.omega_mask] if not bool(self.omega_mask.all()) else omega
-        return self.encoder(w.float())
+        # ω arrives as fp32 from the augmentation; cast to the encoder's own dtype (fp64 in tests)
+        dtype = next((p.dtype for p in self.encoder.parameters()), torch.float32)
+        return self.encoder(w.to(dtype))
 
     def forward(self, e: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
         self._check(e, omega)

@@ -31,9 +31,23 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(all_gather(x.contiguous()))
 
 
-def mean_over_ranks_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Mean of x over ranks (autograd-aware); x itself on a single process."""
+def sum_over_ranks_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Sum of x over ranks (autograd-aware: each rank's gradient is the sum of every rank's
+    gradient of the result); x itself on a single process."""
     if world_size() == 1:
         return x
     from torch.distributed.nn.functional import all_reduce
-    return all_reduce(x) / world_size()
+    return all_reduce(x)
+
+
+def batch_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Mean and biased variance per channel (dim 1) over every other dim and every rank's batch,
+    and the number of values each channel's statistics cover. Two passes (mean, then the squared
+    deviations) keep fp32's precision; the sums cross ranks with autograd, so with several
+    processes these are the global batch's statistics and gradients, as on one process."""
+    dims = [d for d in range(x.dim()) if d != 1]
+    count = x.numel() // x.shape[1] * world_size()
+    mean = sum_over_ranks_with_grad(x.sum(dims)) / count
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    var = sum_over_ranks_with_grad((x - mean.view(shape)).pow(2).sum(dims)) / count
+    return mean, var, count

@@ -8,7 +8,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from .distributed import gather_with_grad, mean_over_ranks_with_grad, rank
+from .distributed import batch_moments, gather_with_grad, rank, sum_over_ranks_with_grad, world_size
 
 BN_EPS = 1e-5
 HALF = (torch.float16, torch.bfloat16)  # cast up to fp32; fp64 (the reference tests) stays as it is
@@ -65,15 +65,19 @@ def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 
 def standardize(z: torch.Tensor, eps: float = BN_EPS) -> torch.Tensor:
-    """Per-dimension (z − mean) / sqrt(biased var + eps) over the batch (BatchNorm without affine)."""
-    z = z.float()
-    return (z - z.mean(0)) / torch.sqrt(z.var(0, unbiased=False) + eps)
+    """Per-dimension (z − mean) / sqrt(biased var + eps) over the (global) batch: BatchNorm
+    without affine, synchronised across ranks as Barlow Twins' own code does
+    (its batch norm is converted to SyncBatchNorm)."""
+    z = z.float() if z.dtype in HALF else z
+    mean, var, _ = batch_moments(z)
+    return (z - mean) / torch.sqrt(var + eps)
 
 
 def cross_correlation(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-    """C = std(z1)ᵀ std(z2) / B, (D, D), averaged over ranks."""
-    c = standardize(z1).t() @ standardize(z2) / z1.shape[0]
-    return mean_over_ranks_with_grad(c)
+    """C = std(z1)ᵀ std(z2) / B over the global batch (B = every rank's rows): with several
+    processes each adds its rows' products, so C is the one a single process would compute."""
+    c = sum_over_ranks_with_grad(standardize(z1).t() @ standardize(z2))
+    return c / (z1.shape[0] * world_size())
 
 
 @full_precision
