@@ -398,3 +398,36 @@ def _preview_stylizer(ref: str, tracking_uri: Optional[str], run_dir: Path):
         _fail(f"--stylizer {ref}: {e}")
     except ValueError as e:
         _fail(f"--stylizer {ref}: {e}")
+
+
+@app.command()
+def pack(dataset: str = typer.Argument(..., help="A dataset name: imagefolder, stylefolder, imagenet, cifar10, "
+                                       "a kit, ... (what a YAML's data reference names)."),
+         out: Path = typer.Argument(..., help="Folder of packed splits; the split goes to OUT/<split>/."),
+         split: str = typer.Option("train", help="The split to pack (ignored by imagefolder/stylefolder's "
+                                   "single folder, which is written as OUT/<split>)."),
+         root: Optional[str] = typer.Option(None, help="Where the dataset is (its folder)."),
+         max_side: int = typer.Option(320, help="Re-encode with the shorter side at most this (pixels)."),
+         quality: int = typer.Option(90, help="JPEG quality of the re-encoded images."),
+         shard_size: int = typer.Option(1024, help="Images per Parquet shard."),
+         seed: int = typer.Option(0, help="Seed of the row order (shards mix the classes).")) -> None:
+    """Pack a dataset split into Parquet shards of JPEGs (resumable): read it back with
+    `data: {name: packed, root: OUT, split: SPLIT}`."""
+    from tqdm.auto import tqdm
+
+    from workloads.data import DatasetError, open_source
+    from workloads.data.shards import check_settings, pack_split
+    try:
+        check_settings(max_side, quality, shard_size)
+        source = open_source(dataset, split=split, image_size=32, root=root)
+        if source.split != split:  # a single-folder source: name its split as asked
+            source.split = split
+        with tqdm(total=len(source), unit="img", desc=f"pack {dataset}/{split}") as bar:
+            report = pack_split(source, out, max_side=max_side, quality=quality, shard_size=shard_size, seed=seed,
+                                describe={"name": dataset, "split": split, "root": root}, progress=bar.update)
+    except (DatasetError, ValueError) as e:
+        _fail(str(e))
+    typer.echo(f"{report.folder}: {report.images} images in {report.written + report.reused} shards "
+               f"({report.reused} kept from an earlier run), {len(report.skipped)} unreadable skipped")
+    for line in report.skipped[:5]:
+        typer.echo(f"  skipped {line}")

@@ -53,6 +53,19 @@ class Data(Strict):
     pretrain: DatasetRef = DatasetRef(name="cifar10-kit", split="train")
     image_size: int = Field(32, ge=8)
     limit: int | None = Field(None, ge=1)  # use only the first N pretraining images (smoke tests)
+    # memory: the split decoded once into each worker's RAM (small data, fastest); stream: packed
+    # shards read epoch by epoch, crops from the original images (data/stream.py); auto: memory
+    # when the decoded split fits memory_budget_gb per worker, else stream
+    loader: Literal["memory", "stream", "auto"] = "auto"
+    memory_budget_gb: float = Field(2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _stream_needs_shards(self) -> "Data":
+        if self.loader == "stream" and self.pretrain.name != "packed":
+            raise ValueError(f"loader: stream reads packed shards, but data.pretrain is {self.pretrain.name!r}; "
+                             f"pack it with `sassl pack {self.pretrain.name} <folder>` and use "
+                             f"{{name: packed, root: <folder>, split: {self.pretrain.split}}}")
+        return self
 
 
 class Backbone(Strict):

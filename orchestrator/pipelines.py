@@ -26,6 +26,7 @@ class Pipeline:
     optimizer: str | None = None      # the one optimiser the method is defined with
     optimizer_reason: str = ""
     mixed_precision: bool = True      # whether its training loop honours optim.precision / optim.compile
+    streams: bool = True              # whether it can train on data.loader: stream (packed shards)
 
     @property
     def name(self) -> str:
@@ -46,6 +47,8 @@ class Pipeline:
             field = "optim.precision" if cfg["optim"]["precision"] != "fp32" else "optim.compile"
             return f"{field}: {self.label} trains in fp32 without torch.compile; leave optim.precision fp32 " \
                    "and optim.compile false"
+        if not self.streams and cfg["data"]["loader"] == "stream":
+            return f"data.loader: {self.label} reads its pretraining images in memory; set data.loader: memory"
         return None
 
 
@@ -59,7 +62,8 @@ PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
     Pipeline(BarlowTwins, "Barlow Twins", **_SSL),
     Pipeline(Sipl, "SIPL", train="orchestrator.train_worker:sipl_loop", evaluate="workloads.sipl.cell:evaluate_target",
              headline="mlp/{target}/top1", max_workers=1, optimizer="adam",
-             optimizer_reason="SIPL trains with Adam (the paper's optimiser)", mixed_precision=False),
+             optimizer_reason="SIPL trains with Adam (the paper's optimiser)", mixed_precision=False,
+             streams=False),
 )}
 
 

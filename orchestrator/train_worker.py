@@ -13,7 +13,7 @@ import ray.train
 import torch
 
 from workloads.callbacks import Callback
-from workloads.data.prepare import pretrain_images
+from workloads.data.prepare import pretrain_data, pretrain_images
 from workloads.pretrain import pretrain
 from workloads.stylize.model import load_stylizer, save_stylizer
 from workloads.stylize.train import stylizer_arch, style_pool, train_stylizer
@@ -86,7 +86,10 @@ def ssl_loop(loop_cfg: dict[str, Any]) -> None:
     """An SSL method's pretraining (DDP across the run's workers); rank 0 saves the backbone."""
     cfg = loop_cfg["cell"]
     device, use_gpu, resume = _setup(loop_cfg)
-    images = pretrain_images(cfg, loop_cfg["cache_dir"])
+    ctx = ray.train.get_context()
+    # in memory, or this worker's stream of packed shards (data.loader), decoded on its CPUs
+    images = pretrain_data(cfg, loop_cfg["cache_dir"], rank=ctx.get_world_rank(), world=ctx.get_world_size(),
+                           threads=max(1, int(loop_cfg["cpus_per_worker"])))
     stylizer = bank = None
     if loop_cfg.get("stylizer_path"):
         stylizer = load_stylizer(loop_cfg["stylizer_path"], expected=stylizer_arch(cfg["stylizer"]))

@@ -17,6 +17,7 @@ from torch import nn
 from .augment import TwoViewAugment, ViewConfig, denormalize
 from .augment.prefetch import Prefetcher, make_views
 from .callbacks import Callback, NonFiniteLossError
+from .data.stream import ShardStream
 from .methods import build_method
 from .methods.distributed import rank, world_size
 from .models.backbones import architecture, build_backbone
@@ -78,11 +79,13 @@ def build_style_hook(cfg: dict[str, Any], stylizer: nn.Module | None, bank: torc
                         amp_dtype=dtype if device.type == "cuda" else None)
 
 
-def pretrain(cfg: dict[str, Any], images: torch.Tensor, *, callback: Callback | None = None,
+def pretrain(cfg: dict[str, Any], images: "torch.Tensor | ShardStream", *, callback: Callback | None = None,
              device: str | torch.device = "cpu", resume: dict[str, Any] | None = None,
              wrap_model=None, stylizer: nn.Module | None = None,
              style_bank: torch.Tensor | None = None, monitor=None) -> nn.Module:
-    """Train cfg's SSL method on ``images`` (uint8 N×3×S×S); returns the trained method module.
+    """Train cfg's SSL method on ``images`` (uint8 N×3×S×S in memory, or a ShardStream of
+    packed shards whose views are cropped from the original images); returns the trained
+    method module.
 
     ``wrap_model`` (e.g. DDP) is applied to the method for the forward pass only;
     ``resume`` is a state produced by an earlier ``on_epoch_end(... state)``;
@@ -120,23 +123,29 @@ def pretrain(cfg: dict[str, Any], images: torch.Tensor, *, callback: Callback | 
         forward = torch.compile(forward)  # the same parameters: checkpoints keep their keys
 
     epochs, batch_size = int(opt_cfg["epochs"]), int(opt_cfg["batch_size"])
-    steps_per_epoch = len(epoch_batches(len(images), batch_size, seed, 0))
-    total_steps = epochs * steps_per_epoch
-    warmup_steps = int(round(opt_cfg["warmup_epochs"] * steps_per_epoch))
+    streaming = isinstance(images, ShardStream)
+    # a stream deals its shards anew each epoch, so its step count may differ by a step or two
+    epoch_steps = ([images.plan(e).steps for e in range(epochs)] if streaming
+                   else [len(epoch_batches(len(images), batch_size, seed, 0))] * epochs)
+    first_step = [sum(epoch_steps[:e]) for e in range(epochs)]
+    total_steps = sum(epoch_steps)
+    warmup_steps = int(round(opt_cfg["warmup_epochs"] * epoch_steps[0]))
     for epoch in range(start_epoch, epochs):
         model.train()
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         last_report = 0.0
+        steps_per_epoch = epoch_steps[epoch]
         # pinned host memory lets the copy to a GPU run asynchronously
         pin = device.type == "cuda"
-        batches = ((images[idx].pin_memory() if pin else images[idx]).to(device, non_blocking=True)
-                   for idx in epoch_batches(len(images), batch_size, seed, epoch))
+        host = images.epoch(epoch) if streaming else (
+            images[idx] for idx in epoch_batches(len(images), batch_size, seed, epoch))
+        batches = ((b.pin_memory() if pin else b).to(device, non_blocking=True) for b in host)
 
         def work(x):
             return make_views(augment, x, aug_gen, style_hook)
         views = Prefetcher(batches, work, device) if prefetch else (work(x) for x in batches)
         for step, (x, v1, v2, _info) in enumerate(views):
-            gstep = epoch * steps_per_epoch + step
+            gstep = first_step[epoch] + step
             lr = lr_at(gstep, total_steps, opt_cfg["lr"], warmup_steps, opt_cfg["schedule"])
             set_lr(optimizer, lr)
             omegas = {"omega1": _info["view1"]["omega"], "omega2": _info["view2"]["omega"]} if augment.omega else {}
@@ -154,6 +163,8 @@ def pretrain(cfg: dict[str, Any], images: torch.Tensor, *, callback: Callback | 
             loss_sum += loss.item()
             seen += x.shape[0] * world_size()
             if epoch == start_epoch and step == 0 and rank() == 0:
+                if streaming:  # no square original on this path: show view 1's crop as the image
+                    x = x.view1
                 _log_view_pairs(callback, x, v1, v2, cfg)
                 if style_hook is not None:
                     _log_style_grid(callback, x, style_hook, cfg, denormalize(v1, cfg["augmentation"]["mean"],
@@ -166,6 +177,8 @@ def pretrain(cfg: dict[str, Any], images: torch.Tensor, *, callback: Callback | 
         elapsed = time.perf_counter() - t0
         metrics = {"loss": loss_sum / steps_per_epoch, "lr": lr, "images_per_s": seen / elapsed,
                    "epoch_seconds": elapsed, "momentum": getattr(model, "current_momentum", math.nan)}
+        if streaming:
+            metrics["skipped_images"] = float(images.skipped)  # damaged rows, so far (this rank)
         if monitor is not None and rank() == 0:
             metrics.update(monitor(model.backbone))
             model.train()

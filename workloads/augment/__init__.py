@@ -1,6 +1,6 @@
 """Batched on-device two-view augmentations (BYOL / SASSL / CASSLE)."""
 
-from .batched import TwoViewAugment, denormalize
+from .batched import CroppedViews, TwoViewAugment, denormalize
 from .params import ViewConfig
 
-__all__ = ["ViewConfig", "TwoViewAugment", "denormalize"]
+__all__ = ["ViewConfig", "TwoViewAugment", "CroppedViews", "denormalize"]

@@ -28,6 +28,7 @@ Differences from the per-image torchvision pipeline, on purpose:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -37,6 +38,7 @@ from .omega import omega_from_info
 from .params import ViewConfig
 
 __all__ = [
+    "CroppedViews",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "JITTER_OPS",
@@ -433,8 +435,14 @@ def augment_view(
     generator: torch.Generator | None = None,
     hook: Hook | None = None,
     omega: bool = False,
+    crop: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One augmented view of a batch, float in [0, 1] (not normalised), and its parameters.
+
+    ``crop`` (float ``B x 4``, (y0, x0, h, w) normalised by the original image's size) says
+    that ``x`` is already this view's random resized crop at ``size``, taken from the original
+    image (the streaming path: data/stream.py); the crop step is then skipped and ``crop``
+    goes into ``info`` (and ω) as it is.
 
     Random draws per call (fixed count, independent of the outcomes): the crop's
     ``B x 22`` uniforms, ``B x 10`` uniforms for the other ops, and one
@@ -462,7 +470,13 @@ def augment_view(
     dev = x.device
     gen_dev = generator.device if generator is not None else dev
 
-    boxes_px = sample_crop_boxes(B, H, W, cfg.crop_scale, cfg.crop_ratio, generator=generator, device=dev)
+    if crop is None:
+        boxes_px = sample_crop_boxes(B, H, W, cfg.crop_scale, cfg.crop_ratio, generator=generator, device=dev)
+    else:
+        if (H, W) != (size, size) or crop.shape != (B, 4):
+            raise ValueError(f"a pre-cropped view must be {size} x {size} with B x 4 boxes; got {H} x {W} "
+                             f"and boxes {tuple(crop.shape)}")
+        boxes_px = torch.tensor([[0, 0, size, size]], device=dev).expand(B, 4)  # the whole (cropped) view
     u = _rand((B, _U_COLS), generator, dev)
     # one jitter order per view per batch (torchvision: one per image); drawn on
     # the generator's device, read back once to drive the Python loop
@@ -513,7 +527,7 @@ def augment_view(
         out = solarize(out, sol, cfg.solarize_threshold)
 
     info = {
-        "crop": _normalise_boxes(boxes_px, H, W),
+        "crop": _normalise_boxes(boxes_px, H, W) if crop is None else crop.to(dev, torch.float32),
         "flip": flip,
         "jitter": jit,
         "jitter_factors": factors,
@@ -527,6 +541,28 @@ def augment_view(
     if omega:
         info["omega"] = omega_from_info(info, cfg)
     return out, info
+
+
+@dataclass
+class CroppedViews:
+    """A batch whose two views were cropped from the original images before it reached the
+    device (uint8 ``B x 3 x S x S`` each, boxes ``B x 4`` normalised by the original's size)."""
+    view1: torch.Tensor
+    view2: torch.Tensor
+    crop1: torch.Tensor
+    crop2: torch.Tensor
+    index: torch.Tensor | None = None  # the images' indices in their dataset (stays on the CPU)
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.view1.shape
+
+    def to(self, device, non_blocking: bool = False) -> "CroppedViews":
+        return CroppedViews(*(t.to(device, non_blocking=non_blocking)
+                              for t in (self.view1, self.view2, self.crop1, self.crop2)), self.index)
+
+    def pin_memory(self) -> "CroppedViews":
+        return CroppedViews(*(t.pin_memory() for t in (self.view1, self.view2, self.crop1, self.crop2)), self.index)
 
 
 class TwoViewAugment(torch.nn.Module):
@@ -587,7 +623,15 @@ class TwoViewAugment(torch.nn.Module):
         left_hook: Hook | None = None,
         omega: bool | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, dict[str, torch.Tensor]]]:
+        """``x``: a uint8 batch, or a :class:`CroppedViews` (each view's crop already taken
+        from the original images, the streaming path)."""
         omega = self.omega if omega is None else bool(omega)
+        if isinstance(x, CroppedViews):
+            v1, info1 = augment_view(x.view1, self.view1, self.out_size, generator=generator, hook=left_hook,
+                                     omega=omega, crop=x.crop1)
+            v2, info2 = augment_view(x.view2, self.view2, self.out_size, generator=generator, omega=omega,
+                                     crop=x.crop2)
+            return self._normalise(v1), self._normalise(v2), {"view1": info1, "view2": info2}
         v1, info1 = augment_view(x, self.view1, self.out_size, generator=generator, hook=left_hook, omega=omega)
         v2, info2 = augment_view(x, self.view2, self.out_size, generator=generator, omega=omega)
         return self._normalise(v1), self._normalise(v2), {"view1": info1, "view2": info2}

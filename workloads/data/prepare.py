@@ -10,31 +10,98 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..augment.params import ViewConfig
+from .errors import DatasetError
+from .lazy import LazyImages
 from .memory import load_in_memory
 from .registry import open_source
+from .shards import PackedShards
 from .sources import ImageSource
 from .splits import class_balanced_subset, stratified_split
+from .stream import ShardStream
 
 
 def load_images(ref: dict[str, Any], image_size: int, cache_dir: str | Path | None,
-                progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, ImageSource]:
+                progress: bool = False, lazy: bool = False) -> tuple["torch.Tensor | LazyImages", torch.Tensor,
+                                                                      ImageSource]:
     """A config's dataset reference ({name, split, root, download}) decoded into memory:
-    (uint8 N×3×S×S, labels, the source)."""
+    (uint8 N×3×S×S, labels, the source); with ``lazy``, decoded batch by batch when used."""
     src = open_source(ref["name"], split=ref["split"], image_size=image_size, root=ref["root"],
                       download=ref["download"])
+    if lazy:
+        return LazyImages(src), src.labels.clone(), src
     images, labels = load_in_memory(src, progress=progress, cache_dir=str(cache_dir) if cache_dir else None)
     return images, labels, src
 
 
+def _take(images: "torch.Tensor | LazyImages", idx: torch.Tensor) -> "torch.Tensor | LazyImages":
+    return images.subset(idx) if isinstance(images, LazyImages) else images[idx]
+
+
 def pretrain_images(cfg: dict[str, Any], cache_dir: str | Path | None, progress: bool = False) -> torch.Tensor:
     """uint8 N×3×S×S of the pretraining split (labels are never used)."""
-    images, _, _ = load_images(cfg["data"]["pretrain"], cfg["data"]["image_size"], cache_dir, progress)
+    ref = cfg["data"]["pretrain"]
+    src = open_source(ref["name"], split=ref["split"], image_size=cfg["data"]["image_size"], root=ref["root"],
+                      download=ref["download"])
+    if cfg["data"].get("loader", "memory") != "memory":
+        choose_loader(cfg, len(src))  # auto: refuses a split too large to hold (and not packed)
+    images, _ = load_in_memory(src, progress=progress, cache_dir=str(cache_dir) if cache_dir else None)
     limit = cfg["data"].get("limit")
     if not limit or limit >= len(images):
         return images
     # a fixed random subset: the packed kits are sorted by class, so the first N would hold only a few
     keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:limit].sort().values
     return images[keep]
+
+
+def decoded_bytes(n: int, image_size: int) -> int:
+    return n * 3 * image_size * image_size
+
+
+def choose_loader(cfg: dict[str, Any], source_len: int) -> str:
+    """data.loader resolved: ``auto`` is memory while the decoded split fits the per-worker
+    budget, stream beyond it (which needs packed shards)."""
+    data = cfg["data"]
+    if data["loader"] != "auto":
+        return data["loader"]
+    n = min(source_len, data.get("limit") or source_len)
+    fits = decoded_bytes(n, data["image_size"]) <= data.get("memory_budget_gb", 2.0) * 2**30
+    if fits:
+        return "memory"
+    if data["pretrain"]["name"] != "packed":
+        gb = decoded_bytes(n, data["image_size"]) / 2**30
+        raise DatasetError(f"data.pretrain: {n} images at {data['image_size']} px take {gb:.1f} GB decoded, over "
+                           f"data.memory_budget_gb ({data.get('memory_budget_gb', 2.0):g}); pack the split with "
+                           f"`sassl pack` and read it with {{name: packed}} (streamed), or raise the budget")
+    return "stream"
+
+
+def pretrain_data(cfg: dict[str, Any], cache_dir: str | Path | None, *, rank: int = 0, world: int = 1,
+                  threads: int = 2) -> "torch.Tensor | ShardStream":
+    """What pretrain() trains on, as data.loader says: the decoded split in memory, or this
+    rank's stream of packed shards."""
+    ref = cfg["data"]["pretrain"]
+    if ref["name"] == "packed":
+        shards = PackedShards(ref["root"], ref["split"])
+        if choose_loader(cfg, len(shards)) == "stream":
+            aug = cfg["augmentation"]
+            views = (ViewConfig(**aug["view1"]), ViewConfig(**aug["view2"]))
+            return ShardStream(shards, views=views, size=cfg["data"]["image_size"], seed=int(cfg["seed"]),
+                               rank=rank, world=world, batch_per_rank=int(cfg["optim"]["batch_size"]) // world,
+                               limit=cfg["data"].get("limit"), threads=threads)
+    return pretrain_images(cfg, cache_dir)
+
+
+def evaluation_is_lazy(cfg: dict[str, Any], target: dict[str, Any]) -> bool:
+    """Whether evaluation reads a target batch by batch (data.loader: stream, or auto when
+    the target's training split decoded exceeds the budget) instead of decoding it first."""
+    loader = cfg["data"].get("loader", "memory")
+    if loader != "auto":
+        return loader == "stream"
+    d = target["data"]
+    n = len(open_source(d["name"], split=d["split"], image_size=cfg["data"]["image_size"], root=d["root"],
+                        download=d["download"]))
+    return decoded_bytes(n, cfg["data"]["image_size"]) > cfg["data"].get("memory_budget_gb", 2.0) * 2**30
 
 
 @dataclass
@@ -47,18 +114,20 @@ class LabelledSplits:
 
 
 def target_splits(target: dict[str, Any], *, image_size: int, cache_dir: str | Path | None,
-                  with_test: bool = True) -> LabelledSplits:
+                  with_test: bool = True, lazy: bool = False) -> LabelledSplits:
     """A config target ({key, data, test_split, val_split, val_fraction, split_seed,
     label_fraction}) as train / val / test.
 
     Val is the dataset's own ``val_split`` if it names one, else carved from the training split
     (stratified, seeded). ``label_fraction`` < 1 keeps that class-balanced share of train and of
     val (the "1 %" targets). The indices are saved to ``<cache_dir>/splits/`` so a run can log
-    exactly what it used; ``with_test=False`` never opens the test split (search objectives)."""
+    exactly what it used; ``with_test=False`` never opens the test split (search objectives);
+    ``lazy`` leaves the images undecoded until a batch is read (LazyImages)."""
     data, seed, frac = target["data"], target["split_seed"], target["label_fraction"]
-    images, labels, src = load_images(data, image_size, cache_dir)
+    images, labels, src = load_images(data, image_size, cache_dir, lazy=lazy)
     if target["val_split"]:
-        val_images, val_labels, _ = load_images({**data, "split": target["val_split"]}, image_size, cache_dir)
+        val_images, val_labels, _ = load_images({**data, "split": target["val_split"]}, image_size, cache_dir,
+                                                lazy=lazy)
         parts = {"train": np.arange(len(labels))}
         val_parts = {"val": np.arange(len(val_labels))}
     else:
@@ -82,7 +151,7 @@ def target_splits(target: dict[str, Any], *, image_size: int, cache_dir: str | P
     test = None
     if with_test:
         test_ref = target.get("test_data") or {**data, "split": target["test_split"]}
-        test_images, test_labels, _ = load_images(test_ref, image_size, cache_dir)
+        test_images, test_labels, _ = load_images(test_ref, image_size, cache_dir, lazy=lazy)
         test = (test_images, test_labels)
-    return LabelledSplits((images[tr], labels[tr]), (val_images[va], val_labels[va]), test,
+    return LabelledSplits((_take(images, tr), labels[tr]), (_take(val_images, va), val_labels[va]), test,
                           num_classes=len(src.classes), split_file=split_file)

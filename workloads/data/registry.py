@@ -1,9 +1,10 @@
 """Dataset names -> ImageSource. The single entry point the workloads use to get images.
 
-Three families:
+Four families:
   * embedded kits (`*-kit`): small packs shipped in workloads/data/assets, no root needed;
   * torchvision datasets by name, read from (or downloaded into) `root`;
-  * `imagefolder` / `stylefolder`: any folder given as `root`.
+  * `imagefolder` / `stylefolder`: any folder given as `root`;
+  * `packed`: a split written by `sassl pack` (Parquet shards of JPEGs) under `root/<split>`.
 Every failure to open is a DatasetError whose message says what to do about it.
 """
 from __future__ import annotations
@@ -16,7 +17,8 @@ import numpy as np
 
 from .errors import DatasetError
 from .packed import PackedImages
-from .sources import ImageFolderSource, ImageSource, PackSource, StyleFolderSource, TorchvisionSource
+from .sources import (ImageFolderSource, ImageSource, PackedShardsSource, PackSource, StyleFolderSource,
+                      TorchvisionSource)
 from .splits import stratified_split
 
 __all__ = ["open_source", "DATASETS", "SPLITS", "DatasetError", "ASSETS_DIR"]
@@ -59,12 +61,14 @@ _KIT_SPLITS = {
     "paintings-kit": ("all", "train"),
 }
 
-# Valid splits per name; None = the folder given as root is the whole dataset (split ignored).
+# Valid splits per name; None = any name the data at root has (a folder given as root is the
+# whole dataset for imagefolder / stylefolder, which ignore the split; packed reads root/<split>).
 SPLITS: dict[str, tuple[str, ...] | None] = {
     **_KIT_SPLITS,
     **{name: tuple(spec.splits) for name, spec in _TORCHVISION.items()},
     "imagefolder": None,
     "stylefolder": None,
+    "packed": None,
 }
 DATASETS: list[str] = list(SPLITS)
 
@@ -83,6 +87,8 @@ def open_source(name: str, *, split: str, image_size: int, root: str | None = No
         return _open_torchvision(name, split, image_size, root, download)
     if root is None:
         raise DatasetError(f"{name}: needs root=<folder> (the folder of images to read)")
+    if name == "packed":
+        return PackedShardsSource(root, split, image_size)
     if name == "imagefolder":
         return ImageFolderSource(Path(root).expanduser(), image_size)
     return StyleFolderSource(Path(root).expanduser(), image_size)

@@ -8,6 +8,7 @@ registry.open_source rather than directly.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import warnings
 from pathlib import Path
@@ -20,6 +21,7 @@ from torch.utils.data import Dataset
 
 from .errors import DatasetError
 from .packed import PackedImages
+from .shards import PackedShards
 
 # torchvision's ImageFolder extensions, so an `imagefolder` root sees the same files.
 FOLDER_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -72,6 +74,15 @@ class ImageSource(Dataset):
         i = range(len(self))[i]  # normalises negatives, raises IndexError when out of range
         return to_square_tensor(self._load(i), self.image_size), self._label_list[i]
 
+    def image(self, i: int) -> Image.Image:
+        """Image i as stored (original size, before the square resize): what `sassl pack`
+        re-encodes and what a crop from the original is taken from."""
+        return self._load(range(len(self))[i])
+
+    def describe(self, i: int) -> str:
+        """Where image i comes from, for messages (a file path where there is one)."""
+        return f"{self.name}/{self.split}[{i}]"
+
     def _load(self, i: int) -> Image.Image:
         raise NotImplementedError
 
@@ -115,6 +126,23 @@ class TorchvisionSource(ImageSource):
         return _digest("torchvision", self.name, self.split, self.root, self.labels.numpy())
 
 
+class PackedShardsSource(ImageSource):
+    """A split packed by `sassl pack` (data/shards.py): Parquet shards of JPEG bytes."""
+
+    def __init__(self, root: str | Path, split: str, image_size: int, name: str = "packed"):
+        self.shards = PackedShards(root, split)
+        super().__init__(name, split, self.shards.classes, self.shards.column("label"), image_size)
+
+    def _load(self, i: int) -> Image.Image:
+        try:
+            return Image.open(io.BytesIO(self.shards.jpeg(i))).convert("RGB")
+        except Exception as e:  # pack_split wrote it, so this is a damaged shard
+            raise DatasetError(f"{self.name}: cannot decode image {i} of {self.shards.folder}: {e}") from e
+
+    def identity(self) -> str:
+        return _digest("packed", self.shards.identity(), self.split)
+
+
 def _readable(path: Path, check: str) -> bool:
     """`verify` reads headers/structure only (fast); `decode` decodes fully (catches truncation)."""
     try:
@@ -155,6 +183,9 @@ class _FileSource(ImageSource):
                 return im.convert("RGB")
         except Exception as e:  # e.g. a truncated file that passed verify()
             raise DatasetError(f"{self.name}: cannot decode {self.files[i]}: {e}") from e
+
+    def describe(self, i: int) -> str:
+        return str(self.files[i])
 
     def identity(self) -> str:
         stats = [(str(f.relative_to(self.root)), f.stat().st_size, f.stat().st_mtime_ns) for f in self.files]

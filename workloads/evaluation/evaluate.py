@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..data.prepare import target_splits
+from ..data.prepare import evaluation_is_lazy, target_splits
 from ..models.backbones import architecture, build_backbone
 from .features import cached_features, extract_features, state_digest
 from .few_shot import few_shot
@@ -29,7 +29,9 @@ def evaluate_target(cfg: dict[str, Any], target: dict[str, Any], backbone_state:
     size = cfg["data"]["image_size"]
     mean, std = cfg["augmentation"]["mean"], cfg["augmentation"]["std"]
     say = progress or (lambda _msg: None)
-    splits = target_splits(target, image_size=size, cache_dir=cache_dir)
+    # read batch by batch when the split is too large to decode (fine-tuning still needs it decoded)
+    lazy = not ev["fine_tune"]["enabled"] and evaluation_is_lazy(cfg, target)
+    splits = target_splits(target, image_size=size, cache_dir=cache_dir, lazy=lazy)
 
     def make_backbone():
         return build_backbone(**architecture(cfg["backbone"]))

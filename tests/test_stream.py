@@ -1,0 +1,166 @@
+"""The streaming data path (workloads/data/stream.py): packed shards read epoch by epoch, each
+view cropped from the original image, in an order fixed by (seed, epoch, rank)."""
+import io
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from PIL import Image
+
+from workloads.augment import CroppedViews, TwoViewAugment, ViewConfig
+from workloads.data import DatasetError, open_source
+from workloads.data.prepare import choose_loader, pretrain_data
+from workloads.data.shards import PackedShards, pack_split
+from workloads.data.stream import ShardStream, decode_rows, epoch_plan
+from workloads.pretrain import pretrain
+
+from test_methods_pretrain import cell
+
+VIEWS = (ViewConfig.byol_view1(), ViewConfig.byol_view2())
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    """dtd-kit's 240 validation images in 6 shards of 40."""
+    root = tmp_path_factory.mktemp("packed")
+    pack_split(open_source("dtd-kit", split="val", image_size=32), root, shard_size=40, max_side=48)
+    return PackedShards(root, "val")
+
+
+def stream(shards, **kw):
+    args = dict(views=VIEWS, size=32, seed=0, rank=0, world=1, batch_per_rank=48)
+    return ShardStream(shards, **{**args, **kw})
+
+
+def indices(batches) -> list[int]:
+    return [i for b in batches for i in b.index.tolist()]
+
+
+def test_two_epochs_see_every_image_once_each_in_different_orders(packed):
+    s = stream(packed)
+    e0, e1 = list(s.epoch(0)), list(s.epoch(1))
+    assert len(e0) == len(e1) == s.plan(0).steps == 5 and all(b.shape == (48, 3, 32, 32) for b in e0)
+    assert sorted(indices(e0)) == sorted(indices(e1)) == list(range(240))
+    assert indices(e0) != indices(e1)
+
+
+def test_an_epoch_is_the_same_after_a_restart(packed):
+    """What a resumed worker reads: a new stream (a new process) gives epoch 3 exactly as the
+    first one did, views and crop boxes alike."""
+    first = list(stream(packed).epoch(3))
+    again = list(stream(packed).epoch(3))
+    for a, b in zip(first, again):
+        assert torch.equal(a.index, b.index) and torch.equal(a.view1, b.view1) and torch.equal(a.crop2, b.crop2)
+
+
+def test_ranks_read_disjoint_shards_and_take_the_same_number_of_steps(packed):
+    plans = [epoch_plan(packed, seed=0, epoch=2, rank=r, world=2, batch_per_rank=24) for r in (0, 1)]
+    assert not set(plans[0].files) & set(plans[1].files) and len(plans[0].files) + len(plans[1].files) == 6
+    assert plans[0].steps == plans[1].steps == 5
+    got = [indices(stream(packed, rank=r, world=2, batch_per_rank=24).epoch(2)) for r in (0, 1)]
+    assert len(got[0]) == len(got[1]) == 120 and not set(got[0]) & set(got[1])
+    with pytest.raises(DatasetError, match="6 shard.*for 8 workers"):
+        epoch_plan(packed, seed=0, epoch=0, rank=0, world=8, batch_per_rank=4)
+
+
+def _jpeg(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def test_views_are_cropped_from_the_original_image():
+    """A 2:1 image, red on the left half and blue on the right: each crop's redness is the
+    share of its box (in the original's coordinates) that lies on the left half."""
+    img = np.zeros((100, 200, 3), np.uint8)
+    img[:, :100, 0] = 255
+    img[:, 100:, 2] = 255
+    views, bad = decode_rows([_jpeg(img)] * 16, list(range(16)), views=VIEWS, size=32, seed=0, epoch=0)
+    assert bad == 0 and views.view1.shape == (16, 3, 32, 32)
+    for v, boxes in ((views.view1, views.crop1), (views.view2, views.crop2)):
+        for x, (y0, x0, h, w) in zip(v.float() / 255, boxes.tolist()):
+            assert 0 <= y0 and 0 <= x0 and y0 + h <= 1 + 1e-6 and x0 + w <= 1 + 1e-6
+            left = min(max(0.5 - x0, 0.0), w) / w
+            assert abs(float(x[0].mean()) - left) < 0.05
+            aspect = (w * 200) / (h * 100)  # the box's aspect in pixels of the original: within the crop ratio
+            assert 3 / 4 - 0.05 < aspect < 4 / 3 + 0.05
+    # the augmentation takes the boxes as the views' crop (ω's first four entries: centre, size;
+    # the centre's x mirrored where the view was flipped)
+    aug = TwoViewAugment(*VIEWS, out_size=32, omega=True)
+    _, _, info = aug(views, generator=torch.Generator().manual_seed(0))
+    box, flip = views.crop1, info["view1"]["flip"]
+    cx = box[:, 1] + box[:, 3] / 2
+    assert torch.equal(info["view1"]["crop"], box) and flip.any() and not flip.all()
+    assert torch.allclose(info["view1"]["omega"][:, :4], torch.stack(
+        [box[:, 0] + box[:, 2] / 2, torch.where(flip, 1 - cx, cx), box[:, 2], box[:, 3]], 1))
+
+
+def test_a_damaged_row_is_skipped_and_counted(tmp_path):
+    good = [_jpeg(np.full((40, 60, 3), k * 20, np.uint8)) for k in range(11)]
+    rows = good[:5] + [b"\xff\xd8 not a jpeg"] + good[5:]
+    folder = tmp_path / "p" / "train"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({"index": list(range(12)), "label": [0] * 12, "jpeg": pa.array(rows, pa.binary()),
+                             "height": [40] * 12, "width": [60] * 12}), folder / "shard-00000.parquet")
+    (folder / "manifest.json").write_text(
+        '{"format": "sassl-shards/1", "classes": ["a"], "shards": [{"file": "shard-00000.parquet", "rows": 12}]}')
+    s = stream(PackedShards(tmp_path / "p", "train"), batch_per_rank=4)
+    batches = list(s.epoch(0))
+    assert len(batches) == 3 and s.skipped == 1 and 5 not in indices(batches)
+
+
+def test_pretrain_on_a_stream_and_the_loader_switch(packed):
+    cfg = cell("simclr", aug_mode="cassle", encoder_depth=1, encoder_width=8)
+    cfg["data"].update(pretrain={"name": "packed", "root": str(packed.folder.parent), "split": "val",
+                                 "download": False}, loader="stream")
+    data = pretrain_data(cfg, None)
+    assert isinstance(data, ShardStream) and data.batch == cfg["optim"]["batch_size"]
+    losses = []
+
+    class Rec:
+        def on_progress(self, *a): pass
+        def on_artifact(self, *a): pass
+        def on_epoch_end(self, stage, epoch, metrics, state): losses.append(metrics)
+    pretrain(cfg, data, callback=Rec())
+    assert len(losses) == 1 and np.isfinite(losses[0]["loss"]) and losses[0]["skipped_images"] == 0
+    # auto: memory while the decoded split fits the budget, stream beyond it
+    cfg["data"]["loader"] = "auto"
+    assert choose_loader(cfg, 240) == "memory" and isinstance(pretrain_data(cfg, None), torch.Tensor)
+    cfg["data"]["memory_budget_gb"] = 240 * 3 * 32 * 32 / 2**30 / 2
+    assert choose_loader(cfg, 240) == "stream" and isinstance(pretrain_data(cfg, None), ShardStream)
+    cfg["data"]["pretrain"] = {"name": "dtd-kit", "split": "val", "root": None, "download": False}
+    with pytest.raises(DatasetError, match="over data.memory_budget_gb.*sassl pack"):
+        pretrain_data(cfg, None)
+
+
+def test_cropped_views_keep_their_index_on_the_host():
+    v = CroppedViews(*(torch.zeros(2, 3, 8, 8, dtype=torch.uint8),) * 2, torch.zeros(2, 4), torch.zeros(2, 4),
+                     torch.tensor([4, 7]))
+    assert v.to("cpu").index.tolist() == [4, 7] and v.shape == (2, 3, 8, 8)
+
+
+def test_evaluation_reads_a_split_batch_by_batch(packed):
+    """data.loader: stream: the probe's features come from batches decoded as they are read, equal
+    to those of the decoded split."""
+    from workloads.data.lazy import LazyImages
+    from workloads.data.prepare import evaluation_is_lazy, target_splits
+    from workloads.evaluation.features import extract_features
+    from workloads.models.backbones import build_backbone
+    target = {"key": "dtd", "data": {"name": "packed", "split": "val", "root": str(packed.folder.parent),
+                                     "download": False},
+              "val_split": None, "val_fraction": 0.25, "split_seed": 0, "label_fraction": 1.0, "test_split": "val"}
+    cfg = cell("simclr")
+    cfg["data"]["loader"] = "stream"
+    assert evaluation_is_lazy(cfg, target)
+    cfg["data"]["loader"] = "auto"
+    assert not evaluation_is_lazy(cfg, target)  # 240 images at 32 px fit the default budget
+    lazy = target_splits(target, image_size=32, cache_dir=None, lazy=True)
+    dense = target_splits(target, image_size=32, cache_dir=None)
+    assert isinstance(lazy.train[0], LazyImages) and len(lazy.train[0]) == len(dense.train[0]) == 180
+    assert torch.equal(lazy.train[1], dense.train[1]) and torch.equal(lazy.val[0][:], dense.val[0])
+    backbone = build_backbone("resnet18", 0.125, "imagenet").eval()
+    mean, std = (0.5,) * 3, (0.25,) * 3
+    assert torch.allclose(extract_features(backbone, lazy.train[0], mean, std, batch_size=64),
+                          extract_features(backbone, dense.train[0], mean, std, batch_size=64), atol=1e-5)

@@ -1,0 +1,184 @@
+"""Streaming pretraining data: packed shards (data/shards.py) read epoch by epoch, each view's
+random resized crop taken from the original image, never the whole split in memory.
+
+The pieces are pure functions of (seed, epoch, rank), so an epoch's order and crops are the
+same however the work is spread and whether or not the run was resumed:
+
+* :func:`epoch_plan` — which shard files a rank reads in an epoch, in which order, and the
+  epoch's step count (equal on every rank: DDP needs the same number of steps);
+* :func:`decode_rows` — JPEG bytes to the two views' crops (uint8, ``image_size``) and their
+  boxes in the original's coordinates (CASSLE's ω), a crop generator seeded per image;
+* :class:`ShardStream` — one rank's batches for an epoch, shards read with pyarrow, rows
+  shuffled in a seeded buffer, decoding spread over threads (PIL and libjpeg release the GIL).
+
+The orchestrator may spread :func:`decode_rows` over a Ray cluster instead (Ray Data); the
+workloads never import Ray.
+"""
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..augment.batched import CroppedViews, resized_crop, sample_crop_boxes
+from ..augment.params import ViewConfig
+from .errors import DatasetError
+from .shards import PackedShards
+
+SHUFFLE_BUFFER = 2048  # rows: with shards that already mix the classes, a small buffer suffices
+
+
+def _seed(*parts: int) -> int:
+    """A 63-bit seed from integers (numpy's SeedSequence mixes them well)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    files: list[Path]      # this rank's shards, in reading order
+    rows: int              # rows in them
+    steps: int             # batches every rank trains on this epoch
+
+
+def epoch_plan(shards: PackedShards, *, seed: int, epoch: int, rank: int, world: int,
+               batch_per_rank: int, limit: int | None = None) -> EpochPlan:
+    """The shards are dealt to the ranks in a seeded order that changes every epoch; every
+    rank takes the same number of steps (the smallest share's full batches). ``limit`` keeps
+    the first shards of the pack (in pack order, fixed) up to that many rows (data.limit)."""
+    counts = [s["rows"] for s in shards.manifest["shards"]]
+    keep = len(counts)
+    if limit:
+        keep = max(1, int(np.searchsorted(np.cumsum(counts), limit)) + 1)
+    order = np.random.default_rng(_seed(seed, epoch, 7)).permutation(keep)
+    if keep < world:
+        raise DatasetError(f"packed: {shards.folder} has {keep} shard(s) for {world} workers; "
+                           f"pack it with a smaller --shard-size")
+    mine = order[rank::world]
+    per_rank = [sum(counts[i] for i in order[r::world]) for r in range(world)]
+    steps = min(per_rank) // batch_per_rank
+    if steps == 0:
+        raise DatasetError(f"packed: {shards.folder}: a worker's share ({min(per_rank)} images) is smaller "
+                           f"than its batch ({batch_per_rank})")
+    return EpochPlan([shards.files[i] for i in mine], int(per_rank[rank]), steps)
+
+
+def decode_rows(jpegs: Sequence[bytes], indices: Sequence[int], *, views: tuple[ViewConfig, ViewConfig],
+                size: int, seed: int, epoch: int) -> tuple[CroppedViews, int]:
+    """Both views' crops of each row (decoded once), and how many rows could not be decoded
+    (skipped). Each image's crops come from a generator seeded by (seed, epoch, its index)."""
+    v1, v2, b1, b2, kept, bad = [], [], [], [], [], 0
+    for data, index in zip(jpegs, indices):
+        try:
+            img = np.array(Image.open(io.BytesIO(data)).convert("RGB"))  # a writable copy
+        except Exception:  # a damaged row: skipped and counted, as the in-memory path does
+            bad += 1
+            continue
+        kept.append(int(index))
+        x = torch.from_numpy(img).permute(2, 0, 1)[None]  # 1 x 3 x H x W uint8
+        h, w = img.shape[:2]
+        g = torch.Generator().manual_seed(_seed(seed, epoch, int(index)))
+        for cfg, out, boxes in ((views[0], v1, b1), (views[1], v2, b2)):
+            box = sample_crop_boxes(1, h, w, cfg.crop_scale, cfg.crop_ratio, generator=g)
+            out.append(resized_crop(x, box, size).mul_(255).round_().to(torch.uint8))
+            boxes.append(box.float() / torch.tensor([h, w, h, w], dtype=torch.float32))
+    if not v1:
+        empty = torch.zeros(0, 3, size, size, dtype=torch.uint8)
+        return CroppedViews(empty, empty, torch.zeros(0, 4), torch.zeros(0, 4), torch.zeros(0, dtype=torch.long)), bad
+    return CroppedViews(torch.cat(v1), torch.cat(v2), torch.cat(b1), torch.cat(b2), torch.tensor(kept)), bad
+
+
+class ShardStream:
+    """One rank's pretraining batches from a packed split: ``epoch(e)`` yields exactly
+    ``steps(e)`` :class:`CroppedViews` batches of ``batch_per_rank`` images."""
+
+    def __init__(self, shards: PackedShards, *, views: tuple[ViewConfig, ViewConfig], size: int, seed: int,
+                 rank: int, world: int, batch_per_rank: int, limit: int | None = None, threads: int = 2):
+        self.shards, self.views, self.size, self.seed = shards, views, size, seed
+        self.rank, self.world, self.batch, self.limit = rank, world, batch_per_rank, limit
+        self.threads = max(1, threads)
+        self.skipped = 0  # rows that could not be decoded, over the stream's life
+
+    def plan(self, epoch: int) -> EpochPlan:
+        return epoch_plan(self.shards, seed=self.seed, epoch=epoch, rank=self.rank, world=self.world,
+                          batch_per_rank=self.batch, limit=self.limit)
+
+    def __len__(self) -> int:
+        """Images in the (limited) split, all ranks together."""
+        counts = np.cumsum([s["rows"] for s in self.shards.manifest["shards"]])
+        return int(min(counts[-1], self.limit)) if self.limit else int(counts[-1])
+
+    def _rows(self, plan: EpochPlan, epoch: int) -> Iterator[tuple[bytes, int]]:
+        """(jpeg, index) of this rank's shards, through a seeded shuffle buffer."""
+        import pyarrow.parquet as pq
+        rng = np.random.default_rng(_seed(self.seed, epoch, self.rank, 11))
+        buffer: list[tuple[bytes, int]] = []
+        for f in plan.files:
+            table = pq.read_table(f, columns=["jpeg", "index"])
+            for row in zip(table["jpeg"].to_pylist(), table["index"].to_pylist()):
+                buffer.append(row)
+                if len(buffer) >= SHUFFLE_BUFFER:
+                    k = int(rng.integers(len(buffer)))
+                    buffer[k], buffer[-1] = buffer[-1], buffer[k]
+                    yield buffer.pop()
+        for k in rng.permutation(len(buffer)):
+            yield buffer[k]
+
+    def epoch(self, epoch: int) -> Iterator[CroppedViews]:
+        plan = self.plan(epoch)
+
+        def chunks() -> Iterator[list[tuple[bytes, int]]]:
+            # a second pass over the shards only if damaged rows left too few for the epoch's
+            # steps (every rank must take the same number of steps)
+            rows: list[tuple[bytes, int]] = []
+            for attempt in range(2):
+                for row in self._rows(plan, epoch + attempt * 1_000_003):
+                    rows.append(row)
+                    if len(rows) == self.batch:
+                        yield rows
+                        rows = []
+            raise DatasetError(f"packed: {self.shards.folder}: too many unreadable images to fill an epoch")
+
+        with ThreadPoolExecutor(self.threads) as pool:
+            def decode(rows: list[tuple[bytes, int]]) -> CroppedViews:
+                parts = [p for p in np.array_split(np.arange(len(rows)), self.threads) if len(p)]
+                done = list(pool.map(lambda p: decode_rows([rows[i][0] for i in p], [rows[i][1] for i in p],
+                                                           views=self.views, size=self.size, seed=self.seed,
+                                                           epoch=epoch), parts))
+                self.skipped += sum(bad for _, bad in done)
+                return _cat([v for v, _ in done])
+
+            ready: CroppedViews | None = None
+            produced = 0
+            for rows in chunks():
+                ready = decode(rows) if ready is None else _cat([ready, decode(rows)])
+                while ready.shape[0] >= self.batch and produced < plan.steps:
+                    yield _slice(ready, 0, self.batch)
+                    ready = _slice(ready, self.batch, None)
+                    produced += 1
+                if produced == plan.steps:
+                    return
+
+
+FIELDS = ("view1", "view2", "crop1", "crop2", "index")
+
+
+def _cat(parts: list[CroppedViews]) -> CroppedViews:
+    return CroppedViews(*(torch.cat([getattr(p, k) for p in parts]) for k in FIELDS))
+
+
+def _slice(v: CroppedViews, start: int, stop: int | None) -> CroppedViews:
+    return CroppedViews(*(getattr(v, k)[start:stop] for k in FIELDS))
+
+
+def open_stream(ref: dict[str, Any], **kwargs) -> ShardStream:
+    """A config's packed pretraining reference ({name: packed, root, split}) as a stream."""
+    if ref.get("name") != "packed":
+        raise DatasetError(f"data.loader: stream reads packed shards (name: packed); {ref.get('name')!r} is not: "
+                           f"pack it first with `sassl pack {ref.get('name')} <folder>`")
+    return ShardStream(PackedShards(ref["root"], ref["split"]), **kwargs)
