@@ -54,8 +54,9 @@ def pretrain_images(cfg: dict[str, Any], cache_dir: str | Path | None, progress:
     return images[keep]
 
 
-def decoded_bytes(n: int, image_size: int) -> int:
-    return n * 3 * image_size * image_size
+def fits_in_memory(cfg: dict[str, Any], n: int) -> bool:
+    """Whether n images decoded at the config's size fit data.memory_budget_gb (per worker)."""
+    return n * 3 * cfg["data"]["image_size"] ** 2 <= cfg["data"].get("memory_budget_gb", 2.0) * 2**30
 
 
 def choose_loader(cfg: dict[str, Any], source_len: int) -> str:
@@ -65,11 +66,10 @@ def choose_loader(cfg: dict[str, Any], source_len: int) -> str:
     if data["loader"] != "auto":
         return data["loader"]
     n = min(source_len, data.get("limit") or source_len)
-    fits = decoded_bytes(n, data["image_size"]) <= data.get("memory_budget_gb", 2.0) * 2**30
-    if fits:
+    if fits_in_memory(cfg, n):
         return "memory"
     if data["pretrain"]["name"] != "packed":
-        gb = decoded_bytes(n, data["image_size"]) / 2**30
+        gb = n * 3 * data["image_size"] ** 2 / 2**30
         raise DatasetError(f"data.pretrain: {n} images at {data['image_size']} px take {gb:.1f} GB decoded, over "
                            f"data.memory_budget_gb ({data.get('memory_budget_gb', 2.0):g}); pack the split with "
                            f"`sassl pack` and read it with {{name: packed}} (streamed), or raise the budget")
@@ -101,7 +101,7 @@ def evaluation_is_lazy(cfg: dict[str, Any], target: dict[str, Any]) -> bool:
     d = target["data"]
     n = len(open_source(d["name"], split=d["split"], image_size=cfg["data"]["image_size"], root=d["root"],
                         download=d["download"]))
-    return decoded_bytes(n, cfg["data"]["image_size"]) > cfg["data"].get("memory_budget_gb", 2.0) * 2**30
+    return not fits_in_memory(cfg, n)
 
 
 @dataclass
