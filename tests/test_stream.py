@@ -164,3 +164,24 @@ def test_evaluation_reads_a_split_batch_by_batch(packed):
     mean, std = (0.5,) * 3, (0.25,) * 3
     assert torch.allclose(extract_features(backbone, lazy.train[0], mean, std, batch_size=64),
                           extract_features(backbone, dense.train[0], mean, std, batch_size=64), atol=1e-5)
+
+
+def test_crop_box_follows_the_batched_rule(monkeypatch):
+    """The stream's per-image box (numpy, 10x cheaper per image) and the batched augmentation's
+    boxes (torch) are the same rule: fed the same uniforms, they give the same boxes."""
+    import workloads.augment.batched as batched
+    from workloads.data.stream import crop_box
+    rng = np.random.default_rng(0)
+    for h, w in ((32, 32), (100, 240), (300, 90), (7, 5)):
+        u = rng.random((64, 22))
+        monkeypatch.setattr(batched, "_rand", lambda shape, generator, device: torch.as_tensor(u, dtype=torch.float32))
+        ref = batched.sample_crop_boxes(64, h, w, (0.08, 1.0), (3 / 4, 4 / 3)).tolist()
+
+        class Fixed:
+            def __init__(self, row):
+                self.row = row
+
+            def random(self, n):
+                return self.row.astype(np.float32).astype(np.float64)
+        mine = [list(crop_box(h, w, (0.08, 1.0), (3 / 4, 4 / 3), Fixed(row))) for row in u]
+        assert mine == ref, (h, w)

@@ -7,7 +7,8 @@ same however the work is spread and whether or not the run was resumed:
 * :func:`epoch_plan` — which shard files a rank reads in an epoch, in which order, and the
   epoch's step count (equal on every rank: DDP needs the same number of steps);
 * :func:`decode_rows` — JPEG bytes to the two views' crops (uint8, ``image_size``) and their
-  boxes in the original's coordinates (CASSLE's ω), a crop generator seeded per image;
+  boxes in the original's coordinates (CASSLE's ω), the boxes drawn per image from a seeded
+  generator with torchvision's RandomResizedCrop rule (:func:`crop_box`);
 * :class:`ShardStream` — one rank's batches for an epoch, shards read with pyarrow, rows
   shuffled in a seeded buffer, decoding spread over threads (PIL and libjpeg release the GIL).
 
@@ -17,6 +18,7 @@ workloads never import Ray.
 from __future__ import annotations
 
 import io
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..augment.batched import CroppedViews, resized_crop, sample_crop_boxes
+from ..augment.batched import CroppedViews
 from ..augment.params import ViewConfig
 from .errors import DatasetError
 from .shards import PackedShards
@@ -68,29 +70,61 @@ def epoch_plan(shards: PackedShards, *, seed: int, epoch: int, rank: int, world:
     return EpochPlan([shards.files[i] for i in mine], int(per_rank[rank]), steps)
 
 
+def crop_box(h: int, w: int, scale: tuple[float, float], ratio: tuple[float, float],
+             rng: np.random.Generator, attempts: int = 10) -> tuple[int, int, int, int]:
+    """torchvision's RandomResizedCrop box (top, left, height, width) in an h x w image: up to
+    ``attempts`` tries of (area ~ U[scale], log-aspect ~ U[log ratio]); else the centre crop
+    clamped to the ratio range (augment.batched.sample_crop_boxes, for one image of its own size)."""
+    area = h * w
+    lo, hi = math.log(ratio[0]), math.log(ratio[1])
+    u = rng.random(2 * attempts + 2)
+    for k in range(attempts):
+        target = area * (scale[0] + (scale[1] - scale[0]) * u[k])
+        aspect = math.exp(lo + (hi - lo) * u[attempts + k])
+        cw, ch = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+        if 1 <= cw <= w and 1 <= ch <= h:
+            top = min(int(u[-2] * (h - ch + 1)), h - ch)
+            left = min(int(u[-1] * (w - cw + 1)), w - cw)
+            return top, left, ch, cw
+    if w / h < ratio[0]:
+        cw, ch = w, round(w / ratio[0])
+    elif w / h > ratio[1]:
+        cw, ch = round(h * ratio[1]), h
+    else:
+        cw, ch = w, h
+    return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+
 def decode_rows(jpegs: Sequence[bytes], indices: Sequence[int], *, views: tuple[ViewConfig, ViewConfig],
                 size: int, seed: int, epoch: int) -> tuple[CroppedViews, int]:
     """Both views' crops of each row (decoded once), and how many rows could not be decoded
-    (skipped). Each image's crops come from a generator seeded by (seed, epoch, its index)."""
-    v1, v2, b1, b2, kept, bad = [], [], [], [], [], 0
+    (skipped). Each image's crop boxes come from a generator seeded by (seed, epoch, its
+    index); PIL crops and resizes in one call (bilinear, antialiased when shrinking, as the
+    in-memory path's square resize)."""
+    n = len(jpegs)
+    out = np.empty((2, n, size, size, 3), np.uint8)
+    boxes = np.empty((2, n, 4), np.float32)
+    kept, bad = [], 0
     for data, index in zip(jpegs, indices):
         try:
-            img = np.array(Image.open(io.BytesIO(data)).convert("RGB"))  # a writable copy
+            img = Image.open(io.BytesIO(data))
+            img = img.convert("RGB") if img.mode != "RGB" else img
+            img.load()
         except Exception:  # a damaged row: skipped and counted, as the in-memory path does
             bad += 1
             continue
+        w, h = img.size
+        rng = np.random.default_rng(_seed(seed, epoch, int(index)))
+        k = len(kept)
+        for v, cfg in enumerate(views):
+            top, left, ch, cw = crop_box(h, w, cfg.crop_scale, cfg.crop_ratio, rng)
+            out[v, k] = np.asarray(img.resize((size, size), Image.BILINEAR, box=(left, top, left + cw, top + ch)))
+            boxes[v, k] = (top / h, left / w, ch / h, cw / w)
         kept.append(int(index))
-        x = torch.from_numpy(img).permute(2, 0, 1)[None]  # 1 x 3 x H x W uint8
-        h, w = img.shape[:2]
-        g = torch.Generator().manual_seed(_seed(seed, epoch, int(index)))
-        for cfg, out, boxes in ((views[0], v1, b1), (views[1], v2, b2)):
-            box = sample_crop_boxes(1, h, w, cfg.crop_scale, cfg.crop_ratio, generator=g)
-            out.append(resized_crop(x, box, size).mul_(255).round_().to(torch.uint8))
-            boxes.append(box.float() / torch.tensor([h, w, h, w], dtype=torch.float32))
-    if not v1:
-        empty = torch.zeros(0, 3, size, size, dtype=torch.uint8)
-        return CroppedViews(empty, empty, torch.zeros(0, 4), torch.zeros(0, 4), torch.zeros(0, dtype=torch.long)), bad
-    return CroppedViews(torch.cat(v1), torch.cat(v2), torch.cat(b1), torch.cat(b2), torch.tensor(kept)), bad
+    m = len(kept)
+    views_t = torch.from_numpy(out[:, :m]).permute(0, 1, 4, 2, 3)  # 2 x m x 3 x S x S
+    return CroppedViews(views_t[0].contiguous(), views_t[1].contiguous(), torch.from_numpy(boxes[0, :m].copy()),
+                        torch.from_numpy(boxes[1, :m].copy()), torch.tensor(kept, dtype=torch.long)), bad
 
 
 class ShardStream:
