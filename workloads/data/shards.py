@@ -28,19 +28,12 @@ import numpy as np
 from PIL import Image
 
 from .errors import DatasetError
+from .packed import file_sha256
 
 FORMAT = "sassl-shards/1"
 MANIFEST = "manifest.json"
 PROGRESS = ".progress.json"
 COLUMNS = ("index", "label", "jpeg", "height", "width")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def encode_jpeg(img: Image.Image, max_side: int, quality: int) -> tuple[bytes, int, int]:
@@ -91,7 +84,7 @@ def pack_split(source, out_root: str | Path, *, max_side: int = 320, quality: in
         state = json.loads(state_file.read_text()) if state_file.is_file() else {}
         if state.get("settings") == settings:  # same source and settings: keep what was finished
             done = {s["file"]: s for s in state["shards"]
-                    if (folder / s["file"]).is_file() and _sha256(folder / s["file"]) == s["sha256"]}
+                    if (folder / s["file"]).is_file() and file_sha256(folder / s["file"]) == s["sha256"]}
             break
     order = np.random.default_rng(seed).permutation(len(source))
     shards, skipped, written = [], [], 0
@@ -126,7 +119,7 @@ def pack_split(source, out_root: str | Path, *, max_side: int = 320, quality: in
         tmp = folder / f".{name}.{os.getpid()}.tmp"
         pq.write_table(table, tmp, row_group_size=256, compression="none")  # JPEG is compressed already
         os.replace(tmp, folder / name)
-        shards.append({"file": name, "rows": table.num_rows, "sha256": _sha256(folder / name), "skipped": bad})
+        shards.append({"file": name, "rows": table.num_rows, "sha256": file_sha256(folder / name), "skipped": bad})
         skipped += bad
         written += 1
         _write_json(progress_file, {"settings": settings, "shards": shards})

@@ -22,7 +22,7 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -142,11 +142,6 @@ class ShardStream:
         return epoch_plan(self.shards, seed=self.seed, epoch=epoch, rank=self.rank, world=self.world,
                           batch_per_rank=self.batch, limit=self.limit)
 
-    def __len__(self) -> int:
-        """Images in the (limited) split, all ranks together."""
-        counts = np.cumsum([s["rows"] for s in self.shards.manifest["shards"]])
-        return int(min(counts[-1], self.limit)) if self.limit else int(counts[-1])
-
     def _rows(self, plan: EpochPlan, epoch: int) -> Iterator[tuple[bytes, int]]:
         """(jpeg, index) of this rank's shards, through a seeded shuffle buffer."""
         import pyarrow.parquet as pq
@@ -208,11 +203,3 @@ def _cat(parts: list[CroppedViews]) -> CroppedViews:
 
 def _slice(v: CroppedViews, start: int, stop: int | None) -> CroppedViews:
     return CroppedViews(*(getattr(v, k)[start:stop] for k in FIELDS))
-
-
-def open_stream(ref: dict[str, Any], **kwargs) -> ShardStream:
-    """A config's packed pretraining reference ({name: packed, root, split}) as a stream."""
-    if ref.get("name") != "packed":
-        raise DatasetError(f"data.loader: stream reads packed shards (name: packed); {ref.get('name')!r} is not: "
-                           f"pack it first with `sassl pack {ref.get('name')} <folder>`")
-    return ShardStream(PackedShards(ref["root"], ref["split"]), **kwargs)
