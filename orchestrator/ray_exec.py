@@ -3,6 +3,7 @@ cluster, how many cells fit on it at once, and the Ray Train wrapper every pretr
 (a cell, a stylizer, a search trial) goes through."""
 from __future__ import annotations
 
+import functools
 import math
 import os
 import socket
@@ -143,15 +144,45 @@ def cell_slots(exp: Experiment) -> int:
 CHECKPOINTS_KEPT = 2
 
 
+PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
+
+
+def lean_train_settings() -> None:
+    """Ray Train's preemption watcher (an actor per run that listens for a node being drained)
+    is off on a one-node cluster, where no node can go while the others carry on; a user's own
+    RAY_TRAIN_ENABLE_PREEMPTION_WATCHER wins. Each such actor costs a Python process that
+    imports Ray Train (about 3-5 s of CPU here, per cell)."""
+    if PREEMPTION_WATCHER_ENV not in os.environ and sum(n["Alive"] for n in ray.nodes()) <= 1:
+        os.environ[PREEMPTION_WATCHER_ENV] = "0"  # read by the run's controller, which inherits it
+
+
+@functools.cache
+def lean_trainer_class():
+    """TorchTrainer without the Ray Data plumbing when a run is given no Ray Datasets: Ray Train
+    starts a DatasetManager actor for every run otherwise, datasets or not (about 2-3 s of CPU
+    each). The override uses a private hook of Ray Train 2.60 (the pinned version); a test
+    checks that the hook is still there and drops only that callback."""
+    from ray.train.torch import TorchTrainer
+    from ray.train.v2._internal.callbacks import DatasetsCallback
+
+    class LeanTorchTrainer(TorchTrainer):
+        def _create_default_callbacks(self):
+            callbacks = super()._create_default_callbacks()
+            if self.datasets:
+                return callbacks
+            return [cb for cb in callbacks if not isinstance(cb, DatasetsCallback)]
+    return LeanTorchTrainer
+
+
 def fit_trainer(loop, loop_config: dict[str, Any], ctx: RunContext, *, name: str, num_workers: int,
                 callbacks: list | None = None) -> None:
     """One Ray Train run (a cell's pretraining or a stylizer) with the invocation's per-worker
     resources, retries and storage (checkpoints in ctx.ray_storage / name)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    lean_train_settings()
     use_gpu = ctx.gpus_per_worker > 0
     resources = {"CPU": ctx.cpus_per_worker, **({"GPU": ctx.gpus_per_worker} if use_gpu else {})}
-    TorchTrainer(
+    lean_trainer_class()(
         loop,
         train_loop_config={**loop_config, "tracking_uri": ctx.tracking_uri, "cache_dir": ctx.cache_dir,
                            "cpus_per_worker": ctx.cpus_per_worker, "use_gpu": use_gpu},
