@@ -12,6 +12,7 @@ and the lean / plain ratios. Run it on an idle machine:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import tempfile
@@ -45,15 +46,12 @@ def main() -> None:
     results: dict[str, list[tuple[float, float]]] = {"plain": [], "lean": []}
     for i in range(args.runs):
         for kind in ("plain", "lean"):
-            if kind == "lean":
-                ray_exec.lean_train_settings()
-                trainer_cls = ray_exec.lean_trainer_class()
-            else:
-                os.environ.pop(ray_exec.PREEMPTION_WATCHER_ENV, None)
-                trainer_cls = TorchTrainer
+            trainer_cls = ray_exec.lean_trainer_class() if kind == "lean" else TorchTrainer
+            settings = ray_exec.lean_train_settings() if kind == "lean" else contextlib.nullcontext()
             cpu0, t0 = machine_cpu_seconds(), time.perf_counter()
-            trainer_cls(noop, scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1}),
-                        run_config=RunConfig(name=f"{kind}-{i}", storage_path=storage)).fit()
+            with settings:
+                trainer_cls(noop, scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1}),
+                            run_config=RunConfig(name=f"{kind}-{i}", storage_path=storage)).fit()
             results[kind].append((time.perf_counter() - t0, machine_cpu_seconds() - cpu0))
             print(f"run {i} {kind:5s}: wall {results[kind][-1][0]:5.1f} s, machine CPU {results[kind][-1][1]:5.1f} s",
                   flush=True)

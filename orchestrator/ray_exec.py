@@ -3,6 +3,7 @@ cluster, how many cells fit on it at once, and the Ray Train wrapper every pretr
 (a cell, a stylizer, a search trial) goes through."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -147,13 +148,21 @@ CHECKPOINTS_KEPT = 2
 PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 
 
-def lean_train_settings() -> None:
+@contextlib.contextmanager
+def lean_train_settings():
     """Ray Train's preemption watcher (an actor per run that listens for a node being drained)
-    is off on a one-node cluster, where no node can go while the others carry on; a user's own
-    RAY_TRAIN_ENABLE_PREEMPTION_WATCHER wins. Each such actor costs a Python process that
-    imports Ray Train (about 3-5 s of CPU here, per cell)."""
-    if PREEMPTION_WATCHER_ENV not in os.environ and sum(n["Alive"] for n in ray.nodes()) <= 1:
-        os.environ[PREEMPTION_WATCHER_ENV] = "0"  # read by the run's controller, which inherits it
+    is off, for the run started inside this block, on a one-node cluster, where no node can go
+    while the others carry on; a user's own RAY_TRAIN_ENABLE_PREEMPTION_WATCHER wins. Each such
+    actor costs a Python process that imports Ray Train (about 3-5 s of CPU here, per cell).
+    The setting is undone afterwards, so a node that joins later gets the watcher again."""
+    if PREEMPTION_WATCHER_ENV in os.environ or sum(n["Alive"] for n in ray.nodes()) > 1:
+        yield
+        return
+    os.environ[PREEMPTION_WATCHER_ENV] = "0"  # read when the run's controller is created
+    try:
+        yield
+    finally:
+        os.environ.pop(PREEMPTION_WATCHER_ENV, None)
 
 
 @functools.cache
@@ -179,14 +188,14 @@ def fit_trainer(loop, loop_config: dict[str, Any], ctx: RunContext, *, name: str
     """One Ray Train run (a cell's pretraining or a stylizer) with the invocation's per-worker
     resources, retries and storage (checkpoints in ctx.ray_storage / name)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    lean_train_settings()
     use_gpu = ctx.gpus_per_worker > 0
     resources = {"CPU": ctx.cpus_per_worker, **({"GPU": ctx.gpus_per_worker} if use_gpu else {})}
-    lean_trainer_class()(
-        loop,
-        train_loop_config={**loop_config, "tracking_uri": ctx.tracking_uri, "cache_dir": ctx.cache_dir,
-                           "cpus_per_worker": ctx.cpus_per_worker, "use_gpu": use_gpu},
-        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=resources),
-        run_config=RunConfig(name=name, storage_path=str(ctx.ray_storage), callbacks=callbacks,
-                             failure_config=FailureConfig(max_failures=ctx.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT))).fit()
+    with lean_train_settings():
+        lean_trainer_class()(
+            loop,
+            train_loop_config={**loop_config, "tracking_uri": ctx.tracking_uri, "cache_dir": ctx.cache_dir,
+                               "cpus_per_worker": ctx.cpus_per_worker, "use_gpu": use_gpu},
+            scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=resources),
+            run_config=RunConfig(name=name, storage_path=str(ctx.ray_storage), callbacks=callbacks,
+                                 failure_config=FailureConfig(max_failures=ctx.max_failures),
+                                 checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT))).fit()

@@ -40,5 +40,7 @@ def test_preemption_watcher_off_on_one_node(monkeypatch, alive, user, expected):
     if user is not None:
         monkeypatch.setenv(ray_exec.PREEMPTION_WATCHER_ENV, user)
     monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": a} for a in alive])
-    ray_exec.lean_train_settings()
-    assert os.environ.get(ray_exec.PREEMPTION_WATCHER_ENV) == expected
+    with ray_exec.lean_train_settings():
+        assert os.environ.get(ray_exec.PREEMPTION_WATCHER_ENV) == expected
+    # undone afterwards: a node that joins later gets Ray Train's default again; a user's value stays
+    assert os.environ.get(ray_exec.PREEMPTION_WATCHER_ENV) == user
