@@ -205,6 +205,8 @@ class Sipl(Strict):
     name: Literal["sipl"] = "sipl"
     variant: Literal["opl", "siplv1", "siplv2", "siplv3"] = "siplv1"
     alpha: float = Field(5.0, ge=0)          # weight of the symmetrised KL (ignored by OPL)
+    # epochs over which the KL weight ramps linearly from 0 to alpha (0: the paper's constant alpha)
+    alpha_warmup_epochs: float = Field(0.0, ge=0)
     embed_dim: int = Field(1000, ge=1)
     head_hidden: int = Field(4096, ge=1)
     val_fraction: float = Field(0.1, gt=0, lt=1)  # pretext images held out for validation accuracy

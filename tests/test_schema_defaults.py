@@ -67,6 +67,12 @@ def test_sipl_schemas_match_the_sipl_workload():
     _same(_schema_defaults(C.SiplAugment), {k: v for k, v in aug.items() if k not in ("mean", "std")},
           "method.augment")  # mean/std come from augmentation.mean/std
     _same(_schema_defaults(C.SiplGeometry), _dataclass_defaults(PatchGeometry()), "method.geometry")
+    # the pretext loop's own defaults (used when it is called directly) agree with the schema
+    from workloads.sipl.train import DEFAULTS
+    schema = _schema_defaults(C.Sipl)
+    shared = sorted(set(schema) & set(DEFAULTS) - {"geometry", "augment"})
+    assert {"variant", "alpha", "alpha_warmup_epochs", "embed_dim", "head_hidden", "val_fraction"} <= set(shared)
+    _same({k: schema[k] for k in shared}, {k: DEFAULTS[k] for k in shared}, "method (sipl) vs pretrain_sipl")
 
 
 def test_documented_method_fields_can_be_set_from_yaml():

@@ -256,7 +256,8 @@ def test_pretrain_reports_is_deterministic_and_resumes():
     wa = _weights(pretrain_sipl(CFG, imgs, callback=rec_a))
     assert [e for e, _ in rec_a.epochs] == [1, 2] and rec_a.progress >= 2
     for _, m in rec_a.epochs:
-        assert set(m) == {"loss", "pretext_acc", "val_pretext_acc", "images_per_s", "epoch_seconds"}
+        assert set(m) == {"loss", "pretext_acc", "kl_weight", "val_pretext_acc", "images_per_s", "epoch_seconds"}
+        assert m["kl_weight"] == 5.0  # no warm-up: the paper's alpha from the first step
         assert all(math.isfinite(v) for v in m.values())
         assert 0 <= m["val_pretext_acc"] <= 100 and m["images_per_s"] > 0
     wb = _weights(pretrain_sipl(CFG, imgs, callback=rec_b))
@@ -280,11 +281,33 @@ def test_pretrain_other_variants_run(variant):
     assert len(seen) == 1 and seen[0].training  # the monitor gets the encoder; training mode restored
 
 
+def test_kl_weight_ramps_over_the_warm_up():
+    from workloads.sipl.train import kl_weight
+    assert [kl_weight(5.0, 0.0, p) for p in (0.0, 0.5, 3.0)] == [5.0, 5.0, 5.0]
+    assert [kl_weight(5.0, 2.0, p) for p in (0.0, 0.5, 1.0, 2.0, 7.0)] == [0.0, 1.25, 2.5, 5.0, 5.0]
+
+
+def test_warm_up_changes_training_only_while_it_lasts():
+    """A KL warm-up trains differently (the first steps see a smaller KL weight) and reports
+    the weight it reached; OPL has no KL term, so a warm-up changes nothing there."""
+    imgs = _images()
+    plain, ramp = Recorder(), Recorder()
+    w_plain = _weights(pretrain_sipl(CFG, imgs, callback=plain))
+    w_ramp = _weights(pretrain_sipl({**CFG, "alpha_warmup_epochs": 4}, imgs, callback=ramp))
+    # 115 training images (13 held out) in 4 batches: the last step of epoch e is at e - 1 + 3/4
+    assert [m["kl_weight"] for _, m in ramp.epochs] == [5.0 * 0.75 / 4, 5.0 * 1.75 / 4]
+    assert any(not torch.equal(w_plain[k], w_ramp[k]) for k in w_plain)
+    opl = {**CFG, "variant": "opl", "epochs": 1}
+    _assert_same(_weights(pretrain_sipl(opl, imgs)), _weights(pretrain_sipl({**opl, "alpha_warmup_epochs": 4}, imgs)))
+
+
 def test_pretrain_non_finite_loss_and_bad_config():
     with pytest.raises(NonFiniteLossError, match="SIPL pretext loss became inf at epoch 1, step 1"):
         pretrain_sipl({**CFG, "alpha": float("inf")}, _images(40))
     with pytest.raises(ValueError, match="alpha must be >= 0"):
         pretrain_sipl({**CFG, "alpha": -0.5}, _images(40))
+    with pytest.raises(ValueError, match="alpha_warmup_epochs must be >= 0"):
+        pretrain_sipl({**CFG, "alpha_warmup_epochs": -1}, _images(40))
     with pytest.raises(ValueError, match="unknown SIPL config keys \\['lrr'\\]"):
         pretrain_sipl({**CFG, "lrr": 1.0}, _images(40))
     with pytest.raises(ValueError, match="image_size 30 is too small"):

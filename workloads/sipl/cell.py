@@ -18,7 +18,8 @@ from .train import build_sipl_model
 def sipl_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """pretrain_sipl's config from a resolved cell config (method: sipl, optim: adam)."""
     m, o, b = cfg["method"], cfg["optim"], cfg["backbone"]
-    return {"seed": cfg["seed"], "variant": m["variant"], "alpha": m["alpha"], "arch": b["arch"],
+    return {"seed": cfg["seed"], "variant": m["variant"], "alpha": m["alpha"],
+            "alpha_warmup_epochs": m["alpha_warmup_epochs"], "arch": b["arch"],
             "width": b["width"], "stem": b["stem"], "embed_dim": m["embed_dim"], "head_hidden": m["head_hidden"],
             "geometry": dict(m["geometry"]), "augment": dict(m["augment"]), "lr": o["lr"],
             "weight_decay": o["weight_decay"], "batch_size": o["batch_size"], "epochs": o["epochs"],

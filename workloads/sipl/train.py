@@ -24,7 +24,7 @@ STAGE = "sipl"
 
 #: Paper values (Tables 1-3) except geometry, which defaults to the CIFAR kit's (see patches.py).
 DEFAULTS: dict[str, Any] = {
-    "seed": 0, "variant": "siplv1", "alpha": 5.0,
+    "seed": 0, "variant": "siplv1", "alpha": 5.0, "alpha_warmup_epochs": 0.0,
     "arch": "resnet18", "width": 1.0, "stem": "imagenet", "embed_dim": 1000, "head_hidden": 4096,
     "geometry": {}, "augment": {},
     "lr": 5e-5, "weight_decay": 0.0, "batch_size": 64, "epochs": 10, "val_fraction": 0.1,
@@ -42,6 +42,8 @@ def resolve_config(cfg: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"unknown SIPL variant {out['variant']!r}; choose one of {', '.join(VARIANTS)}")
     if not float(out["alpha"]) >= 0:
         raise ValueError(f"alpha must be >= 0, got {out['alpha']!r}")
+    if not float(out["alpha_warmup_epochs"]) >= 0:
+        raise ValueError(f"alpha_warmup_epochs must be >= 0, got {out['alpha_warmup_epochs']!r}")
     if not 0.0 <= float(out["val_fraction"]) < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {out['val_fraction']!r}")
     for key in ("batch_size", "epochs"):
@@ -72,6 +74,14 @@ def split_pretext(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor,
         raise ValueError(f"{n} images leave {n - n_val} for pretext training after val_fraction "
                          f"{val_fraction}; need >= 2")
     return perm[n_val:], perm[:n_val]
+
+
+def kl_weight(alpha: float, warmup_epochs: float, progress: float) -> float:
+    """The KL weight after ``progress`` epochs (fractional): a linear ramp from 0 to alpha over
+    the warm-up, then alpha. Without a warm-up, alpha from the first step (the paper)."""
+    if warmup_epochs <= 0:
+        return alpha
+    return alpha * min(1.0, progress / warmup_epochs)
 
 
 def _epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
@@ -116,6 +126,7 @@ def pretrain_sipl(cfg: dict[str, Any], images_uint8: torch.Tensor, *, callback: 
     device = torch.device(device)
     seed, geom, aug = int(cfg["seed"]), cfg["geometry"], cfg["augment"]
     batch_size, epochs, alpha = int(cfg["batch_size"]), int(cfg["epochs"]), float(cfg["alpha"])
+    warmup = float(cfg["alpha_warmup_epochs"])
 
     train_idx, val_idx = split_pretext(len(images_uint8), float(cfg["val_fraction"]), seed)
     val_images = images_uint8[val_idx]
@@ -141,7 +152,8 @@ def pretrain_sipl(cfg: dict[str, Any], images_uint8: torch.Tensor, *, callback: 
             with torch.no_grad():
                 c, n, y, _ = sample_pairs(x, geom, gen)
                 problems = make_problems(cfg["variant"], c, n, aug, gen)
-            loss, acc = sipl_loss(model, problems, y, alpha)
+            weight = kl_weight(alpha, warmup, epoch + step / len(batches))
+            loss, acc = sipl_loss(model, problems, y, weight)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"SIPL pretext loss became {loss.item()} at epoch {epoch + 1}, step "
                                          f"{step + 1} (variant {cfg['variant']}, alpha {alpha}, lr {cfg['lr']}); "
@@ -160,7 +172,7 @@ def pretrain_sipl(cfg: dict[str, Any], images_uint8: torch.Tensor, *, callback: 
                                       "images_per_s": seen / (now - t0)})
         train_seconds = time.perf_counter() - t0
         val_acc = _val_accuracy(model, val_images, geom, aug, seed, max(batch_size, 256), device)
-        metrics = {"loss": loss_sum / len(batches), "pretext_acc": acc_sum / len(batches),
+        metrics = {"loss": loss_sum / len(batches), "pretext_acc": acc_sum / len(batches), "kl_weight": weight,
                    "val_pretext_acc": val_acc, "images_per_s": seen / train_seconds,
                    "epoch_seconds": time.perf_counter() - t0}
         if monitor is not None:
