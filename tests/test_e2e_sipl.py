@@ -40,4 +40,6 @@ def test_tiny_sipl_experiment(tmp_path):
         assert len(c.get_metric_history(r.info.run_id, "downstream/cifar10/val_acc")) == 3
         assert 0 <= r.data.metrics["mlp/cifar10/top1"] <= 100
         assert 0 <= r.data.metrics["sipl/best_val_pretext_acc"] <= 100
-        assert "pictures/style_embeddings.png" in {a.path for a in c.list_artifacts(r.info.run_id, "pictures")}
+        assert {a.path for a in c.list_artifacts(r.info.run_id, "pictures")} == {
+            "pictures/style_embeddings.png", "pictures/patch_problems.png"}
+        assert "sipl/kl_weight" in r.data.metrics

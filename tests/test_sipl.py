@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -356,3 +357,30 @@ def test_style_pairs_embeddings_and_plot(tmp_path):
     assert path.exists() and path.stat().st_size > 1000
     with pytest.raises(ValueError, match="fewer than n_per_class"):
         style_pairs_embeddings(POOL, x, y, classes=(0, 1), n_per_class=1000, input_size=16)
+
+
+def test_first_batch_problems_are_logged_as_a_picture(tmp_path):
+    """A fresh run logs one picture of its first batch's problems (image with both boxes, then the
+    patches); it draws nothing at random, so training is the same with or without it."""
+    from PIL import Image
+    saved = []
+
+    class Pictures(Recorder):
+        def on_artifact(self, path, folder=None):
+            saved.append(folder)
+            Image.open(path).save(tmp_path / "problems.png")
+
+    imgs = _images()
+    rec = Pictures()
+    w = _weights(pretrain_sipl({**CFG, "epochs": 1}, imgs, callback=rec))
+    assert saved == ["pictures"]
+    _assert_same(w, _weights(pretrain_sipl({**CFG, "epochs": 1}, imgs)))
+    pic = np.asarray(Image.open(tmp_path / "problems.png").convert("RGB"))
+    # siplv1: image + (c, n1) + (c, n2) = 5 tiles of 48 px ×3, 2-px padding, 8 rows
+    assert pic.shape == (2 + 8 * (3 * 48 + 2), 2 + 5 * (3 * 48 + 2), 3)
+    first = pic[2:2 + 144, 2:2 + 144].reshape(-1, 3)
+    assert ((first == (0, 255, 0)).all(1)).sum() > 100 and ((first == (255, 0, 0)).all(1)).sum() > 100
+    # the resumed run (epoch 2 of 2) logs no picture
+    saved.clear()
+    pretrain_sipl(CFG, imgs, callback=Pictures(), resume=rec.states[0])
+    assert saved == []

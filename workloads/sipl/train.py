@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import copy
 import math
+import tempfile
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from ..callbacks import Callback, NonFiniteLossError
-from .augment import VARIANTS, augment_from_dict, finalize, make_problems
+from ..augment.batched import denormalize
+from ..visualize import save_patch_problems
+from .augment import VARIANTS, SiplAugment, augment_from_dict, finalize, make_problems
 from .model import SiplNet, sipl_loss
-from .patches import PatchGeometry, sample_pairs
+from .patches import PatchGeometry, resize_images, sample_pairs
 
 __all__ = ["DEFAULTS", "STAGE", "resolve_config", "build_sipl_model", "split_pretext", "pretrain_sipl"]
 
@@ -92,6 +96,16 @@ def _epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch
     return batches
 
 
+def _log_problems(callback: Callback, x: torch.Tensor, boxes: torch.Tensor,
+                  problems: list[tuple[torch.Tensor, torch.Tensor]], geom: PatchGeometry, aug: SiplAugment) -> None:
+    """The first batch's localization problems as a picture (uses no random draws)."""
+    shown = [tuple(denormalize(t[:8], aug.mean, aug.std) for t in pair) for pair in problems]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_patch_problems(resize_images(x[:8], geom.image_size), boxes[:8], geom.patch_size, shown,
+                                   Path(tmp) / "patch_problems.png")
+        callback.on_artifact(str(path), "pictures")
+
+
 @torch.no_grad()
 def _val_accuracy(model: SiplNet, images: torch.Tensor, geom: PatchGeometry, aug, seed: int, batch_size: int,
                   device: torch.device) -> float:
@@ -150,8 +164,10 @@ def pretrain_sipl(cfg: dict[str, Any], images_uint8: torch.Tensor, *, callback: 
         for step, idx in enumerate(batches):
             x = images_uint8[idx].to(device, non_blocking=True)
             with torch.no_grad():
-                c, n, y, _ = sample_pairs(x, geom, gen)
+                c, n, y, boxes = sample_pairs(x, geom, gen)
                 problems = make_problems(cfg["variant"], c, n, aug, gen)
+                if epoch == 0 and step == 0:  # what the encoder is given, once per fresh run
+                    _log_problems(callback, x, boxes, problems, geom, aug)
             weight = kl_weight(alpha, warmup, epoch + step / len(batches))
             loss, acc = sipl_loss(model, problems, y, weight)
             if not torch.isfinite(loss):
