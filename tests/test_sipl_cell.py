@@ -18,6 +18,10 @@ def test_table4_yaml_maps_onto_the_workload_config():
     cfg = resolve_config(sipl_config(exp.cells[0].config))  # unknown keys would raise here
     assert cfg["geometry"].image_size == 48 and cfg["augment"].grayscale_p == 0.05
     assert cfg["alpha"] == 5.0 and cfg["batch_size"] == exp.cells[0].config["optim"]["batch_size"]
+    # the kit's lr was chosen at the kit scale; the paper profile keeps the paper's Table 3 recipe
+    assert cfg["lr"] == 2e-4 and cfg["alpha_warmup_epochs"] == 0.0
+    paper = resolve_config(sipl_config(load_experiment(ROOT / "experiments" / "sipl_table4.yaml", "paper").cells[0].config))
+    assert (paper["lr"], paper["alpha"], paper["batch_size"], paper["weight_decay"]) == (5e-5, 5.0, 64, 0.0)
 
 
 @pytest.mark.parametrize("method, message", [
