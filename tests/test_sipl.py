@@ -280,6 +280,7 @@ def test_pretrain_other_variants_run(variant):
     m = rec.epochs[0][1]
     assert math.isnan(m["val_pretext_acc"]) and math.isfinite(m["loss"]) and m["val_top1"] == 42.0
     assert len(seen) == 1 and seen[0].training  # the monitor gets the encoder; training mode restored
+    assert m["kl_weight"] == (0.0 if variant == "opl" else 5.0)
 
 
 def test_kl_weight_ramps_over_the_warm_up():

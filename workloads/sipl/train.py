@@ -188,7 +188,8 @@ def pretrain_sipl(cfg: dict[str, Any], images_uint8: torch.Tensor, *, callback: 
                                       "images_per_s": seen / (now - t0)})
         train_seconds = time.perf_counter() - t0
         val_acc = _val_accuracy(model, val_images, geom, aug, seed, max(batch_size, 256), device)
-        metrics = {"loss": loss_sum / len(batches), "pretext_acc": acc_sum / len(batches), "kl_weight": weight,
+        metrics = {"loss": loss_sum / len(batches), "pretext_acc": acc_sum / len(batches),
+                   "kl_weight": weight if len(problems) == 2 else 0.0,  # OPL has no KL term
                    "val_pretext_acc": val_acc, "images_per_s": seen / train_seconds,
                    "epoch_seconds": time.perf_counter() - t0}
         if monitor is not None:
