@@ -20,8 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from workloads.callbacks import Callback  # noqa: E402
-from workloads.data.memory import load_in_memory  # noqa: E402
-from workloads.data.registry import open_source  # noqa: E402
+from workloads.data.prepare import pretrain_images  # noqa: E402
 from workloads.sipl.train import VARIANTS, pretrain_sipl  # noqa: E402
 
 
@@ -44,10 +43,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    images, _ = load_in_memory(open_source("cifar10-kit", split="train", image_size=32, root=None, download=False))
-    if args.limit:
-        keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:args.limit].sort().values
-        images = images[keep]
+    # the cells' own reader: the same images, and the same seeded subset for --limit, as data.limit
+    data = {"pretrain": {"name": "cifar10-kit", "split": "train", "root": None, "download": False},
+            "image_size": 32, "limit": args.limit}
+    images = pretrain_images({"data": data}, cache_dir=None)
     cfg = {"seed": args.seed, "variant": args.variant, "alpha": args.alpha, "alpha_warmup_epochs": args.warmup,
            "width": 0.5, "geometry": {"image_size": 48, "patch_size": 12, "input_size": 32, "jitter": 1},
            "lr": args.lr, "batch_size": 64, "epochs": args.epochs}
