@@ -251,7 +251,8 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], where: str)
 # fields added after stores with finished cells existed: at these values they leave a cell's
 # identity as it was, so upgrading sassl does not rerun finished work
 IDENTITY_NEUTRAL = {"optim.precision": "fp32", "optim.compile": False, "backbone.sync_bn": False,
-                    "data.loader": "auto", "data.memory_budget_gb": 2.0}
+                    "data.loader": "auto", "data.memory_budget_gb": 2.0, "data.stream_decode": "worker",
+                    "data.stream_decode_cpus": 1.0}
 
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:

@@ -125,17 +125,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def cell_cpus(exp: Experiment) -> float:
+    """The CPUs one cell takes: its workers', plus one Ray Data decode task's when its stream is
+    decoded by Ray Data (that task must find a CPU beside the workers, or the epoch never starts)."""
+    cl, data = exp.config.cluster, exp.config.data
+    decode = data.stream_decode_cpus if data.stream_decode == "ray_data" and data.loader != "memory" else 0.0
+    return cl.num_workers * cl.cpus_per_worker + decode
+
+
 def cell_slots(exp: Experiment) -> int:
     """How many cells fit on the cluster at once (each needs num_workers × per-worker resources)."""
     cl = exp.config.cluster
     total = ray.cluster_resources()
-    fits = [math.floor(total.get("CPU", 0) / (cl.num_workers * cl.cpus_per_worker))]
+    fits = [math.floor(total.get("CPU", 0) / cell_cpus(exp))]
     if cl.gpus_per_worker > 0:
         fits.append(math.floor(total.get("GPU", 0) / (cl.num_workers * cl.gpus_per_worker)))
     slots = min(fits)
     if slots < 1:
+        decode = cell_cpus(exp) - cl.num_workers * cl.cpus_per_worker
+        extra = f" + {decode:g} CPU for Ray Data's decoding (data.stream_decode_cpus)" if decode else ""
         raise ConfigError(f"cluster: one cell needs {cl.num_workers} worker(s) × {cl.cpus_per_worker} CPU "
-                          f"× {cl.gpus_per_worker} GPU but the Ray cluster has {dict(total)}")
+                          f"× {cl.gpus_per_worker} GPU{extra} but the Ray cluster has {dict(total)}")
     return min(slots, cl.max_concurrent_cells or slots)
 
 

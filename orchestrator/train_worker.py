@@ -14,6 +14,7 @@ import torch
 
 from workloads.callbacks import Callback
 from workloads.data.prepare import pretrain_data, pretrain_images
+from workloads.data.stream import ShardStream
 from workloads.pretrain import pretrain
 from workloads.stylize.model import load_stylizer, save_stylizer
 from workloads.stylize.train import stylizer_arch, style_pool, train_stylizer
@@ -21,6 +22,7 @@ from workloads.stylize.train import stylizer_arch, style_pool, train_stylizer
 from . import tracking
 from .evaluation_tasks import METHOD_FILE
 from .pipelines import pipeline
+from .ray_data_stream import RayDataShardStream
 
 CHECKPOINT_FILE = "state.pt"
 
@@ -87,9 +89,12 @@ def ssl_loop(loop_cfg: dict[str, Any]) -> None:
     cfg = loop_cfg["cell"]
     device, use_gpu, resume = _setup(loop_cfg)
     ctx = ray.train.get_context()
-    # in memory, or this worker's stream of packed shards (data.loader), decoded on its CPUs
+    # in memory, or this worker's stream of packed shards (data.loader), decoded on its CPUs or
+    # by Ray Data tasks (data.stream_decode)
     images = pretrain_data(cfg, loop_cfg["cache_dir"], rank=ctx.get_world_rank(), world=ctx.get_world_size(),
                            threads=max(1, int(loop_cfg["cpus_per_worker"])))
+    if isinstance(images, ShardStream) and cfg["data"].get("stream_decode") == "ray_data":
+        images = RayDataShardStream.like(images, decode_cpus=float(cfg["data"].get("stream_decode_cpus", 1.0)))
     stylizer = bank = None
     if loop_cfg.get("stylizer_path"):
         stylizer = load_stylizer(loop_cfg["stylizer_path"], expected=stylizer_arch(cfg["stylizer"]))

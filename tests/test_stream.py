@@ -65,7 +65,7 @@ def test_ranks_read_disjoint_shards_and_take_the_same_number_of_steps(packed):
         epoch_plan(packed, seed=0, epoch=0, rank=0, world=8, batch_per_rank=4)
 
 
-def _jpeg(pixels: np.ndarray) -> bytes:
+def jpeg_bytes(pixels: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="JPEG", quality=95)
     return buf.getvalue()
@@ -77,7 +77,7 @@ def test_views_are_cropped_from_the_original_image():
     img = np.zeros((100, 200, 3), np.uint8)
     img[:, :100, 0] = 255
     img[:, 100:, 2] = 255
-    views, bad = decode_rows([_jpeg(img)] * 16, list(range(16)), views=VIEWS, size=32, seed=0, epoch=0)
+    views, bad = decode_rows([jpeg_bytes(img)] * 16, list(range(16)), views=VIEWS, size=32, seed=0, epoch=0)
     assert bad == 0 and views.view1.shape == (16, 3, 32, 32)
     for v, boxes in ((views.view1, views.crop1), (views.view2, views.crop2)):
         for x, (y0, x0, h, w) in zip(v.float() / 255, boxes.tolist()):
@@ -97,16 +97,21 @@ def test_views_are_cropped_from_the_original_image():
         [box[:, 0] + box[:, 2] / 2, torch.where(flip, 1 - cx, cx), box[:, 2], box[:, 3]], 1))
 
 
-def test_a_damaged_row_is_skipped_and_counted(tmp_path):
-    good = [_jpeg(np.full((40, 60, 3), k * 20, np.uint8)) for k in range(11)]
-    rows = good[:5] + [b"\xff\xd8 not a jpeg"] + good[5:]
+def pack_with_a_damaged_row(tmp_path, good: int = 11) -> PackedShards:
+    """One shard of ``good`` + 1 rows; row 5 is not a JPEG."""
+    ok = [jpeg_bytes(np.full((40, 60, 3), k * 20, np.uint8)) for k in range(good)]
+    rows, n = ok[:5] + [b"\xff\xd8 not a jpeg"] + ok[5:], good + 1
     folder = tmp_path / "p" / "train"
     folder.mkdir(parents=True)
-    pq.write_table(pa.table({"index": list(range(12)), "label": [0] * 12, "jpeg": pa.array(rows, pa.binary()),
-                             "height": [40] * 12, "width": [60] * 12}), folder / "shard-00000.parquet")
+    pq.write_table(pa.table({"index": list(range(n)), "label": [0] * n, "jpeg": pa.array(rows, pa.binary()),
+                             "height": [40] * n, "width": [60] * n}), folder / "shard-00000.parquet")
     (folder / "manifest.json").write_text(
-        '{"format": "sassl-shards/1", "classes": ["a"], "shards": [{"file": "shard-00000.parquet", "rows": 12}]}')
-    s = stream(PackedShards(tmp_path / "p", "train"), batch_per_rank=4)
+        '{"format": "sassl-shards/1", "classes": ["a"], "shards": [{"file": "shard-00000.parquet", "rows": %d}]}' % n)
+    return PackedShards(tmp_path / "p", "train")
+
+
+def test_a_damaged_row_is_skipped_and_counted(tmp_path):
+    s = stream(pack_with_a_damaged_row(tmp_path), batch_per_rank=4)
     batches = list(s.epoch(0))
     assert len(batches) == 3 and s.skipped == 1 and 5 not in indices(batches)
 

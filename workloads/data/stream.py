@@ -36,7 +36,7 @@ from .shards import PackedShards
 SHUFFLE_BUFFER = 2048  # rows: with shards that already mix the classes, a small buffer suffices
 
 
-def _seed(*parts: int) -> int:
+def seed_of(*parts: int) -> int:
     """A 63-bit seed from integers (numpy's SeedSequence mixes them well)."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
@@ -57,7 +57,7 @@ def epoch_plan(shards: PackedShards, *, seed: int, epoch: int, rank: int, world:
     keep = len(counts)
     if limit:
         keep = max(1, int(np.searchsorted(np.cumsum(counts), limit)) + 1)
-    order = np.random.default_rng(_seed(seed, epoch, 7)).permutation(keep)
+    order = np.random.default_rng(seed_of(seed, epoch, 7)).permutation(keep)
     if keep < world:
         raise DatasetError(f"packed: {shards.folder} has {keep} shard(s) for {world} workers; "
                            f"pack it with a smaller --shard-size")
@@ -114,7 +114,7 @@ def decode_rows(jpegs: Sequence[bytes], indices: Sequence[int], *, views: tuple[
             bad += 1
             continue
         w, h = img.size
-        rng = np.random.default_rng(_seed(seed, epoch, int(index)))
+        rng = np.random.default_rng(seed_of(seed, epoch, int(index)))
         k = len(kept)
         for v, cfg in enumerate(views):
             top, left, ch, cw = crop_box(h, w, cfg.crop_scale, cfg.crop_ratio, rng)
@@ -145,7 +145,7 @@ class ShardStream:
     def _rows(self, plan: EpochPlan, epoch: int) -> Iterator[tuple[bytes, int]]:
         """(jpeg, index) of this rank's shards, through a seeded shuffle buffer."""
         import pyarrow.parquet as pq
-        rng = np.random.default_rng(_seed(self.seed, epoch, self.rank, 11))
+        rng = np.random.default_rng(seed_of(self.seed, epoch, self.rank, 11))
         buffer: list[tuple[bytes, int]] = []
         for f in plan.files:
             table = pq.read_table(f, columns=["jpeg", "index"])
@@ -158,21 +158,12 @@ class ShardStream:
         for k in rng.permutation(len(buffer)):
             yield buffer[k]
 
-    def epoch(self, epoch: int) -> Iterator[CroppedViews]:
-        plan = self.plan(epoch)
-
-        def chunks() -> Iterator[list[tuple[bytes, int]]]:
-            # a second pass over the shards only if damaged rows left too few for the epoch's
-            # steps (every rank must take the same number of steps)
-            rows: list[tuple[bytes, int]] = []
-            for attempt in range(2):
-                for row in self._rows(plan, epoch + attempt * 1_000_003):
-                    rows.append(row)
-                    if len(rows) == self.batch:
-                        yield rows
-                        rows = []
-            raise DatasetError(f"packed: {self.shards.folder}: too many unreadable images to fill an epoch")
-
+    def decoded(self, plan: EpochPlan, epoch: int, attempt: int) -> Iterator[CroppedViews]:
+        """The epoch's rows decoded, in reading order, damaged ones left out (and counted in
+        ``skipped``), in parts of about a batch. ``attempt`` 1 is a second pass over the shards
+        in another order. Here threads of this process decode; a subclass may decode elsewhere
+        (orchestrator/ray_data_stream.py)."""
+        rows_seed = epoch + attempt * 1_000_003
         with ThreadPoolExecutor(self.threads) as pool:
             def decode(rows: list[tuple[bytes, int]]) -> CroppedViews:
                 parts = [p for p in np.array_split(np.arange(len(rows)), self.threads) if len(p)]
@@ -180,26 +171,41 @@ class ShardStream:
                                                            views=self.views, size=self.size, seed=self.seed,
                                                            epoch=epoch), parts))
                 self.skipped += sum(bad for _, bad in done)
-                return _cat([v for v, _ in done])
+                return cat_views([v for v, _ in done])
 
-            ready: CroppedViews | None = None
-            produced = 0
-            for rows in chunks():
-                ready = decode(rows) if ready is None else _cat([ready, decode(rows)])
+            rows: list[tuple[bytes, int]] = []
+            for row in self._rows(plan, rows_seed):
+                rows.append(row)
+                if len(rows) == self.batch:
+                    yield decode(rows)
+                    rows = []
+            if rows:
+                yield decode(rows)
+
+    def epoch(self, epoch: int) -> Iterator[CroppedViews]:
+        plan = self.plan(epoch)
+        ready: CroppedViews | None = None
+        produced = 0
+        # a second pass over the shards only if damaged rows left too few for the epoch's steps
+        # (every rank must take the same number of steps)
+        for attempt in range(2):
+            for part in self.decoded(plan, epoch, attempt):
+                ready = part if ready is None else cat_views([ready, part])
                 while ready.shape[0] >= self.batch and produced < plan.steps:
-                    yield _slice(ready, 0, self.batch)
-                    ready = _slice(ready, self.batch, None)
+                    yield slice_views(ready, 0, self.batch)
+                    ready = slice_views(ready, self.batch, None)
                     produced += 1
                 if produced == plan.steps:
                     return
+        raise DatasetError(f"packed: {self.shards.folder}: too many unreadable images to fill an epoch")
 
 
 FIELDS = ("view1", "view2", "crop1", "crop2", "index")
 
 
-def _cat(parts: list[CroppedViews]) -> CroppedViews:
+def cat_views(parts: list[CroppedViews]) -> CroppedViews:
     return CroppedViews(*(torch.cat([getattr(p, k) for p in parts]) for k in FIELDS))
 
 
-def _slice(v: CroppedViews, start: int, stop: int | None) -> CroppedViews:
+def slice_views(v: CroppedViews, start: int, stop: int | None) -> CroppedViews:
     return CroppedViews(*(getattr(v, k)[start:stop] for k in FIELDS))
