@@ -9,7 +9,8 @@ any machine with a CUDA build of torch and run
     python benchmarks/gpu_check.py --stylizer ~/.cache/sassl/weights/magenta-arbitrary-v1.pt
 
 It prints images/s per setting, the SASSL / default and CASSLE / default ratios, the peak GPU
-memory and the final loss, and exits 1 on a non-finite loss or an error (after running the rest).
+memory and the final loss, then the streamed path's JPEG decode on the device (nvJPEG) against
+PIL on one CPU thread, and exits 1 on a non-finite loss or an error (after running the rest).
 Without a converted Magenta checkpoint (`sassl stylize` or any SASSL run writes one to
 ~/.cache/sassl/weights/) the stylizer is the same architecture, randomly initialised: the same
 cost, not the same pictures. The test suite runs it on CPU at a tiny size (`--device cpu`) so it
@@ -102,6 +103,44 @@ def run_setting(method: str, variant: str, size: int, args, device: torch.device
     return {"images_per_s": args.steps * args.batch / seconds, "peak_mib": peak, "loss": loss}
 
 
+def check_decode(args, device: torch.device) -> dict:
+    """The streamed path's JPEG decode (data.stream_decode): PIL on the CPU (the worker's threads)
+    against torchvision's decoder on ``device`` (nvJPEG on a GPU), on synthetic 320 x 240 JPEGs
+    cropped to --decode-size: images/s of each, and whether the crop boxes agree exactly."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from workloads.augment import ViewConfig
+    from workloads.data.device_decode import decode_rows_on_device
+    from workloads.data.stream import decode_rows
+
+    g = np.random.default_rng(0)
+    jpegs = []
+    for _ in range(args.decode_images):
+        buf = io.BytesIO()
+        Image.fromarray(g.integers(0, 256, (240, 320, 3), dtype=np.uint8)).save(buf, "JPEG", quality=90)
+        jpegs.append(buf.getvalue())
+    kw = dict(views=(ViewConfig.byol_view1(), ViewConfig.byol_view2()), size=args.decode_size, seed=0, epoch=0)
+    idx = list(range(len(jpegs)))
+    t = time.perf_counter()
+    cpu, _ = decode_rows(jpegs, idx, **kw)
+    pil_s = time.perf_counter() - t
+    decode_rows_on_device(jpegs[:8], idx[:8], device=device, **kw)  # warm-up (CUDA context, nvJPEG handles)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t = time.perf_counter()
+    dev, bad = decode_rows_on_device(jpegs, idx, device=device, **kw)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    dev_s = time.perf_counter() - t
+    same_boxes = torch.equal(cpu.crop1, dev.crop1.cpu()) and torch.equal(cpu.crop2, dev.crop2.cpu())
+    diff = (cpu.view1.float() - dev.view1.cpu().float()).abs().mean().item()
+    return {"pil": len(jpegs) / pil_s, "device": len(jpegs) / dev_s, "same_boxes": same_boxes, "diff": diff,
+            "bad": bad}
+
+
 def _mib(v: float) -> str:
     return f"{v:>8.0f}" if math.isfinite(v) else f"{'n/a':>8}"  # no CUDA memory counter on CPU
 
@@ -116,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--width", type=float, default=1.0, help="backbone width multiplier")
     ap.add_argument("--stylizer", default="~/.cache/sassl/weights/magenta-arbitrary-v1.pt")
+    ap.add_argument("--decode-images", type=int, default=512, help="JPEGs for the decode check (0: skip it)")
+    ap.add_argument("--decode-size", type=int, default=224)
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -141,6 +182,19 @@ def main(argv: list[str] | None = None) -> int:
                     failures.append(key)
                     print(f"{size:>4} px  {method:<8} {variant:<8} FAILED: {type(e).__name__}: {e}", flush=True)
                     traceback.print_exc()
+    if args.decode_images:
+        try:
+            d = check_decode(args, device)
+            print(f"jpeg decode {args.decode_images} x 320x240 -> {args.decode_size} px: PIL (1 CPU thread) "
+                  f"{d['pil']:.0f} img/s, torchvision on {device.type} {d['device']:.0f} img/s; crop boxes "
+                  f"{'identical' if d['same_boxes'] else 'DIFFER'}; mean |pixel difference| {d['diff']:.2f}",
+                  flush=True)
+            if not d["same_boxes"] or d["bad"]:
+                failures.append("decode")
+        except Exception as e:  # noqa: BLE001
+            failures.append("decode")
+            print(f"jpeg decode FAILED: {type(e).__name__}: {e}", flush=True)
+            traceback.print_exc()
     for (size, method, variant), r in results.items():
         base = results.get((size, method, "default"))
         if variant != "default" and base:

@@ -58,9 +58,10 @@ class Data(Strict):
     # when the decoded split fits memory_budget_gb per worker, else stream
     loader: Literal["memory", "stream", "auto"] = "auto"
     memory_budget_gb: float = Field(2.0, gt=0)
-    # who decodes a streamed split: threads of each Ray Train worker, or Ray Data tasks anywhere
-    # on the cluster (orchestrator/ray_data_stream.py), each asking for stream_decode_cpus CPUs
-    stream_decode: Literal["worker", "ray_data"] = "worker"
+    # who decodes a streamed split: threads of each Ray Train worker; the worker's training device
+    # (nvJPEG on a GPU, workloads/data/device_decode.py); or Ray Data tasks anywhere on the cluster
+    # (orchestrator/ray_data_stream.py), each asking for stream_decode_cpus CPUs
+    stream_decode: Literal["worker", "device", "ray_data"] = "worker"
     stream_decode_cpus: float = Field(1.0, gt=0)
 
     @model_validator(mode="after")

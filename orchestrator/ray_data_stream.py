@@ -55,12 +55,6 @@ class RayDataShardStream(ShardStream):
         super().__init__(*args, **kwargs)
         self.decode_cpus = decode_cpus
 
-    @classmethod
-    def like(cls, stream: ShardStream, decode_cpus: float) -> "RayDataShardStream":
-        return cls(stream.shards, views=stream.views, size=stream.size, seed=stream.seed, rank=stream.rank,
-                   world=stream.world, batch_per_rank=stream.batch, limit=stream.limit, threads=stream.threads,
-                   decode_cpus=decode_cpus)
-
     def _dataset(self, files, epoch: int) -> "ray.data.Dataset":
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # blocks in file order: the epoch is reproducible

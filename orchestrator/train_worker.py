@@ -13,6 +13,7 @@ import ray.train
 import torch
 
 from workloads.callbacks import Callback
+from workloads.data.device_decode import DeviceDecodeStream
 from workloads.data.prepare import pretrain_data, pretrain_images
 from workloads.data.stream import ShardStream
 from workloads.pretrain import pretrain
@@ -79,6 +80,16 @@ def _setup(loop_cfg: dict[str, Any]) -> tuple[torch.device, bool, dict[str, Any]
     return device, use_gpu, resume
 
 
+def with_decoder(images: "torch.Tensor | ShardStream", data: dict[str, Any], device: torch.device):
+    """A stream decoded where data.stream_decode says (in-memory images are returned as they are)."""
+    decode = data.get("stream_decode", "worker")
+    if not isinstance(images, ShardStream) or decode == "worker":
+        return images
+    if decode == "ray_data":
+        return RayDataShardStream.like(images, decode_cpus=float(data.get("stream_decode_cpus", 1.0)))
+    return DeviceDecodeStream.like(images, device=device)
+
+
 def train_loop(loop_cfg: dict[str, Any]) -> None:
     """A cell's pretraining, as its pipeline trains (orchestrator/pipelines.py)."""
     pipeline(loop_cfg["cell"]).function("train")(loop_cfg)
@@ -89,12 +100,11 @@ def ssl_loop(loop_cfg: dict[str, Any]) -> None:
     cfg = loop_cfg["cell"]
     device, use_gpu, resume = _setup(loop_cfg)
     ctx = ray.train.get_context()
-    # in memory, or this worker's stream of packed shards (data.loader), decoded on its CPUs or
-    # by Ray Data tasks (data.stream_decode)
+    # in memory, or this worker's stream of packed shards (data.loader), decoded on its CPUs, on
+    # its device or by Ray Data tasks (data.stream_decode)
     images = pretrain_data(cfg, loop_cfg["cache_dir"], rank=ctx.get_world_rank(), world=ctx.get_world_size(),
                            threads=max(1, int(loop_cfg["cpus_per_worker"])))
-    if isinstance(images, ShardStream) and cfg["data"].get("stream_decode") == "ray_data":
-        images = RayDataShardStream.like(images, decode_cpus=float(cfg["data"].get("stream_decode_cpus", 1.0)))
+    images = with_decoder(images, cfg["data"], device)
     stylizer = bank = None
     if loop_cfg.get("stylizer_path"):
         stylizer = load_stylizer(loop_cfg["stylizer_path"], expected=stylizer_arch(cfg["stylizer"]))

@@ -4,7 +4,7 @@ from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 TINY = ["--device", "cpu", "--steps", "2", "--warmup", "1", "--sizes", "32", "--batch", "8", "--width", "0.125",
-        "--stylizer", ""]
+        "--stylizer", "", "--decode-images", "16", "--decode-size", "32"]
 
 
 def _module():
@@ -22,6 +22,7 @@ def test_gpu_check_runs_every_setting_on_cpu(capsys):
         for variant in ("default", "sassl", "cassle"):
             assert f"{method:<8} {variant:<8}" in out
         assert f"ratio 32 px {method}: sassl / default = " in out and f"ratio 32 px {method}: cassle / default" in out
+    assert "torchvision on cpu" in out and "crop boxes identical" in out
     assert "FAILED" not in out
 
 

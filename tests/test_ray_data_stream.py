@@ -58,3 +58,17 @@ def test_ray_data_skips_and_counts_a_damaged_row(tmp_path, ray_cluster):
     batches = list(s.epoch(0))
     assert len(batches) == 3 and s.skipped == 1 and 5 not in indices(batches)
     assert all(b.shape[0] == 4 for b in batches)
+
+
+def test_the_worker_wraps_its_stream_as_data_stream_decode_says(packed):  # noqa: F811
+    from orchestrator.train_worker import with_decoder
+    from workloads.data.device_decode import DeviceDecodeStream
+    threads, _ = streams(packed)
+    cpu = torch.device("cpu")
+    assert with_decoder(threads, {"stream_decode": "worker"}, cpu) is threads
+    by_ray = with_decoder(threads, {"stream_decode": "ray_data", "stream_decode_cpus": 0.5}, cpu)
+    assert type(by_ray) is RayDataShardStream and by_ray.decode_cpus == 0.5 and by_ray.plan(3) == threads.plan(3)
+    on_device = with_decoder(threads, {"stream_decode": "device"}, cpu)
+    assert type(on_device) is DeviceDecodeStream and on_device.device == cpu and on_device.batch == threads.batch
+    images = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)
+    assert with_decoder(images, {"stream_decode": "device"}, cpu) is images  # in memory: nothing to decode

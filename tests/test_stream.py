@@ -13,6 +13,7 @@ from workloads.augment import CroppedViews, TwoViewAugment, ViewConfig
 from workloads.data import DatasetError, open_source
 from workloads.data.prepare import choose_loader, pretrain_data
 from workloads.data.shards import PackedShards, pack_split
+from workloads.data.device_decode import DeviceDecodeStream
 from workloads.data.stream import ShardStream, decode_rows, epoch_plan
 from workloads.pretrain import pretrain
 
@@ -114,6 +115,25 @@ def test_a_damaged_row_is_skipped_and_counted(tmp_path):
     s = stream(pack_with_a_damaged_row(tmp_path), batch_per_rank=4)
     batches = list(s.epoch(0))
     assert len(batches) == 3 and s.skipped == 1 and 5 not in indices(batches)
+
+
+def test_decoding_on_the_device_reads_the_same_rows_and_boxes(packed, tmp_path):
+    """data.stream_decode: device, here on the CPU (torchvision's decoder; nvJPEG on a GPU runs
+    the same code): the thread path's rows in its order, the same crop boxes, pixels within the
+    two resize implementations' difference; a damaged row skipped and counted."""
+    threads = stream(packed)
+    on_device = DeviceDecodeStream.like(threads, device=torch.device("cpu"))
+    a, b = list(threads.epoch(2)), list(on_device.epoch(2))
+    assert len(a) == len(b) == 5
+    for x, y in zip(a, b):
+        assert torch.equal(x.index, y.index) and torch.equal(x.crop1, y.crop1) and torch.equal(x.crop2, y.crop2)
+        for v, w in ((x.view1, y.view1), (x.view2, y.view2)):
+            diff = (v.float() - w.float()).abs()
+            assert v.shape == w.shape and w.dtype == torch.uint8 and diff.mean() < 2.0 and diff.max() < 64
+    damaged = DeviceDecodeStream.like(stream(pack_with_a_damaged_row(tmp_path), batch_per_rank=4),
+                                      device=torch.device("cpu"))
+    batches = list(damaged.epoch(0))
+    assert len(batches) == 3 and damaged.skipped == 1 and 5 not in indices(batches)
 
 
 def test_pretrain_on_a_stream_and_the_loader_switch(packed):

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .augment import TwoViewAugment, ViewConfig, denormalize
+from .augment import CroppedViews, TwoViewAugment, ViewConfig, denormalize
 from .augment.prefetch import Prefetcher, make_views
 from .callbacks import Callback, NonFiniteLossError
 from .data.stream import ShardStream
@@ -139,7 +139,8 @@ def pretrain(cfg: dict[str, Any], images: "torch.Tensor | ShardStream", *, callb
         pin = device.type == "cuda"
         host = images.epoch(epoch) if streaming else (
             images[idx] for idx in epoch_batches(len(images), batch_size, seed, epoch))
-        batches = ((b.pin_memory() if pin else b).to(device, non_blocking=True) for b in host)
+        # (a stream decoded on the device hands over batches that are there already)
+        batches = ((b.pin_memory() if pin and _on_host(b) else b).to(device, non_blocking=True) for b in host)
 
         def work(x):
             return make_views(augment, x, aug_gen, style_hook)
@@ -189,6 +190,10 @@ def pretrain(cfg: dict[str, Any], images: "torch.Tensor | ShardStream", *, callb
                     **({"grad_scaler": scaler.state_dict()} if scaler.is_enabled() else {})}
         callback.on_epoch_end(STAGE, epoch + 1, metrics, state)
     return model
+
+
+def _on_host(batch: "torch.Tensor | CroppedViews") -> bool:
+    return (batch.view1 if isinstance(batch, CroppedViews) else batch).device.type == "cpu"
 
 
 def _log_view_pairs(callback: Callback, x: torch.Tensor, v1: torch.Tensor, v2: torch.Tensor,

@@ -138,6 +138,13 @@ class ShardStream:
         self.threads = max(1, threads)
         self.skipped = 0  # rows that could not be decoded, over the stream's life
 
+    @classmethod
+    def like(cls, stream: "ShardStream", **extra) -> "ShardStream":
+        """A stream of this class over what ``stream`` reads, plus the subclass's own arguments."""
+        return cls(stream.shards, views=stream.views, size=stream.size, seed=stream.seed, rank=stream.rank,
+                   world=stream.world, batch_per_rank=stream.batch, limit=stream.limit, threads=stream.threads,
+                   **extra)
+
     def plan(self, epoch: int) -> EpochPlan:
         return epoch_plan(self.shards, seed=self.seed, epoch=epoch, rank=self.rank, world=self.world,
                           batch_per_rank=self.batch, limit=self.limit)
@@ -158,12 +165,23 @@ class ShardStream:
         for k in rng.permutation(len(buffer)):
             yield buffer[k]
 
+    def chunks(self, plan: EpochPlan, epoch: int, attempt: int) -> Iterator[list[tuple[bytes, int]]]:
+        """The epoch's (jpeg, index) rows in reading order, a batch's worth at a time (the last
+        one shorter); ``attempt`` 1 is a second pass over the shards in another order."""
+        rows: list[tuple[bytes, int]] = []
+        for row in self._rows(plan, epoch + attempt * 1_000_003):
+            rows.append(row)
+            if len(rows) == self.batch:
+                yield rows
+                rows = []
+        if rows:
+            yield rows
+
     def decoded(self, plan: EpochPlan, epoch: int, attempt: int) -> Iterator[CroppedViews]:
         """The epoch's rows decoded, in reading order, damaged ones left out (and counted in
-        ``skipped``), in parts of about a batch. ``attempt`` 1 is a second pass over the shards
-        in another order. Here threads of this process decode; a subclass may decode elsewhere
+        ``skipped``), in parts of about a batch. Here threads of this process decode; subclasses
+        decode on the training device (data/device_decode.py) or in Ray Data tasks
         (orchestrator/ray_data_stream.py)."""
-        rows_seed = epoch + attempt * 1_000_003
         with ThreadPoolExecutor(self.threads) as pool:
             def decode(rows: list[tuple[bytes, int]]) -> CroppedViews:
                 parts = [p for p in np.array_split(np.arange(len(rows)), self.threads) if len(p)]
@@ -173,13 +191,7 @@ class ShardStream:
                 self.skipped += sum(bad for _, bad in done)
                 return cat_views([v for v, _ in done])
 
-            rows: list[tuple[bytes, int]] = []
-            for row in self._rows(plan, rows_seed):
-                rows.append(row)
-                if len(rows) == self.batch:
-                    yield decode(rows)
-                    rows = []
-            if rows:
+            for rows in self.chunks(plan, epoch, attempt):
                 yield decode(rows)
 
     def epoch(self, epoch: int) -> Iterator[CroppedViews]:
