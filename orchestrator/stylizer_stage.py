@@ -93,11 +93,13 @@ def _finished_stylizer(c, sid: str):
     return runs[0] if runs else None
 
 
-def _train(cfg: dict[str, Any], sid: str, ctx, board, run_id: str, path: Path) -> None:
-
+def _train(cfg: dict[str, Any], sid: str, ctx, board, run_id: str, path: Path, data: dict[str, Any]) -> None:
+    """``data``: the first SASSL cell's data section, whose loader (not part of the stylizer's
+    identity) says whether the content split is decoded first or read batch by batch."""
     from .train_worker import stylizer_loop
     fit_trainer(stylizer_loop, {"stylizer": cfg, "cell_id": f"stylizer-{sid}", "run_id": run_id, "board": board,
-                                "epochs": CHUNKS, "stylizer_path": str(path)},
+                                "epochs": CHUNKS, "stylizer_path": str(path),
+                                "data": {k: data[k] for k in ("loader", "memory_budget_gb") if k in data}},
                 ctx, name=f"stylizer-{sid}", num_workers=1)  # one worker is the sensible scale
 
 
@@ -119,7 +121,7 @@ def prepare(cells: list[Cell], ctx, board, c) -> dict[str, StylizerInputs]:
         cfg = cell.config["stylizer"]
         sid = stylizer_id(cfg)
         if sid not in out:
-            out[sid] = _stylizer(cfg, sid, ctx, board, c, run_dir)
+            out[sid] = _stylizer(cfg, sid, ctx, board, c, run_dir, cell.config["data"])
         style = cell.config["augmentation"]["style"]
         if style["source"] == "external":
             key = bank_key(style["style_data"])
@@ -128,7 +130,7 @@ def prepare(cells: list[Cell], ctx, board, c) -> dict[str, StylizerInputs]:
     return out
 
 
-def _stylizer(cfg, sid, ctx, board, c, run_dir: Path) -> StylizerInputs:
+def _stylizer(cfg, sid, ctx, board, c, run_dir: Path, data: dict[str, Any]) -> StylizerInputs:
     label = {"row": f"stylizer {sid}", "seed": cfg["seed"]}
     if cfg["pretrained"]:
         return _pretrained(cfg, sid, ctx, board, c, run_dir, label)
@@ -151,7 +153,7 @@ def _stylizer(cfg, sid, ctx, board, c, run_dir: Path) -> StylizerInputs:
     path = run_dir / "stylizers" / sid / "stylizer.pt"
     board.update.remote(f"stylizer-{sid}", {**label, "status": "starting"})
     try:
-        _train(cfg, sid, ctx, board, run_id, path)
+        _train(cfg, sid, ctx, board, run_id, path, data)
     except Exception as e:
         reason = short_error(e)
         tracking.mark_failed(c, run_id, reason)

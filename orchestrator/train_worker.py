@@ -136,11 +136,13 @@ def ssl_loop(loop_cfg: dict[str, Any]) -> None:
 
 def stylizer_loop(loop_cfg: dict[str, Any]) -> None:
     """Train a style-transfer network once; rank 0 saves it (one worker is the sensible scale)."""
-    from workloads.data.prepare import load_images
+    from workloads.data.prepare import load_images, reads_lazily
     from workloads.stylize.loss_networks import build_loss_network
     cfg = loop_cfg["stylizer"]
     device, _, resume = _setup(loop_cfg)
-    content, _, _ = load_images(cfg["content_data"], cfg["image_size"], loop_cfg["cache_dir"])
+    # the content split batch by batch when data.loader says it is too large to decode first
+    lazy = reads_lazily(loop_cfg.get("data", {}), cfg["content_data"], cfg["image_size"])
+    content, _, _ = load_images(cfg["content_data"], cfg["image_size"], loop_cfg["cache_dir"], lazy=lazy)
     style = style_pool(cfg["style_data"], cfg["image_size"], loop_cfg["cache_dir"])
     loss_net = build_loss_network(cfg["loss_network"], weights=cfg["loss_weights"],
                                   cache_dir=str(Path(loop_cfg["cache_dir"]) / "weights"))

@@ -191,6 +191,27 @@ def test_evaluation_reads_a_split_batch_by_batch(packed):
                           extract_features(backbone, dense.train[0], mean, std, batch_size=64), atol=1e-5)
 
 
+def test_search_monitor_reads_a_large_target_batch_by_batch(packed):
+    """The search's per-epoch objective with data.loader: stream: its class-balanced subset and
+    the validation split stay undecoded (LazyImages) and it scores what the in-memory monitor does."""
+    from workloads.data.lazy import LazyImages
+    from workloads.evaluation.monitor import ValidationMonitor
+    from workloads.models.backbones import build_backbone
+    target = {"key": "dtd", "data": {"name": "packed", "split": "val", "root": str(packed.folder.parent),
+                                     "download": False},
+              "val_split": None, "val_fraction": 0.25, "split_seed": 0, "label_fraction": 1.0, "test_split": None}
+    cfg = cell("simclr")
+    backbone = build_backbone("resnet18", 0.125, "imagenet").eval()
+    scores = {}
+    for loader in ("memory", "stream"):
+        cfg["data"]["loader"] = loader
+        monitor = ValidationMonitor(cfg, target, train_size=90, lr=0.1, epochs=3, cache_dir=None)
+        assert isinstance(monitor.train[0], LazyImages) == isinstance(monitor.val[0], LazyImages) == (loader == "stream")
+        assert len(monitor.train[0]) == len(monitor.train[1]) == 90
+        scores[loader] = monitor(backbone)["val_top1"]
+    assert scores["stream"] == pytest.approx(scores["memory"], abs=1e-6)
+
+
 def test_crop_box_follows_the_batched_rule(monkeypatch):
     """The stream's per-image box (numpy, 10x cheaper per image) and the batched augmentation's
     boxes (torch) are the same rule: fed the same uniforms, they give the same boxes."""

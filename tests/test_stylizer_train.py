@@ -1,4 +1,6 @@
 """Stylizer training lowers its loss; style banks are deterministic embeddings."""
+import copy
+
 import torch
 
 from workloads.stylize.loss_networks import build_loss_network
@@ -39,3 +41,26 @@ def test_style_bank_is_one_embedding_per_style_image():
     assert bank.shape == (2, 16)
     assert torch.allclose(bank, style_bank(net, style, 16))
     assert not torch.allclose(bank[0], bank[1])
+
+
+def test_content_read_batch_by_batch_trains_the_same_stylizer():
+    """data.loader: stream: the stylizer's content split as LazyImages (decoded per step) gives
+    the very network the decoded split gives; and the loader decides which one it gets."""
+    from workloads.data import open_source
+    from workloads.data.lazy import LazyImages
+    from workloads.data.prepare import load_images, reads_lazily
+    ref = {"name": "dtd-kit", "split": "val", "root": None, "download": False}
+    lazy, _, _ = load_images(ref, 16, None, lazy=True)
+    dense, _, _ = load_images(ref, 16, None)
+    assert isinstance(lazy, LazyImages) and len(lazy) == len(dense) == len(open_source("dtd-kit", split="val", image_size=16))
+    _, style = pools()
+    cfg = {**CFG, "steps": 3}
+    loss_net, nets = build_loss_network("random-vgg16"), []
+    for content in (lazy, dense):
+        torch.manual_seed(0)
+        nets.append(train_stylizer(cfg, content, style, copy.deepcopy(loss_net)))
+    for a, b in zip(nets[0].state_dict().values(), nets[1].state_dict().values()):
+        assert torch.equal(a, b)
+    assert reads_lazily({"loader": "stream"}, ref, 16) and not reads_lazily({"loader": "memory"}, ref, 16)
+    assert not reads_lazily({"loader": "auto", "memory_budget_gb": 2.0}, ref, 16)
+    assert reads_lazily({"loader": "auto", "memory_budget_gb": 1e-6}, ref, 16)

@@ -34,7 +34,8 @@ def load_images(ref: dict[str, Any], image_size: int, cache_dir: str | Path | No
     return images, labels, src
 
 
-def _take(images: "torch.Tensor | LazyImages", idx: torch.Tensor) -> "torch.Tensor | LazyImages":
+def take(images: "torch.Tensor | LazyImages", idx: torch.Tensor) -> "torch.Tensor | LazyImages":
+    """images[idx], without decoding when the images are lazy."""
     return images.subset(idx) if isinstance(images, LazyImages) else images[idx]
 
 
@@ -92,16 +93,22 @@ def pretrain_data(cfg: dict[str, Any], cache_dir: str | Path | None, *, rank: in
     return pretrain_images(cfg, cache_dir)
 
 
-def evaluation_is_lazy(cfg: dict[str, Any], target: dict[str, Any]) -> bool:
-    """Whether evaluation reads a target batch by batch (data.loader: stream, or auto when
-    the target's training split decoded exceeds the budget) instead of decoding it first."""
-    loader = cfg["data"].get("loader", "memory")
+def reads_lazily(data: dict[str, Any], ref: dict[str, Any], image_size: int) -> bool:
+    """Whether the split ``ref`` is read batch by batch (data.loader: stream, or auto when it
+    decoded at ``image_size`` exceeds data.memory_budget_gb) instead of decoded first; ``data``
+    is the cell's data section."""
+    loader = data.get("loader", "memory")
     if loader != "auto":
         return loader == "stream"
-    d = target["data"]
-    n = len(open_source(d["name"], split=d["split"], image_size=cfg["data"]["image_size"], root=d["root"],
-                        download=d["download"]))
-    return not fits_in_memory(cfg, n)
+    n = len(open_source(ref["name"], split=ref["split"], image_size=image_size, root=ref["root"],
+                        download=ref["download"]))
+    return not fits_in_memory({"data": {**data, "image_size": image_size}}, n)
+
+
+def evaluation_is_lazy(cfg: dict[str, Any], target: dict[str, Any]) -> bool:
+    """Whether evaluation reads a target's splits batch by batch (see reads_lazily; judged on
+    its training split)."""
+    return reads_lazily(cfg["data"], target["data"], cfg["data"]["image_size"])
 
 
 @dataclass
@@ -153,5 +160,5 @@ def target_splits(target: dict[str, Any], *, image_size: int, cache_dir: str | P
         test_ref = target.get("test_data") or {**data, "split": target["test_split"]}
         test_images, test_labels, _ = load_images(test_ref, image_size, cache_dir, lazy=lazy)
         test = (test_images, test_labels)
-    return LabelledSplits((_take(images, tr), labels[tr]), (_take(val_images, va), val_labels[va]), test,
+    return LabelledSplits((take(images, tr), labels[tr]), (take(val_images, va), val_labels[va]), test,
                           num_classes=len(src.classes), split_file=split_file)

@@ -1,6 +1,7 @@
 """A search's objective, measured after every pretraining epoch: a linear probe on frozen
 features, fit on a class-balanced subset of a target's training data and scored on its
-validation split. The test split is never opened (``with_test=False``)."""
+validation split. The test split is never opened (``with_test=False``). With data.loader
+stream (or auto beyond the memory budget) the images are decoded batch by batch."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.prepare import target_splits
+from ..data.prepare import evaluation_is_lazy, take, target_splits
 from ..data.splits import class_balanced_subset
 from .features import extract_features
 from .probe import topk_accuracy, train_linear
@@ -18,11 +19,14 @@ from .probe import topk_accuracy, train_linear
 class ValidationMonitor:
     def __init__(self, cfg: dict[str, Any], target: dict[str, Any], *, train_size: int, lr: float,
                  epochs: int, cache_dir: str | Path | None, device: str | torch.device = "cpu"):
-        splits = target_splits(target, image_size=cfg["data"]["image_size"], cache_dir=cache_dir, with_test=False)
+        # batch by batch when the target is too large to decode (data.loader), as the evaluation:
+        # then every epoch decodes the subset and the validation split again, memory stays flat
+        splits = target_splits(target, image_size=cfg["data"]["image_size"], cache_dir=cache_dir, with_test=False,
+                               lazy=evaluation_is_lazy(cfg, target))
         x, y = splits.train
         if train_size < len(y):
             keep = torch.as_tensor(class_balanced_subset(y, train_size / len(y), seed=target["split_seed"]))
-            x, y = x[keep], y[keep]
+            x, y = take(x, keep), y[keep]
         self.train, self.val, self.num_classes = (x, y), splits.val, splits.num_classes
         self.mean, self.std = cfg["augmentation"]["mean"], cfg["augmentation"]["std"]
         self.lr, self.epochs, self.seed, self.device = lr, epochs, int(cfg["seed"]), device
