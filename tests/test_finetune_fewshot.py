@@ -125,3 +125,26 @@ def test_few_shot_rejects_mismatched_lengths():
     x, y = _blobs(5, 0)
     with pytest.raises(ValueError, match="lengths"):
         few_shot(x, y[:-1], x, y)
+
+
+def test_fine_tune_on_splits_read_batch_by_batch_matches_decoded():
+    """data.loader: stream: the target's splits stay LazyImages (train and val from two sources,
+    joined for the refit without decoding), and fine-tuning scores exactly what it scores on the
+    decoded splits."""
+    from workloads.data.lazy import ConcatImages, LazyImages, concat_images
+    from workloads.data.prepare import target_splits
+    target = {"key": "dtd", "data": {"name": "dtd-kit", "split": "val", "root": None, "download": False},
+              "val_split": "test", "val_fraction": 0.0, "split_seed": 0, "label_fraction": 1.0,
+              "test_split": "train"}
+    lazy = target_splits(target, image_size=16, cache_dir=None, lazy=True)
+    dense = target_splits(target, image_size=16, cache_dir=None)
+    assert isinstance(lazy.train[0], LazyImages) and isinstance(lazy.val[0], LazyImages)
+    both = concat_images([lazy.train[0], lazy.val[0]])
+    whole = torch.cat([dense.train[0], dense.val[0]])
+    idx = torch.tensor([0, len(whole) - 1, 5, len(dense.train[0]), 3])
+    assert isinstance(both, ConcatImages) and len(both) == len(whole)
+    assert torch.equal(both[idx], whole[idx]) and torch.equal(both[2:9], whole[2:9])
+    kw = dict(mean=MEAN, std=STD, lrs=(0.05,), epochs=1, batch_size=64, seed=0)
+    a = fine_tune(_make_backbone, _state(), lazy.train, lazy.val, lazy.test, lazy.num_classes, **kw)
+    b = fine_tune(_make_backbone, _state(), dense.train, dense.val, dense.test, dense.num_classes, **kw)
+    assert (a.top1, a.top5, a.val_top1) == (b.top1, b.top5, b.val_top1)

@@ -26,6 +26,9 @@ class LazyImages:
     def __len__(self) -> int:
         return len(self.indices)
 
+    dtype = torch.uint8  # what indexing returns: code that checks a decoded split's type accepts this
+    ndim = 4
+
     @property
     def shape(self) -> tuple[int, int, int, int]:
         s = self.source.image_size
@@ -43,3 +46,39 @@ class LazyImages:
             return torch.zeros((0, *self.shape[1:]), dtype=torch.uint8)
         with ThreadPoolExecutor(self.threads) as pool:  # PIL's decode and resize release the GIL
             return torch.stack(list(pool.map(lambda i: self.source[int(i)][0], rows)))
+
+
+class ConcatImages:
+    """Splits joined without decoding them (fine-tuning's refit on train + val, two splits that
+    may come from two sources): ``len``, and indexing with a slice or an index array, which
+    decodes only the rows asked for."""
+    dtype = torch.uint8
+    ndim = 4
+
+    def __init__(self, parts: list["LazyImages | torch.Tensor"]):
+        self.parts = parts
+        self.starts = np.cumsum([0] + [len(p) for p in parts])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self.parts[0].shape[1:])
+
+    def __getitem__(self, key: Any) -> torch.Tensor:
+        rows = np.arange(len(self))[key.numpy() if isinstance(key, torch.Tensor) else key]
+        rows = np.atleast_1d(rows)
+        out = torch.empty((len(rows), *self.shape[1:]), dtype=torch.uint8)
+        part = np.searchsorted(self.starts, rows, side="right") - 1
+        for k in np.unique(part):
+            here = np.flatnonzero(part == k)
+            out[torch.from_numpy(here)] = self.parts[k][torch.from_numpy(rows[here] - self.starts[k])]
+        return out
+
+
+def concat_images(parts: list["LazyImages | torch.Tensor"]) -> "torch.Tensor | ConcatImages":
+    """torch.cat for decoded splits; lazy ones are joined without decoding."""
+    if all(isinstance(p, torch.Tensor) for p in parts):
+        return torch.cat(parts)
+    return ConcatImages(parts)

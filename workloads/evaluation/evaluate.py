@@ -29,8 +29,8 @@ def evaluate_target(cfg: dict[str, Any], target: dict[str, Any], backbone_state:
     size = cfg["data"]["image_size"]
     mean, std = cfg["augmentation"]["mean"], cfg["augmentation"]["std"]
     say = progress or (lambda _msg: None)
-    # read batch by batch when the split is too large to decode (fine-tuning still needs it decoded)
-    lazy = not ev["fine_tune"]["enabled"] and evaluation_is_lazy(cfg, target)
+    # read batch by batch when the split is too large to decode (features and fine-tuning alike)
+    lazy = evaluation_is_lazy(cfg, target)
     splits = target_splits(target, image_size=size, cache_dir=cache_dir, lazy=lazy)
 
     def make_backbone():

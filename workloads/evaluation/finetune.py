@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..data.lazy import concat_images
 from .probe import ProbeResult, topk_accuracy
 
 Progress = Callable[[str, int, int], None]
@@ -110,6 +111,6 @@ def fine_tune(make_backbone: Callable[[], nn.Module], state: dict[str, Tensor],
 
     val_top1 = {float(lr): fit_eval(train, val, float(lr), f"finetune lr={float(lr):g}")[0] for lr in lrs}
     best_lr = max(val_top1, key=val_top1.get)
-    both = (torch.cat([train[0], val[0]]), torch.cat([train[1], val[1]]))
+    both = (concat_images([train[0], val[0]]), torch.cat([train[1], val[1]]))
     top1, top5 = fit_eval(both, test, best_lr, "finetune refit")
     return ProbeResult(top1, top5, val_top1, best_lr)
