@@ -47,7 +47,7 @@ def decode_batch(batch: dict[str, np.ndarray], *, views, size: int, seed: int, e
 
 
 class RayDataShardStream(ShardStream):
-    """ShardStream whose ``epoch`` reads and decodes through Ray Data. ``decode_cpus`` is what
+    """ShardStream whose epochs are read and decoded by Ray Data. ``decode_cpus`` is what
     each Ray Data task asks for; the cluster needs that much free beside the Ray Train workers
     (orchestrator/ray_exec.cell_slots keeps it free)."""
 
@@ -60,8 +60,9 @@ class RayDataShardStream(ShardStream):
         ctx.execution_options.preserve_order = True  # blocks in file order: the epoch is reproducible
         ctx.enable_progress_bars = False             # the cell's own progress board reports
         ds = ray.data.read_parquet([str(f) for f in files], shuffle=None, num_cpus=self.decode_cpus)
-        return ds.select_columns(["jpeg", "index"]).map_batches(decode_batch, batch_size=DECODE_ROWS, batch_format="numpy", num_cpus=self.decode_cpus,
-                              fn_kwargs={"views": self.views, "size": self.size, "seed": self.seed, "epoch": epoch})
+        return ds.select_columns(["jpeg", "index"]).map_batches(
+            decode_batch, batch_size=DECODE_ROWS, batch_format="numpy", num_cpus=self.decode_cpus,
+            fn_kwargs={"views": self.views, "size": self.size, "seed": self.seed, "epoch": epoch})
 
     def decoded(self, plan: EpochPlan, epoch: int, attempt: int) -> Iterator[CroppedViews]:
         e = epoch + attempt * 1_000_003  # the crops are the epoch's; the second pass mixes anew

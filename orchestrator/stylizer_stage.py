@@ -107,7 +107,7 @@ def _train(cfg: dict[str, Any], sid: str, ctx, board, run_id: str, path: Path, d
 def _compute_bank(stylizer_path: str, arch_cfg: dict[str, Any], ref: dict[str, Any], size: int,
                   cache_dir: str, out: str) -> int:
     net = load_stylizer(stylizer_path, expected=stylizer_arch(arch_cfg))
-    bank = style_bank(net, style_pool([ref], size, cache_dir), size)
+    bank = style_bank(net, style_pool([ref], size, cache_dir, lazy=True), size)  # one pass: never decoded whole
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     torch.save(bank, out)
     return len(bank)
@@ -206,8 +206,9 @@ def _log_pretrained_grid(cfg, path: Path, ctx, c, run_id: str) -> None:
     """The content × style picture a trained stylizer logs: content crops stylized at the
     working size SASSL uses, styles embedded at the bank size."""
     net = load_stylizer(str(path), expected=stylizer_arch(cfg))
-    content = load_images(cfg["content_data"], cfg["image_size"], ctx.cache_dir)[0]
-    style = style_pool(cfg["style_data"], bank_size(cfg), ctx.cache_dir)
+    # five images of each are drawn: nothing else is decoded
+    content = load_images(cfg["content_data"], cfg["image_size"], ctx.cache_dir, lazy=True)[0]
+    style = style_pool(cfg["style_data"], bank_size(cfg), ctx.cache_dir, lazy=True)
     g = torch.Generator().manual_seed(1)
     ci = torch.randperm(len(content), generator=g)[:5]
     si = torch.randperm(len(style), generator=g)[:5]

@@ -140,10 +140,12 @@ def stylizer_loop(loop_cfg: dict[str, Any]) -> None:
     from workloads.stylize.loss_networks import build_loss_network
     cfg = loop_cfg["stylizer"]
     device, _, resume = _setup(loop_cfg)
-    # the content split batch by batch when data.loader says it is too large to decode first
-    lazy = reads_lazily(loop_cfg.get("data", {}), cfg["content_data"], cfg["image_size"])
-    content, _, _ = load_images(cfg["content_data"], cfg["image_size"], loop_cfg["cache_dir"], lazy=lazy)
-    style = style_pool(cfg["style_data"], cfg["image_size"], loop_cfg["cache_dir"])
+    # content and styles batch by batch when data.loader says they are too large to decode first
+    data, size = loop_cfg.get("data", {}), cfg["image_size"]
+    content, _, _ = load_images(cfg["content_data"], size, loop_cfg["cache_dir"],
+                                lazy=reads_lazily(data, cfg["content_data"], size))
+    style = style_pool(cfg["style_data"], size, loop_cfg["cache_dir"],
+                       lazy=any(reads_lazily(data, ref, size) for ref in cfg["style_data"]))
     loss_net = build_loss_network(cfg["loss_network"], weights=cfg["loss_weights"],
                                   cache_dir=str(Path(loop_cfg["cache_dir"]) / "weights"))
     callback = RayTrainCallback(loop_cfg, resume)

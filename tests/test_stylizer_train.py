@@ -5,7 +5,7 @@ import torch
 
 from workloads.stylize.loss_networks import build_loss_network
 from workloads.stylize.losses import PerceptualLoss
-from workloads.stylize.train import build_stylizer, style_bank, to_size, train_stylizer
+from workloads.stylize.train import build_stylizer, style_bank, style_pool, to_size, train_stylizer
 
 CFG = {"width": 0.25, "embed_dim": 16, "image_size": 16, "steps": 25, "batch_size": 4, "lr": 3e-3,
        "content_weight": 1.0, "style_weight": 0.05, "tv_weight": 1e4, "seed": 0}
@@ -43,24 +43,28 @@ def test_style_bank_is_one_embedding_per_style_image():
     assert not torch.allclose(bank[0], bank[1])
 
 
-def test_content_read_batch_by_batch_trains_the_same_stylizer():
-    """data.loader: stream: the stylizer's content split as LazyImages (decoded per step) gives
-    the very network the decoded split gives; and the loader decides which one it gets."""
+def test_content_and_styles_read_batch_by_batch_train_the_same_stylizer():
+    """data.loader: stream: the stylizer's content split as LazyImages and its style pool as
+    ConcatImages (decoded per step) give the very network, and the very style bank, that the
+    decoded splits give; and the loader decides which one it gets."""
     from workloads.data import open_source
-    from workloads.data.lazy import LazyImages
+    from workloads.data.lazy import ConcatImages, LazyImages
     from workloads.data.prepare import load_images, reads_lazily
     ref = {"name": "dtd-kit", "split": "val", "root": None, "download": False}
+    styles = [{"name": "paintings-kit", "split": "all", "root": None, "download": False}, ref]
     lazy, _, _ = load_images(ref, 16, None, lazy=True)
     dense, _, _ = load_images(ref, 16, None)
     assert isinstance(lazy, LazyImages) and len(lazy) == len(dense) == len(open_source("dtd-kit", split="val", image_size=16))
-    _, style = pools()
+    lazy_style, dense_style = style_pool(styles, 16, None, lazy=True), style_pool(styles, 16, None)
+    assert isinstance(lazy_style, ConcatImages) and len(lazy_style) == len(dense_style) == 300 + len(dense)
     cfg = {**CFG, "steps": 3}
     loss_net, nets = build_loss_network("random-vgg16"), []
-    for content in (lazy, dense):
+    for content, style in ((lazy, lazy_style), (dense, dense_style)):
         torch.manual_seed(0)
         nets.append(train_stylizer(cfg, content, style, copy.deepcopy(loss_net)))
     for a, b in zip(nets[0].state_dict().values(), nets[1].state_dict().values()):
         assert torch.equal(a, b)
+    assert torch.equal(style_bank(nets[0], lazy_style, 16), style_bank(nets[0], dense_style, 16))
     assert reads_lazily({"loader": "stream"}, ref, 16) and not reads_lazily({"loader": "memory"}, ref, 16)
     assert not reads_lazily({"loader": "auto", "memory_budget_gb": 2.0}, ref, 16)
     assert reads_lazily({"loader": "auto", "memory_budget_gb": 1e-6}, ref, 16)

@@ -17,6 +17,8 @@ class LazyImages:
     """uint8 N×3×S×S images of ``source`` (at ``indices``), decoded per indexing call on
     ``threads`` threads. Indexing with an int gives one image, with a slice or an index array a
     stacked batch; :meth:`subset` selects without decoding."""
+    dtype = torch.uint8  # what indexing returns: code that checks a decoded split's type accepts this
+    ndim = 4
 
     def __init__(self, source: ImageSource, indices: Any = None, threads: int = 2):
         self.source = source
@@ -25,9 +27,6 @@ class LazyImages:
 
     def __len__(self) -> int:
         return len(self.indices)
-
-    dtype = torch.uint8  # what indexing returns: code that checks a decoded split's type accepts this
-    ndim = 4
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -67,8 +66,10 @@ class ConcatImages:
         return (len(self), *self.parts[0].shape[1:])
 
     def __getitem__(self, key: Any) -> torch.Tensor:
-        rows = np.arange(len(self))[key.numpy() if isinstance(key, torch.Tensor) else key]
-        rows = np.atleast_1d(rows)
+        if isinstance(key, slice):
+            rows = np.arange(*key.indices(len(self)))
+        else:
+            rows = np.atleast_1d(key.numpy() if isinstance(key, torch.Tensor) else np.asarray(key)).astype(np.int64)
         out = torch.empty((len(rows), *self.shape[1:]), dtype=torch.uint8)
         part = np.searchsorted(self.starts, rows, side="right") - 1
         for k in np.unique(part):

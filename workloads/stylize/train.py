@@ -137,7 +137,9 @@ def work_size(stylizer_cfg: dict[str, Any], style_cfg: dict[str, Any]) -> int | 
     return stylizer_cfg.get("image_size")
 
 
-def style_pool(refs: list[dict[str, Any]], size: int, cache_dir: str | None) -> torch.Tensor:
-    """All images of the style datasets, uint8 at size×size, concatenated."""
+def style_pool(refs: list[dict[str, Any]], size: int, cache_dir: str | None, lazy: bool = False):
+    """All images of the style datasets, uint8 at size×size, concatenated; with ``lazy``,
+    decoded only as batches are read (data/lazy.py: ConcatImages of LazyImages)."""
+    from ..data.lazy import concat_images
     from ..data.prepare import load_images
-    return torch.cat([load_images(r, size, cache_dir)[0] for r in refs])
+    return concat_images([load_images(r, size, cache_dir, lazy=lazy)[0] for r in refs])
