@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from orchestrator.experiment import ConfigError, build_experiment, load_experiment
-from workloads.sipl.cell import SiplMonitor, build_encoder, sipl_config
+from workloads.sipl.cell import SiplMonitor, build_encoder, evaluate_sipl, sipl_config
 from workloads.sipl.train import resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,3 +56,28 @@ def test_search_monitor_scores_validation_without_reading_test(tmp_path):
     out = monitor(build_encoder(cfg))
     assert 0 <= out["val_top1"] <= 100
     assert list(tmp_path.glob("dtd-kit-val-*")) and not list(tmp_path.glob("dtd-kit-test-*"))
+
+
+def test_evaluation_reads_a_target_too_large_to_decode_batch_by_batch(tmp_path, monkeypatch):
+    """data.loader auto with a budget the target exceeds: SIPL's downstream evaluation reads the
+    splits as LazyImages (encoded once) and scores exactly what it scores on decoded splits."""
+    import workloads.sipl.cell as sipl_cell
+    from workloads.data.lazy import LazyImages
+    exp = build_experiment({"name": "x", "backbone": {"width": 0.125}, "optim": {"optimizer": "adam"},
+                            "method": {"name": "sipl", "embed_dim": 16, "head_hidden": 16,
+                                       "downstream": {"hidden": 16, "epochs": 2}},
+                            "evaluation": {"targets": [{"key": "dtd", "data": {"name": "dtd-kit", "split": "train"},
+                                                        "val_split": "val", "test_split": "test"}]}})
+    cfg = exp.cells[0].config
+    target = cfg["evaluation"]["targets"][0]
+    torch.set_num_threads(1)
+    state = build_encoder(cfg).state_dict()
+    seen = []
+    real = sipl_cell.target_splits
+    monkeypatch.setattr(sipl_cell, "target_splits", lambda *a, **kw: seen.append(real(*a, **kw)) or seen[-1])
+    dense = evaluate_sipl(cfg, target, state, cache_dir=None)["metrics"]
+    tiny = {**cfg, "data": {**cfg["data"], "loader": "auto", "memory_budget_gb": 1e-6}}
+    lazy = evaluate_sipl(tiny, target, state, cache_dir=None)["metrics"]
+    assert not isinstance(seen[0].train[0], LazyImages)
+    assert all(isinstance(x, LazyImages) for x, _ in (seen[1].train, seen[1].val, seen[1].test))
+    assert lazy == dense and "mlp/dtd/top1" in lazy

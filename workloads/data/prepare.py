@@ -105,10 +105,13 @@ def reads_lazily(data: dict[str, Any], ref: dict[str, Any], image_size: int) -> 
     return not fits_in_memory({"data": {**data, "image_size": image_size}}, n)
 
 
-def evaluation_is_lazy(cfg: dict[str, Any], target: dict[str, Any]) -> bool:
-    """Whether evaluation reads a target's splits batch by batch (see reads_lazily; judged on
-    its training split)."""
-    return reads_lazily(cfg["data"], target["data"], cfg["data"]["image_size"])
+def evaluation_is_lazy(cfg: dict[str, Any], target: dict[str, Any], image_size: int | None = None) -> bool:
+    """Whether evaluation reads a target's splits batch by batch (see reads_lazily): when its
+    training split, or a test set of its own (test_data), is too large to decode first.
+    ``image_size``: the size evaluation reads at (default data.image_size)."""
+    size = image_size or cfg["data"]["image_size"]
+    refs = [target["data"]] + ([target["test_data"]] if target.get("test_data") else [])
+    return any(reads_lazily(cfg["data"], ref, size) for ref in refs)
 
 
 @dataclass

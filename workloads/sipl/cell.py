@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..data.prepare import target_splits
+from ..data.prepare import evaluation_is_lazy, target_splits
 from .augment import augment_from_dict
 from .downstream import downstream_mlp
 from .embeddings import plot_style_embeddings_2d, style_pairs_embeddings
@@ -43,7 +43,10 @@ def evaluate_sipl(cfg: dict[str, Any], target: dict[str, Any], encoder_state: di
     ds = m["downstream"]
     size = m["geometry"]["input_size"]
     mean, std = cfg["augmentation"]["mean"], cfg["augmentation"]["std"]
-    splits = target_splits(target, image_size=size, cache_dir=cache_dir, with_test=with_test)
+    # batch by batch when a split is too large to decode first (data.loader auto and its budget):
+    # the images are encoded once, so nothing is decoded twice
+    splits = target_splits(target, image_size=size, cache_dir=cache_dir, with_test=with_test,
+                           lazy=evaluation_is_lazy(cfg, target, image_size=size))
     encoder = build_encoder(cfg, encoder_state).to(device).eval()
     test = splits.test if with_test else splits.val  # a search's objective never reads test
     res = downstream_mlp(encoder, splits.train, splits.val, test, splits.num_classes, hidden=ds["hidden"],
