@@ -32,17 +32,13 @@ def decode_batch(batch: dict[str, np.ndarray], *, views, size: int, seed: int, e
     and blank pixels, so the consumer can count them (a batch of nothing but damaged rows would
     otherwise vanish without a trace)."""
     index = batch["index"].astype(np.int64)
-    n = len(index)
     decoded, _ = decode_rows(list(batch["jpeg"]), index.tolist(), views=views, size=size, seed=seed, epoch=epoch)
-    pos = {int(i): k for k, i in enumerate(decoded.index.tolist())}
-    ok = np.array([int(i) in pos for i in index], dtype=bool)
+    ok = np.isin(index, decoded.index.numpy())  # decode_rows keeps the good rows in their order
     out = {"index": index, "ok": ok}
-    where = np.flatnonzero(ok)
-    for key, tensor in (("view1", decoded.view1), ("view2", decoded.view2), ("crop1", decoded.crop1),
-                        ("crop2", decoded.crop2)):
-        full = np.zeros((n, *tensor.shape[1:]), dtype=tensor.numpy().dtype)
-        full[where] = tensor.numpy()[[pos[int(i)] for i in index[where]]]
-        out[key] = full
+    for key in FIELDS[:4]:  # the two views and their boxes (index is above)
+        kept = getattr(decoded, key).numpy()
+        out[key] = np.zeros((len(index), *kept.shape[1:]), dtype=kept.dtype)
+        out[key][ok] = kept
     return out
 
 
