@@ -31,8 +31,6 @@ def run_cell(cell: Cell, ctx: RunContext, board, style_inputs: dict[str, str] | 
     """Pretrain (Ray Train) → evaluate (Ray task) → record; never raises, so one
     failing cell cannot take the others down. ``upstream_error``: a stage this cell
     depends on (its stylizer) failed, so the cell is recorded as failed with that reason."""
-    from .train_worker import train_loop
-
     c = tracking.client(ctx.tracking_uri)
     run_id = ctx.interrupted.get(cell.cell_id)
     if run_id is None:
@@ -64,7 +62,7 @@ def run_cell(cell: Cell, ctx: RunContext, board, style_inputs: dict[str, str] | 
             tracking.set_tags(c, run_id, {tracking.TAG_BACKBONE_REUSED: str(backbone_path)})
             tracking.retry(c.log_artifact, run_id, str(backbone_path), "model")
         else:
-            fit_trainer(train_loop, {"cell": cell.config, "cell_id": cell.cell_id, "run_id": run_id, "board": board,
+            fit_trainer("train_loop", {"cell": cell.config, "cell_id": cell.cell_id, "run_id": run_id, "board": board,
                                      "epochs": cell.config["optim"]["epochs"], "backbone_path": str(backbone_path),
                                      **(style_inputs or {})}, ctx, name=cell.pretrain_id, num_workers=ctx.num_workers)
             if backbone_path.is_file():  # the saved backbone is what a rerun reuses: its checkpoints are dead weight

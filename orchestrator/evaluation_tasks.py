@@ -8,13 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import ray
-import torch
 
 from .experiment import Cell, cell_hash
-from .pipelines import pipeline
+from .pipelines import METHOD_FILE, pipeline
 from .ray_exec import RunContext
-
-METHOD_FILE = "method.pt"  # the whole trained method (projector too), beside backbone.pt
 
 
 @ray.remote(num_cpus=0)
@@ -24,6 +21,7 @@ def _evaluate_target(cfg: dict[str, Any], target: dict[str, Any], backbone_path:
     so a re-run after a failure elsewhere redoes only what is missing."""
     if Path(cache_file).is_file():
         return json.loads(Path(cache_file).read_text())
+    import torch  # here, not at the top: the cell task that imports this module needs no PyTorch
     torch.set_num_threads(max(1, threads))
     device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
     state = torch.load(backbone_path, map_location="cpu", weights_only=True)

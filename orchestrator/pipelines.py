@@ -13,6 +13,10 @@ from pydantic import BaseModel
 
 from .config import BYOL, BarlowTwins, MoCoV2, SimCLR, Sipl
 
+# what a cell's training hands its evaluation besides backbone.pt: the whole trained method
+# (projector too), in the same folder, for the sensitivity analysis
+METHOD_FILE = "method.pt"
+
 
 @dataclass(frozen=True)
 class Pipeline:

@@ -193,17 +193,26 @@ def lean_trainer_class():
     return LeanTorchTrainer
 
 
-def fit_trainer(loop, loop_config: dict[str, Any], ctx: RunContext, *, name: str, num_workers: int,
+def worker_loop(loop_cfg: dict[str, Any]) -> None:
+    """What every Ray Train worker runs: the loop of orchestrator.train_worker that ``loop_cfg``
+    names. Only the worker imports that module (PyTorch, the workloads, MLflow: ~10 s of CPU on
+    a 2-core machine), not the cell task or trial that calls fit_trainer."""
+    from . import train_worker
+    getattr(train_worker, loop_cfg["loop"])(loop_cfg)
+
+
+def fit_trainer(loop: str, loop_config: dict[str, Any], ctx: RunContext, *, name: str, num_workers: int,
                 callbacks: list | None = None) -> None:
-    """One Ray Train run (a cell's pretraining or a stylizer) with the invocation's per-worker
-    resources, retries and storage (checkpoints in ctx.ray_storage / name)."""
+    """One Ray Train run (a cell's pretraining or a stylizer: ``loop`` names its function in
+    orchestrator.train_worker) with the invocation's per-worker resources, retries and storage
+    (checkpoints in ctx.ray_storage / name)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     use_gpu = ctx.gpus_per_worker > 0
     resources = {"CPU": ctx.cpus_per_worker, **({"GPU": ctx.gpus_per_worker} if use_gpu else {})}
     with lean_train_settings():
         lean_trainer_class()(
-            loop,
-            train_loop_config={**loop_config, "tracking_uri": ctx.tracking_uri, "cache_dir": ctx.cache_dir,
+            worker_loop,
+            train_loop_config={**loop_config, "loop": loop, "tracking_uri": ctx.tracking_uri, "cache_dir": ctx.cache_dir,
                                "cpus_per_worker": ctx.cpus_per_worker, "use_gpu": use_gpu},
             scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=resources),
             run_config=RunConfig(name=name, storage_path=str(ctx.ray_storage), callbacks=callbacks,

@@ -70,7 +70,6 @@ def _trial(config: dict[str, Any], *, base: dict[str, Any], ctx: RunContext, sea
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from .train_worker import train_loop
     trial_id = tune.get_context().get_trial_id()
     c = tracking.client(ctx.tracking_uri)
     run = tracking.retry(c.create_run, ctx.experiment_id, run_name=f"trial {trial_id}", tags={
@@ -83,7 +82,7 @@ def _trial(config: dict[str, Any], *, base: dict[str, Any], ctx: RunContext, sea
     try:
         cfg = trial_config(base, config)
         tracking.log_params(c, run_id, flatten(cfg))
-        fit_trainer(train_loop, {"cell": cfg, "cell_id": trial_id, "run_id": run_id, "board": board,
+        fit_trainer("train_loop", {"cell": cfg, "cell_id": trial_id, "run_id": run_id, "board": board,
                                  "epochs": cfg["optim"]["epochs"], "monitor": search["monitor"],
                                  "objective_key": search["metric"],
                                  "backbone_path": str(Path(ctx.run_dir) / "search" / search_run_id / f"{trial_id}.pt"),

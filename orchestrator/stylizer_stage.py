@@ -96,8 +96,7 @@ def _finished_stylizer(c, sid: str):
 def _train(cfg: dict[str, Any], sid: str, ctx, board, run_id: str, path: Path, data: dict[str, Any]) -> None:
     """``data``: the first SASSL cell's data section, whose loader (not part of the stylizer's
     identity) says whether the content split is decoded first or read batch by batch."""
-    from .train_worker import stylizer_loop
-    fit_trainer(stylizer_loop, {"stylizer": cfg, "cell_id": f"stylizer-{sid}", "run_id": run_id, "board": board,
+    fit_trainer("stylizer_loop", {"stylizer": cfg, "cell_id": f"stylizer-{sid}", "run_id": run_id, "board": board,
                                 "epochs": CHUNKS, "stylizer_path": str(path),
                                 "data": {k: data[k] for k in ("loader", "memory_budget_gb") if k in data}},
                 ctx, name=f"stylizer-{sid}", num_workers=1)  # one worker is the sensible scale

@@ -21,8 +21,7 @@ from workloads.stylize.model import load_stylizer, save_stylizer
 from workloads.stylize.train import stylizer_arch, style_pool, train_stylizer
 
 from . import tracking
-from .evaluation_tasks import METHOD_FILE
-from .pipelines import pipeline
+from .pipelines import METHOD_FILE, pipeline
 from .ray_data_stream import RayDataShardStream
 
 CHECKPOINT_FILE = "state.pt"

@@ -14,7 +14,6 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.io import ImageReadMode, decode_jpeg
 
 from ..augment.batched import CroppedViews
 from ..augment.params import ViewConfig
@@ -24,6 +23,8 @@ from .stream import EpochPlan, ShardStream, crop_box, seed_of
 def _decode_all(jpegs: Sequence[bytes], device: torch.device) -> list[torch.Tensor | None]:
     """Every JPEG as a uint8 3 x H x W tensor on ``device``; None where it cannot be decoded.
     One batched call (what nvJPEG is fast at); image by image only if the batch has a bad one."""
+    # imported here: torchvision costs seconds of CPU per process, and only this decoder needs it
+    from torchvision.io import ImageReadMode, decode_jpeg
     data = [torch.frombuffer(bytearray(j), dtype=torch.uint8) for j in jpegs]
     try:
         return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))

@@ -1,14 +1,59 @@
 """ResNet backbones with a width multiplier and a small-image stem option.
 
-torchvision's ResNet hard-codes 64 base channels, so the network is assembled here
-from torchvision's own BasicBlock/Bottleneck with scaled widths; at width 1.0 and
-the ImageNet stem it has exactly torchvision's resnet18/resnet50 layout.
+torchvision's ResNet hard-codes 64 base channels, so the network is assembled here with
+scaled widths; at width 1.0 and the ImageNet stem it has exactly torchvision's resnet18/resnet50
+layout. The two residual blocks are written out below, module for module as torchvision's
+(same parameter names, creation order and so the same initial weights for a seed; stride on the
+3x3 conv of the bottleneck): importing torchvision costs ~4 s of CPU in every process that
+builds a backbone (tests/test_backbones.py checks the blocks against torchvision's).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs with batch norm and an identity (or projected) shortcut."""
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3 (strided), 1x1 expand by 4, each with batch norm; shortcut as above."""
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
 
 ARCHS = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet50": (Bottleneck, [3, 4, 6, 3])}
 STEMS = ("imagenet", "cifar")

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torchvision.utils import make_grid, save_image
+
+from ..visualize import make_grid, save_image
 
 from .augment import StyleAugment, resize
 from .preview import stylize_pairs

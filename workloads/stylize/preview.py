@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torchvision.utils import make_grid, save_image
+
+from ..visualize import make_grid, save_image
 
 from .augment import resize
 
