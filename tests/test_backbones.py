@@ -48,6 +48,11 @@ def test_saved_png_has_torchvision_s_pixels(tmp_path):
     tv_utils.save_image(picture, tmp_path / "theirs.png")
     ours, theirs = (np.asarray(Image.open(tmp_path / f)) for f in ("ours.png", "theirs.png"))
     assert ours.shape == (9, 11, 3) and np.array_equal(ours, theirs)
+    tiles = torch.rand(5, 3, 4, 6)  # a batch is gridded with the defaults first
+    visualize.save_image(tiles, tmp_path / "ours_batch.png")
+    tv_utils.save_image(tiles, tmp_path / "theirs_batch.png")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "ours_batch.png")),
+                          np.asarray(Image.open(tmp_path / "theirs_batch.png")))
 
 
 def test_training_and_picture_modules_do_not_import_torchvision():

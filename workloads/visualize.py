@@ -39,8 +39,7 @@ def make_grid(tiles: torch.Tensor | list[torch.Tensor], nrow: int = 8, padding: 
 
 def save_image(image: torch.Tensor, path: str | Path) -> None:
     """A float (C, H, W) picture in [0, 1] (or a batch of tiles, gridded) → an 8-bit PNG."""
-    grid = make_grid(image) if image.dim() == 3 else make_grid(image, nrow=8, padding=2)
-    pixels = grid.detach().mul(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0).to("cpu", torch.uint8).numpy()
+    pixels = make_grid(image).detach().mul(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0).to("cpu", torch.uint8).numpy()
     Image.fromarray(np.ascontiguousarray(pixels)).save(path)
 
 
