@@ -30,7 +30,8 @@ class Pipeline:
     optimizer: str | None = None      # the one optimiser the method is defined with
     optimizer_reason: str = ""
     mixed_precision: bool = True      # whether its training loop honours optim.precision / optim.compile
-    streams: bool = True              # whether it can train on data.loader: stream (packed shards)
+    # who may decode its streamed pretraining images (data.stream_decode); none: it cannot stream
+    stream_decoders: tuple[str, ...] = ("worker", "device", "ray_data")
 
     @property
     def name(self) -> str:
@@ -51,8 +52,12 @@ class Pipeline:
             field = "optim.precision" if cfg["optim"]["precision"] != "fp32" else "optim.compile"
             return f"{field}: {self.label} trains in fp32 without torch.compile; leave optim.precision fp32 " \
                    "and optim.compile false"
-        if not self.streams and cfg["data"]["loader"] == "stream":
+        data = cfg["data"]
+        if not self.stream_decoders and data["loader"] == "stream":
             return f"data.loader: {self.label} reads its pretraining images in memory; set data.loader: memory"
+        if data["loader"] != "memory" and data["stream_decode"] not in self.stream_decoders:
+            return f"data.stream_decode: {self.label} decodes a stream with {', '.join(self.stream_decoders)}; " \
+                   f"got {data['stream_decode']}"
         return None
 
 
@@ -67,7 +72,7 @@ PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
     Pipeline(Sipl, "SIPL", train="orchestrator.train_worker:sipl_loop", evaluate="workloads.sipl.cell:evaluate_target",
              headline="mlp/{target}/top1", max_workers=1, optimizer="adam",
              optimizer_reason="SIPL trains with Adam (the paper's optimiser)", mixed_precision=False,
-             streams=False),
+             stream_decoders=("worker",)),  # its pretext decodes on the worker's threads (workloads/sipl/data.py)
 )}
 
 

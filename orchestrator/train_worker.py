@@ -14,7 +14,7 @@ import torch
 
 from workloads.callbacks import Callback
 from workloads.data.device_decode import DeviceDecodeStream
-from workloads.data.prepare import pretrain_data, pretrain_images
+from workloads.data.prepare import pretrain_data
 from workloads.data.stream import ShardStream
 from workloads.pretrain import pretrain
 from workloads.stylize.model import load_stylizer, save_stylizer
@@ -160,8 +160,10 @@ def sipl_loop(loop_cfg: dict[str, Any]) -> None:
     """SIPL's pretext training (one worker); it saves the encoder the evaluation uses."""
     cfg = loop_cfg["cell"]
     device, _, resume = _setup(loop_cfg)
-    images = pretrain_images(cfg, loop_cfg["cache_dir"])
     from workloads.sipl.cell import SiplMonitor, sipl_config
+    from workloads.sipl.data import sipl_pretext_data
+    # in memory, or the packed split streamed (data.loader), decoded on the worker's CPUs
+    images = sipl_pretext_data(cfg, loop_cfg["cache_dir"], threads=max(1, int(loop_cfg["cpus_per_worker"])))
     from workloads.sipl.train import pretrain_sipl
     monitor = None
     if loop_cfg.get("monitor"):

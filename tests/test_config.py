@@ -28,21 +28,15 @@ def test_paper_profile_switches_scale():
 
 @pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name)
 def test_paper_profiles_stream_packed_data(path):
-    """ImageNet-size data never decoded whole into a worker: every paper profile whose pipeline can
-    stream pretrains on packed shards with loader: stream, and an ImageNet target is packed too
-    (its probe splits are then read batch by batch); SIPL, which cannot stream, pretrains on
-    ImageNet's validation split (50,000 images) within its profile's memory budget."""
-    from orchestrator.pipelines import pipeline
-    from workloads.data.prepare import fits_in_memory
+    """ImageNet-size data never decoded whole into a worker: every paper profile pretrains on
+    packed shards with loader: stream (SIPL's pretext too), and an ImageNet target is packed too
+    (its probe splits are then read batch by batch)."""
     exp = load_experiment(path, profile="paper")
     for cell in exp.cells:
         cfg = cell.config
-        if pipeline(cfg).streams:
-            assert cfg["data"]["loader"] == "stream" and cfg["data"]["pretrain"]["name"] == "packed", cell.row
-            for t in cfg["evaluation"]["targets"]:
-                assert "imagenet" not in t["key"] or t["data"]["name"] == "packed", (cell.row, t["key"])
-        else:
-            assert cfg["data"]["loader"] != "stream" and fits_in_memory(cfg, 50_000), cell.row
+        assert cfg["data"]["loader"] == "stream" and cfg["data"]["pretrain"]["name"] == "packed", cell.row
+        for t in cfg["evaluation"]["targets"]:
+            assert not t["key"].startswith("imagenet") or t["data"]["name"] == "packed", (cell.row, t["key"])
 
 
 def test_grid_expands_variants_axes_and_seeds():

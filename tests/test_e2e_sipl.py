@@ -1,5 +1,6 @@
 """SIPL as cells of the orchestrator: two variants through the CLI on real Ray and MLflow,
-per-epoch pretext metrics, downstream curves, the embedding plot and table 4 from MLflow."""
+per-epoch pretext metrics, downstream curves, the embedding plot and table 4 from MLflow; the
+second variant's pretext streams packed shards (data.loader: stream)."""
 import subprocess
 import sys
 
@@ -11,6 +12,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("shared_ray")]
 
 
 def test_tiny_sipl_experiment(tmp_path):
+    from workloads.data import open_source
+    from workloads.data.shards import pack_split
+    pack_split(open_source("dtd-kit", split="val", image_size=32), tmp_path / "packed", shard_size=60, max_side=48)
+    streamed = {"data.pretrain": {"name": "packed", "root": str(tmp_path / "packed"), "split": "val"},
+                "data.loader": "stream"}
     cfg = {
         "name": "sipl_e2e", "tracking": {"run_dir": str(tmp_path / "runs")},
         "data": {"image_size": 32, "limit": 256},
@@ -22,7 +28,7 @@ def test_tiny_sipl_experiment(tmp_path):
                                     "data": {"name": "cifar10-kit", "split": "train"}, "test_split": "test",
                                     "val_fraction": 0.1}]},
         "grid": {"variants": [{"name": "OPL", "set": {"method.variant": "opl"}},
-                              {"name": "SIPLv3", "set": {"method.variant": "siplv3"}}]},
+                              {"name": "SIPLv3", "set": {"method.variant": "siplv3", **streamed}}]},
     }
     path = tmp_path / "sipl.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -42,4 +48,6 @@ def test_tiny_sipl_experiment(tmp_path):
         assert 0 <= r.data.metrics["sipl/best_val_pretext_acc"] <= 100
         assert {a.path for a in c.list_artifacts(r.info.run_id, "pictures")} == {
             "pictures/style_embeddings.png", "pictures/patch_problems.png"}
-        assert "sipl/kl_weight" in r.data.metrics
+        assert "sipl/kl_weight" in r.data.metrics and r.data.metrics["sipl/skipped_images"] == 0
+    loaders = {r.data.params["method.variant"]: r.data.params["data.loader"] for r in cells}
+    assert loaders == {"opl": "auto", "siplv3": "stream"}

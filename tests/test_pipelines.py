@@ -36,6 +36,9 @@ def test_a_cell_finds_its_entry():
 @pytest.mark.parametrize("overrides,message", [
     ({"optim": {"optimizer": "sgd"}}, "optim.optimizer: SIPL trains with Adam"),
     ({"optim": {"optimizer": "adam"}, "cluster": {"num_workers": 2}}, "cluster.num_workers: SIPL trains on one worker per cell"),
+    ({"optim": {"optimizer": "adam"}, "data": {"loader": "stream", "stream_decode": "ray_data",
+                                               "pretrain": {"name": "packed", "root": "/x", "split": "val"}}},
+     "data.stream_decode: SIPL decodes a stream with worker; got ray_data"),
 ])
 def test_limits_of_an_entry_are_enforced(overrides, message):
     raw = {"name": "t", "method": {"name": "sipl"}, "optim": {"batch_size": 64}, **overrides}
@@ -43,3 +46,11 @@ def test_limits_of_an_entry_are_enforced(overrides, message):
     with pytest.raises(ConfigError, match=message):
         build_experiment(raw)
     assert PIPELINES["moco_v2"].limits(CellConfig().model_dump(mode="json"), 8) is None
+
+
+def test_sipl_trains_on_a_streamed_pretext():
+    """Every entry streams now (SIPL's pretext reads packed shards batch by batch, workloads/sipl/data.py)."""
+    assert all(p.stream_decoders for p in PIPELINES.values())
+    exp = build_experiment({"name": "t", "method": {"name": "sipl"}, "optim": {"optimizer": "adam"},
+                            "data": {"loader": "stream", "pretrain": {"name": "packed", "root": "/x", "split": "val"}}})
+    assert exp.cells[0].config["data"]["loader"] == "stream"

@@ -257,7 +257,8 @@ def test_pretrain_reports_is_deterministic_and_resumes():
     wa = _weights(pretrain_sipl(CFG, imgs, callback=rec_a))
     assert [e for e, _ in rec_a.epochs] == [1, 2] and rec_a.progress >= 2
     for _, m in rec_a.epochs:
-        assert set(m) == {"loss", "pretext_acc", "kl_weight", "val_pretext_acc", "images_per_s", "epoch_seconds"}
+        assert set(m) == {"loss", "pretext_acc", "kl_weight", "val_pretext_acc", "images_per_s", "epoch_seconds",
+                          "skipped_images"} and m["skipped_images"] == 0
         assert m["kl_weight"] == 5.0  # no warm-up: the paper's alpha from the first step
         assert all(math.isfinite(v) for v in m.values())
         assert 0 <= m["val_pretext_acc"] <= 100 and m["images_per_s"] > 0

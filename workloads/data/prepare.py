@@ -47,12 +47,16 @@ def pretrain_images(cfg: dict[str, Any], cache_dir: str | Path | None, progress:
     if cfg["data"].get("loader", "memory") != "memory":
         choose_loader(cfg, len(src))  # auto: refuses a split too large to hold (and not packed)
     images, _ = load_in_memory(src, progress=progress, cache_dir=str(cache_dir) if cache_dir else None)
-    limit = cfg["data"].get("limit")
-    if not limit or limit >= len(images):
-        return images
-    # a fixed random subset: the packed kits are sorted by class, so the first N would hold only a few
-    keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:limit].sort().values
-    return images[keep]
+    keep = limited_positions(len(images), cfg["data"].get("limit"))
+    return images if len(keep) == len(images) else images[keep]
+
+
+def limited_positions(n: int, limit: int | None) -> torch.Tensor:
+    """The images data.limit keeps: a fixed random subset, in order (the packed kits are sorted
+    by class, so the first N would hold only a few classes); all of them without a limit."""
+    if not limit or limit >= n:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(0))[:limit].sort().values
 
 
 def fits_in_memory(cfg: dict[str, Any], n: int) -> bool:

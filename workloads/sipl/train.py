@@ -16,13 +16,16 @@ from typing import Any, Callable
 import torch
 
 from ..callbacks import Callback, NonFiniteLossError
+from ..data.errors import DatasetError
+from ..data.lazy import LazyImages
 from ..augment.batched import denormalize
 from ..visualize import save_patch_problems
 from .augment import VARIANTS, SiplAugment, augment_from_dict, finalize, make_problems
+from .data import PretextImages, pretext_images
 from .model import SiplNet, sipl_loss
 from .patches import PatchGeometry, resize_images, sample_pairs
 
-__all__ = ["DEFAULTS", "STAGE", "resolve_config", "build_sipl_model", "split_pretext", "pretrain_sipl"]
+__all__ = ["DEFAULTS", "STAGE", "resolve_config", "build_sipl_model", "pretrain_sipl"]
 
 STAGE = "sipl"
 
@@ -70,30 +73,12 @@ def build_sipl_model(cfg: dict[str, Any]) -> SiplNet:
         return SiplNet(cfg["arch"], float(cfg["width"]), cfg["stem"], int(cfg["embed_dim"]), int(cfg["head_hidden"]))
 
 
-def split_pretext(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded (train, val) index split of the pretext images."""
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 31 + 5))
-    n_val = math.ceil(n * val_fraction) if val_fraction > 0 else 0
-    if n - n_val < 2:
-        raise ValueError(f"{n} images leave {n - n_val} for pretext training after val_fraction "
-                         f"{val_fraction}; need >= 2")
-    return perm[n_val:], perm[:n_val]
-
-
 def kl_weight(alpha: float, warmup_epochs: float, progress: float) -> float:
     """The KL weight after ``progress`` epochs (fractional): a linear ramp from 0 to alpha over
     the warm-up, then alpha. Without a warm-up, alpha from the first step (the paper)."""
     if warmup_epochs <= 0:
         return alpha
     return alpha * min(1.0, progress / warmup_epochs)
-
-
-def _epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-    batches = list(perm.split(batch_size))
-    if len(batches) > 1 and len(batches[-1]) < 2:  # a 1-image batch breaks BatchNorm
-        batches.pop()
-    return batches
 
 
 def _log_problems(callback: Callback, x: torch.Tensor, boxes: torch.Tensor,
@@ -107,7 +92,7 @@ def _log_problems(callback: Callback, x: torch.Tensor, boxes: torch.Tensor,
 
 
 @torch.no_grad()
-def _val_accuracy(model: SiplNet, images: torch.Tensor, geom: PatchGeometry, aug, seed: int, batch_size: int,
+def _val_accuracy(model: SiplNet, images: "torch.Tensor | LazyImages", geom: PatchGeometry, aug, seed: int, batch_size: int,
                   device: torch.device) -> float:
     """Pretext accuracy on un-augmented ⟨c, n⟩ pairs of held-out images. The generator is re-seeded
     each call, so every epoch sees the same patches without keeping them in memory."""
@@ -124,15 +109,16 @@ def _val_accuracy(model: SiplNet, images: torch.Tensor, geom: PatchGeometry, aug
     return 100.0 * hits / len(images)
 
 
-def pretrain_sipl(cfg: dict[str, Any], images_uint8: torch.Tensor, *, callback: Callback | None = None,
+def pretrain_sipl(cfg: dict[str, Any], images: "torch.Tensor | PretextImages", *, callback: Callback | None = None,
                   device: str | torch.device = "cpu", resume: dict[str, Any] | None = None,
                   monitor: Callable[[torch.nn.Module], dict[str, float]] | None = None) -> SiplNet:
-    """Train the SIPL pretext task on uint8 N×3×S×S images; returns the trained SiplNet.
+    """Train the SIPL pretext task on uint8 N×3×S×S images (split into train and val here) or on
+    a PretextImages (data.py: a packed split streamed); returns the trained SiplNet.
 
     Per epoch ``callback.on_epoch_end("sipl", epoch, metrics, state)`` with metrics loss,
     pretext_acc (train, %, first problem), val_pretext_acc (%, held-out images, un-augmented
     ⟨c, n⟩ pairs, the same ones every epoch, so epochs and variants compare), images_per_s,
-    epoch_seconds. ``resume`` is a ``state()`` of an earlier epoch. ``monitor(encoder) -> metrics``
+    epoch_seconds, skipped_images (undecodable images so far, streamed data). ``resume`` is a ``state()`` of an earlier epoch. ``monitor(encoder) -> metrics``
     runs after every epoch (a search's downstream objective); its metrics join the epoch's.
     """
     cfg = resolve_config(cfg)
@@ -142,8 +128,7 @@ def pretrain_sipl(cfg: dict[str, Any], images_uint8: torch.Tensor, *, callback: 
     batch_size, epochs, alpha = int(cfg["batch_size"]), int(cfg["epochs"]), float(cfg["alpha"])
     warmup = float(cfg["alpha_warmup_epochs"])
 
-    train_idx, val_idx = split_pretext(len(images_uint8), float(cfg["val_fraction"]), seed)
-    val_images = images_uint8[val_idx]
+    data = pretext_images(images, val_fraction=float(cfg["val_fraction"]), seed=seed)
 
     # channels_last: faster CPU convolutions (as workloads/pretrain.py)
     model = build_sipl_model(cfg).to(device, memory_format=torch.channels_last)
@@ -159,16 +144,16 @@ def pretrain_sipl(cfg: dict[str, Any], images_uint8: torch.Tensor, *, callback: 
     model.train()
     for epoch in range(start_epoch, epochs):
         t0 = last_report = time.perf_counter()
-        batches = [train_idx[b] for b in _epoch_batches(len(train_idx), batch_size, seed, epoch)]
-        seen, loss_sum, acc_sum = 0, 0.0, 0.0
-        for step, idx in enumerate(batches):
-            x = images_uint8[idx].to(device, non_blocking=True)
+        steps = data.steps(batch_size)  # a streamed epoch may end early by its damaged images
+        seen, loss_sum, acc_sum, step = 0, 0.0, 0.0, -1
+        for step, batch in enumerate(data.batches(epoch, batch_size)):
+            x = batch.to(device, non_blocking=True)
             with torch.no_grad():
                 c, n, y, boxes = sample_pairs(x, geom, gen)
                 problems = make_problems(cfg["variant"], c, n, aug, gen)
                 if epoch == 0 and step == 0:  # what the encoder is given, once per fresh run
                     _log_problems(callback, x, boxes, problems, geom, aug)
-            weight = kl_weight(alpha, warmup, epoch + step / len(batches))
+            weight = kl_weight(alpha, warmup, epoch + step / steps)
             loss, acc = sipl_loss(model, problems, y, weight)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"SIPL pretext loss became {loss.item()} at epoch {epoch + 1}, step "
@@ -179,19 +164,21 @@ def pretrain_sipl(cfg: dict[str, Any], images_uint8: torch.Tensor, *, callback: 
             optimizer.step()
             loss_sum += loss.item()
             acc_sum += acc
-            seen += len(idx)
+            seen += len(x)
             now = time.perf_counter()
-            if now - last_report > 0.5 or step == len(batches) - 1:
+            if now - last_report > 0.5 or step == steps - 1:
                 last_report = now
-                callback.on_progress(STAGE, epoch + 1, step + 1, len(batches),
+                callback.on_progress(STAGE, epoch + 1, step + 1, steps,
                                      {"loss": loss_sum / (step + 1), "pretext_acc": acc_sum / (step + 1),
                                       "images_per_s": seen / (now - t0)})
+        if step < 0:
+            raise DatasetError(f"SIPL pretext: epoch {epoch + 1} had no decodable batch of >= 2 images")
         train_seconds = time.perf_counter() - t0
-        val_acc = _val_accuracy(model, val_images, geom, aug, seed, max(batch_size, 256), device)
-        metrics = {"loss": loss_sum / len(batches), "pretext_acc": acc_sum / len(batches),
+        val_acc = _val_accuracy(model, data.val, geom, aug, seed, max(batch_size, 256), device)
+        metrics = {"loss": loss_sum / (step + 1), "pretext_acc": acc_sum / (step + 1),
                    "kl_weight": weight if len(problems) == 2 else 0.0,  # OPL has no KL term
                    "val_pretext_acc": val_acc, "images_per_s": seen / train_seconds,
-                   "epoch_seconds": time.perf_counter() - t0}
+                   "epoch_seconds": time.perf_counter() - t0, "skipped_images": float(data.skipped)}
         if monitor is not None:
             metrics.update(monitor(model.encoder))
             model.train()
