@@ -120,3 +120,24 @@ def test_sassl_pack_cli(tmp_path):
     img = torch.as_tensor(np.array(Image.open(io.BytesIO(pq.read_table(
         tmp_path / "out" / "train" / "shard-00000.parquet")["jpeg"][0].as_py()))))
     assert min(img.shape[:2]) <= 48
+
+
+def test_a_row_is_read_from_its_own_shard_when_another_thread_swaps_the_cached_one(tmp_path):
+    """PackedShards keeps the shard last read; LazyImages reads rows on several threads. The
+    interleaving "this thread checks the cache holds its shard, another swaps in another shard,
+    this thread reads its row" must still give this thread's row (played here deterministically)."""
+    from workloads.data.shards import PackedShards
+    pack_split(open_source("dtd-kit", split="val", image_size=32), tmp_path, shard_size=40, max_side=32)
+    shards = PackedShards(tmp_path, "val")
+    expected = [shards.jpeg(i) for i in (0, 45)]  # shard 0, then shard 1 (now cached)
+    other = shards._cached
+
+    class SwappedAfterTheCheck(tuple):
+        def __getitem__(self, j):
+            if j == 0:  # the check: another thread replaces the cache right after it
+                shards._cached = other
+            return tuple.__getitem__(self, j)
+
+    shards._cached = SwappedAfterTheCheck((0, pq.read_table(shards.files[0], columns=["jpeg"])["jpeg"].to_pylist()))
+    assert shards.jpeg(0) == expected[0]
+    assert shards.jpeg(45) == expected[1]

@@ -177,9 +177,11 @@ class PackedShards:
     def jpeg(self, i: int) -> bytes:
         import pyarrow.parquet as pq
         k = bisect.bisect_right(self.offsets, i) - 1
-        if self._cached is None or self._cached[0] != k:
-            self._cached = (k, pq.read_table(self.files[k], columns=["jpeg"])["jpeg"].to_pylist())
-        return self._cached[1][i - int(self.offsets[k])]
+        cached = self._cached  # read once: another thread (LazyImages decodes on several) may replace it
+        if cached is None or cached[0] != k:
+            cached = (k, pq.read_table(self.files[k], columns=["jpeg"])["jpeg"].to_pylist())
+            self._cached = cached
+        return cached[1][i - int(self.offsets[k])]
 
     def identity(self) -> str:
         """Changes whenever a shard does (the manifest lists every shard's hash)."""
