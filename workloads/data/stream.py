@@ -22,7 +22,7 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -39,6 +39,20 @@ SHUFFLE_BUFFER = 2048  # rows: with shards that already mix the classes, a small
 def seed_of(*parts: int) -> int:
     """A 63-bit seed from integers (numpy's SeedSequence mixes them well)."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+def shuffled(rows: Iterator[Any], rng: np.random.Generator, size: int = SHUFFLE_BUFFER) -> Iterator[Any]:
+    """``rows`` through a seeded shuffle buffer of ``size``: once full, each new row swaps into
+    a random place and the row there is given out; what is left goes out in a random order."""
+    buffer: list[Any] = []
+    for row in rows:
+        buffer.append(row)
+        if len(buffer) >= size:
+            k = int(rng.integers(len(buffer)))
+            buffer[k], buffer[-1] = buffer[-1], buffer[k]
+            yield buffer.pop()
+    for k in rng.permutation(len(buffer)):
+        yield buffer[k]
 
 
 @dataclass(frozen=True)
@@ -153,17 +167,12 @@ class ShardStream:
         """(jpeg, index) of this rank's shards, through a seeded shuffle buffer."""
         import pyarrow.parquet as pq
         rng = np.random.default_rng(seed_of(self.seed, epoch, self.rank, 11))
-        buffer: list[tuple[bytes, int]] = []
-        for f in plan.files:
-            table = pq.read_table(f, columns=["jpeg", "index"])
-            for row in zip(table["jpeg"].to_pylist(), table["index"].to_pylist()):
-                buffer.append(row)
-                if len(buffer) >= SHUFFLE_BUFFER:
-                    k = int(rng.integers(len(buffer)))
-                    buffer[k], buffer[-1] = buffer[-1], buffer[k]
-                    yield buffer.pop()
-        for k in rng.permutation(len(buffer)):
-            yield buffer[k]
+
+        def rows() -> Iterator[tuple[bytes, int]]:
+            for f in plan.files:
+                table = pq.read_table(f, columns=["jpeg", "index"])
+                yield from zip(table["jpeg"].to_pylist(), table["index"].to_pylist())
+        return shuffled(rows(), rng)
 
     def chunks(self, plan: EpochPlan, epoch: int, attempt: int) -> Iterator[list[tuple[bytes, int]]]:
         """The epoch's (jpeg, index) rows in reading order, a batch's worth at a time (the last

@@ -23,7 +23,7 @@ from ..data.lazy import LazyImages
 from ..data.prepare import choose_loader, limited_positions, pretrain_images
 from ..data.shards import PackedShards
 from ..data.sources import PackedShardsSource, to_square_tensor
-from ..data.stream import SHUFFLE_BUFFER, seed_of
+from ..data.stream import seed_of, shuffled
 
 __all__ = ["split_pretext", "PretextImages", "InMemoryPretext", "StreamedPretext", "pretext_images",
            "sipl_pretext_data"]
@@ -105,18 +105,15 @@ class StreamedPretext(PretextImages):
         """(JPEG, position in the pack) of the epoch's training images, in reading order."""
         import pyarrow.parquet as pq
         rng = np.random.default_rng(seed_of(self.seed, epoch, 13))
-        buffer: list[tuple[bytes, int]] = []
-        for k in rng.permutation(len(self.shards.files)):
-            start = int(self.shards.offsets[k])
-            jpegs = pq.read_table(self.shards.files[k], columns=["jpeg"])["jpeg"].to_pylist()
-            for pos in np.flatnonzero(self.is_train[start:start + len(jpegs)]):
-                buffer.append((jpegs[pos], start + int(pos)))
-                if len(buffer) >= SHUFFLE_BUFFER:
-                    j = int(rng.integers(len(buffer)))
-                    buffer[j], buffer[-1] = buffer[-1], buffer[j]
-                    yield buffer.pop()
-        for j in rng.permutation(len(buffer)):
-            yield buffer[j]
+        order = rng.permutation(len(self.shards.files))  # drawn first: the buffer's draws follow
+
+        def rows() -> Iterator[tuple[bytes, int]]:
+            for k in order:
+                start = int(self.shards.offsets[k])
+                jpegs = pq.read_table(self.shards.files[k], columns=["jpeg"])["jpeg"].to_pylist()
+                for pos in np.flatnonzero(self.is_train[start:start + len(jpegs)]):
+                    yield jpegs[pos], start + int(pos)
+        return shuffled(rows(), rng)
 
     def _decode(self, jpeg: bytes) -> torch.Tensor | None:
         try:
