@@ -92,8 +92,8 @@ def _log_problems(callback: Callback, x: torch.Tensor, boxes: torch.Tensor,
 
 
 @torch.no_grad()
-def _val_accuracy(model: SiplNet, images: "torch.Tensor | LazyImages", geom: PatchGeometry, aug, seed: int, batch_size: int,
-                  device: torch.device) -> float:
+def _val_accuracy(model: SiplNet, images: "torch.Tensor | LazyImages", geom: PatchGeometry, aug, seed: int,
+                  batch_size: int, device: torch.device) -> float:
     """Pretext accuracy on un-augmented ⟨c, n⟩ pairs of held-out images. The generator is re-seeded
     each call, so every epoch sees the same patches without keeping them in memory."""
     if len(images) == 0:
@@ -118,8 +118,9 @@ def pretrain_sipl(cfg: dict[str, Any], images: "torch.Tensor | PretextImages", *
     Per epoch ``callback.on_epoch_end("sipl", epoch, metrics, state)`` with metrics loss,
     pretext_acc (train, %, first problem), val_pretext_acc (%, held-out images, un-augmented
     ⟨c, n⟩ pairs, the same ones every epoch, so epochs and variants compare), images_per_s,
-    epoch_seconds, skipped_images (undecodable images so far, streamed data). ``resume`` is a ``state()`` of an earlier epoch. ``monitor(encoder) -> metrics``
-    runs after every epoch (a search's downstream objective); its metrics join the epoch's.
+    epoch_seconds, skipped_images (undecodable images so far, streamed data). ``resume`` is a
+    ``state()`` of an earlier epoch. ``monitor(encoder) -> metrics`` runs after every epoch (a
+    search's downstream objective); its metrics join the epoch's.
     """
     cfg = resolve_config(cfg)
     callback = callback or Callback()
