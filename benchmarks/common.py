@@ -1,5 +1,7 @@
-"""What the benchmarks share: the MoCo v2 model they time, and one training step."""
+"""What the benchmarks share: the MoCo v2 model they time, one training step, and the timer."""
 from __future__ import annotations
+
+import time
 
 import torch
 
@@ -26,3 +28,14 @@ def train_step(model, opt, v1, v2) -> None:
     loss.backward()
     opt.step()
     model.after_step(0.5)
+
+
+def timed(fn, batches, warmup: int, steps: int, batch: int) -> float:
+    """Images/s of ``fn(*args)`` over ``steps`` argument tuples from ``batches``, after ``warmup``."""
+    it = iter(batches)
+    for _ in range(warmup):
+        fn(*next(it))
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        fn(*next(it))
+    return steps * batch / (time.perf_counter() - t0)

@@ -26,19 +26,9 @@ from workloads.data import load_in_memory, open_source
 from workloads.data.shards import PackedShards, pack_split
 from workloads.data.stream import ShardStream
 
-from common import make_moco_v2, train_step  # noqa: E402 - benchmarks/common.py
+from common import make_moco_v2, timed, train_step  # noqa: E402 - benchmarks/common.py
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-def timed(fn, batches, warmup: int, steps: int, batch: int) -> float:
-    it = iter(batches)
-    for _ in range(warmup):
-        fn(*next(it))
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        fn(*next(it))
-    return steps * batch / (time.perf_counter() - t0)
 
 
 def per_image_pipeline(size: int, blur_p: float, solarize_p: float):

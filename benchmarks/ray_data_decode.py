@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -28,20 +27,10 @@ from workloads.data import open_source
 from workloads.data.shards import PackedShards, pack_split
 from workloads.data.stream import ShardStream
 
-from common import make_moco_v2, train_step  # benchmarks/common.py
+from common import make_moco_v2, timed, train_step  # benchmarks/common.py
 from data_memory import make_folder  # benchmarks/data_memory.py
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-def rate(batches, step, warmup: int, steps: int, batch: int) -> float:
-    it = iter(batches)
-    for _ in range(warmup):
-        step(next(it))
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step(next(it))
-    return steps * batch / (time.perf_counter() - t0)
 
 
 def main() -> None:
@@ -82,7 +71,7 @@ def main() -> None:
                 with torch.no_grad():
                     v1, v2, _ = augment(x, generator=g)
                 train_step(model, opt, v1, v2)
-            return rate(batches, step, args.warmup, args.steps, args.batch)
+            return timed(step, ((x,) for x in batches), args.warmup, args.steps, args.batch)
 
         n = args.warmup + args.steps
         ready = list(itertools.islice(stream(), n))

@@ -30,7 +30,7 @@ class Pipeline:
     optimizer: str | None = None      # the one optimiser the method is defined with
     optimizer_reason: str = ""
     mixed_precision: bool = True      # whether its training loop honours optim.precision / optim.compile
-    # who may decode its streamed pretraining images (data.stream_decode); none: it cannot stream
+    # who may decode its streamed pretraining images (data.stream_decode)
     stream_decoders: tuple[str, ...] = ("worker", "device", "ray_data")
 
     @property
@@ -53,8 +53,6 @@ class Pipeline:
             return f"{field}: {self.label} trains in fp32 without torch.compile; leave optim.precision fp32 " \
                    "and optim.compile false"
         data = cfg["data"]
-        if not self.stream_decoders and data["loader"] == "stream":
-            return f"data.loader: {self.label} reads its pretraining images in memory; set data.loader: memory"
         if data["loader"] != "memory" and data["stream_decode"] not in self.stream_decoders:
             return f"data.stream_decode: {self.label} decodes a stream with {', '.join(self.stream_decoders)}; " \
                    f"got {data['stream_decode']}"
