@@ -3,7 +3,8 @@
 Starting and stopping a local Ray in every `sassl run` costs seconds each time; the e2e tests
 that only run experiments share one head node instead (`shared_ray`), which their `sassl`
 subprocesses join through RAY_ADDRESS (orchestrator/ray_exec.connect). Tests that need a
-cluster of their own (killing a driver together with its Ray) do not use it."""
+cluster of their own (killing a driver together with its Ray) do not use it. Under pytest-xdist
+(scripts/test.sh runs two workers) each worker process has its own head node."""
 from __future__ import annotations
 
 import contextlib
@@ -76,8 +77,9 @@ def ray_head(num_cpus: int = 2):
 
 @pytest.fixture(scope="session")
 def shared_ray():
-    """One Ray cluster (2 CPUs, as a local one here) for the whole pytest run; `sassl` commands
-    started by the tests join it. SASSL_TEST_OWN_RAY=1 gives every run its own cluster again."""
+    """One Ray cluster (2 CPUs, as a local one here) for the whole pytest run (one per xdist
+    worker); `sassl` commands started by the tests join it. SASSL_TEST_OWN_RAY=1 gives every
+    run its own cluster again."""
     if os.environ.get("SASSL_TEST_OWN_RAY") == "1":
         yield None
         return
