@@ -4,7 +4,6 @@ failure recorded on the run instead of raised."""
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -19,13 +18,16 @@ from .pipelines import pipeline
 from .ray_exec import RunContext, fit_trainer
 
 
-def backbone_file(ctx: RunContext, cell: Cell) -> Path:
-    """Pretrained backbones are shared store-wide by pretraining hash (the DAG's dedup):
-    a cell that differs from another only in its evaluation reuses its backbone."""
-    return Path(ctx.run_dir) / "backbones" / cell.pretrain_id / "backbone.pt"
+def backbone_key(cell: Cell) -> str:
+    """Pretrained backbones are shared storage-wide by pretraining hash (the DAG's dedup):
+    a cell that differs from another only in its evaluation reuses its backbone. The key's
+    folder also holds the whole trained method (pipelines.METHOD_FILE)."""
+    return f"backbones/{cell.pretrain_id}/backbone.pt"
 
 
-@ray.remote(num_cpus=0)
+# max_retries=0: a retried cell task would open a second MLflow run for the same cell. The
+# driver pins it to its own node (runner.on_driver_node), so losing another node never kills it.
+@ray.remote(num_cpus=0, max_retries=0)
 def run_cell(cell: Cell, ctx: RunContext, board, style_inputs: dict[str, str] | None = None,
              upstream_error: str | None = None) -> tuple[str, str, dict[str, float] | str]:
     """Pretrain (Ray Train) → evaluate (Ray task) → record; never raises, so one
@@ -34,7 +36,7 @@ def run_cell(cell: Cell, ctx: RunContext, board, style_inputs: dict[str, str] | 
     c = tracking.client(ctx.tracking_uri)
     run_id = ctx.interrupted.get(cell.cell_id)
     if run_id is None:
-        run_id = tracking.retry(c.create_run, ctx.experiment_id, run_name=f"{cell.row} · seed {cell.seed}", tags={
+        run_id = tracking.create_run(c, ctx.experiment_id, f"{cell.row} · seed {cell.seed}", tags={
             tracking.TAG_PARENT: ctx.parent_run_id, tracking.TAG_ROLE: "cell", tracking.TAG_CELL: cell.cell_id,
             tracking.TAG_ROW: cell.row, tracking.TAG_SEED: cell.seed}).info.run_id
     else:  # continue the interrupted run: its metrics so far stay, Ray Train resumes from the checkpoint
@@ -54,27 +56,32 @@ def run_cell(cell: Cell, ctx: RunContext, board, style_inputs: dict[str, str] | 
             p = Path(tmp) / "cell_config.yaml"
             p.write_text(yaml.safe_dump({"cell_id": cell.cell_id, "row": cell.row, **cell.config}, sort_keys=False))
             tracking.retry(c.log_artifact, run_id, str(p))
-        backbone_path = backbone_file(ctx, cell)
+        store, key = ctx.store, backbone_key(cell)
+        checkpoints = f"{ctx.ray_storage}/{cell.pretrain_id}"
         if ctx.rerun:
-            shutil.rmtree(ctx.ray_storage / cell.pretrain_id, ignore_errors=True)
-            backbone_path.unlink(missing_ok=True)
-        if backbone_path.is_file():
-            tracking.set_tags(c, run_id, {tracking.TAG_BACKBONE_REUSED: str(backbone_path)})
-            tracking.retry(c.log_artifact, run_id, str(backbone_path), "model")
-        else:
+            store.delete(checkpoints)
+            store.delete(key)
+        if store.exists(key):
+            tracking.set_tags(c, run_id, {tracking.TAG_BACKBONE_REUSED: store.uri(key)})
+            tracking.retry(c.log_artifact, run_id, str(store.fetch(key, ctx.cache_dir)), "model")
+        else:  # rank 0 stores the backbone and logs it on the run
             fit_trainer("train_loop", {"cell": cell.config, "cell_id": cell.cell_id, "run_id": run_id, "board": board,
-                                     "epochs": cell.config["optim"]["epochs"], "backbone_path": str(backbone_path),
+                                     "epochs": cell.config["optim"]["epochs"], "backbone_key": key,
                                      **(style_inputs or {})}, ctx, name=cell.pretrain_id, num_workers=ctx.num_workers)
-            if backbone_path.is_file():  # the saved backbone is what a rerun reuses: its checkpoints are dead weight
-                shutil.rmtree(ctx.ray_storage / cell.pretrain_id, ignore_errors=True)
+            if store.exists(key):  # the stored backbone is what a rerun reuses: its checkpoints are dead weight
+                store.delete(checkpoints)
         board.update.remote(cell.cell_id, {"status": "evaluating"})
-        metrics, history, files = evaluate_cell(cell, ctx, backbone_path, board)
+        metrics, history, files = evaluate_cell(cell, ctx, key, board)
         tracking.log_metrics(c, run_id, metrics)
         for name, values in history.items():
             for epoch, v in enumerate(values, start=1):
                 tracking.log_metrics(c, run_id, {name: v}, epoch)
-        for folder, path in files:
-            tracking.retry(c.log_artifact, run_id, path, folder)
+        with tempfile.TemporaryDirectory() as tmp:  # the evaluation's files came back as bytes
+            for folder, name, data in files:
+                local = Path(tmp) / folder / name
+                local.parent.mkdir(parents=True, exist_ok=True)
+                local.write_bytes(data)
+                tracking.retry(c.log_artifact, run_id, str(local), folder)
         tracking.retry(c.set_terminated, run_id, "FINISHED")
         first = cell.config["evaluation"]["targets"][0]["key"]
         result = f"{first} top-1 {metrics[pipeline(cell.config).headline.format(target=first)]:.1f}"

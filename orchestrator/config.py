@@ -40,6 +40,17 @@ class Cluster(Strict):
     max_concurrent_cells: int | None = Field(None, ge=1)
     max_failures: int = Field(1, ge=0)  # Ray Train retries of a cell whose worker died
     local_num_cpus: int | None = Field(None, ge=1)  # CPUs of a locally started Ray (default: all)
+    # where files handed between processes live (backbones, stylizers, style banks, Ray Train
+    # checkpoints; orchestrator/storage.py): None = the run directory, on one machine only; on a
+    # cluster of several nodes a folder every node mounts, or an object-store URI (s3://bucket/prefix)
+    storage: str | None = None
+
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("empty; leave it out for the run directory, or give a shared folder or s3://bucket/prefix")
+        return v
 
 
 class DatasetRef(Strict):

@@ -12,22 +12,32 @@ import ray
 from .experiment import Cell, cell_hash
 from .pipelines import METHOD_FILE, pipeline
 from .ray_exec import RunContext
+from .storage import Storage
+
+
+def _with_files(out: dict[str, Any]) -> dict[str, Any]:
+    """The result with its files' contents, [(artifact folder, file name, bytes)]: the cell task
+    that logs them may run on another node, which cannot open this node's paths."""
+    named = [("splits", out["split_file"])] if out.get("split_file") else []
+    named += [("pictures", p) for p in out.get("artifacts", [])]
+    return {**out, "files": [(folder, Path(p).name, Path(p).read_bytes()) for folder, p in named]}
 
 
 @ray.remote(num_cpus=0)
-def _evaluate_target(cfg: dict[str, Any], target: dict[str, Any], backbone_path: str, cache_dir: str,
+def _evaluate_target(cfg: dict[str, Any], target: dict[str, Any], storage: str, backbone_key: str, cache_dir: str,
                      threads: int, cache_file: str, board=None, cell_id: str = ""):
-    """One evaluation node of the DAG: (pretrained backbone, target) → metrics, cached on disk
-    so a re-run after a failure elsewhere redoes only what is missing."""
+    """One evaluation node of the DAG: (pretrained backbone, target) → metrics, cached on this
+    node's disk so a re-run after a failure elsewhere redoes only what is missing."""
     if Path(cache_file).is_file():
-        return json.loads(Path(cache_file).read_text())
+        return _with_files(json.loads(Path(cache_file).read_text()))
     import torch  # here, not at the top: the cell task that imports this module needs no PyTorch
     torch.set_num_threads(max(1, threads))
     device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
-    state = torch.load(backbone_path, map_location="cpu", weights_only=True)
-    method_path = Path(backbone_path).with_name(METHOD_FILE)
-    method_state = torch.load(method_path, map_location="cpu", weights_only=True) \
-        if cfg["evaluation"]["sensitivity"]["enabled"] and method_path.is_file() else None
+    store = Storage(storage)
+    state = torch.load(store.fetch(backbone_key, cache_dir), map_location="cpu", weights_only=True)
+    method_key = f"{backbone_key.rsplit('/', 1)[0]}/{METHOD_FILE}"
+    method_state = torch.load(store.fetch(method_key, cache_dir), map_location="cpu", weights_only=True) \
+        if cfg["evaluation"]["sensitivity"]["enabled"] and store.exists(method_key) else None
 
     def progress(msg: str) -> None:
         if board is not None:
@@ -42,7 +52,7 @@ def _evaluate_target(cfg: dict[str, Any], target: dict[str, Any], backbone_path:
     tmp = Path(f"{cache_file}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(out))
     os.replace(tmp, cache_file)
-    return out
+    return _with_files(out)
 
 
 def _eval_cache_file(ctx: RunContext, cell: Cell, target: dict[str, Any]) -> str:
@@ -50,12 +60,12 @@ def _eval_cache_file(ctx: RunContext, cell: Cell, target: dict[str, Any]) -> str
     return str(Path(ctx.cache_dir) / "evaluations" / f"{cell.pretrain_id}-{cell_hash({'target': target, **ev})}.json")
 
 
-def evaluate_cell(cell: Cell, ctx: RunContext, backbone_path: Path, board):
-    """→ (final metrics, per-epoch curves by metric name, [(artifact folder, file)])."""
+def evaluate_cell(cell: Cell, ctx: RunContext, backbone_key: str, board):
+    """→ (final metrics, per-epoch curves by metric name, [(artifact folder, file name, bytes)])."""
     # every target of a cell in parallel, each a Ray task with one worker's resources
     targets = cell.config["evaluation"]["targets"]
     refs = [_evaluate_target.options(num_cpus=ctx.cpus_per_worker, num_gpus=ctx.gpus_per_worker).remote(
-        cell.config, t, str(backbone_path), ctx.cache_dir, max(1, int(ctx.cpus_per_worker)),
+        cell.config, t, ctx.storage, backbone_key, ctx.cache_dir, max(1, int(ctx.cpus_per_worker)),
         _eval_cache_file(ctx, cell, t), board, cell.cell_id) for t in targets]
     metrics: dict[str, float] = {}
     history: dict[str, list[float]] = {}
@@ -63,6 +73,5 @@ def evaluate_cell(cell: Cell, ctx: RunContext, backbone_path: Path, board):
     for out in ray.get(refs):
         metrics.update(out["metrics"])
         history.update(out.get("history", {}))
-        files += [("splits", out["split_file"])] if out["split_file"] else []
-        files += [("pictures", p) for p in out.get("artifacts", [])]
+        files += out["files"]
     return metrics, history, files

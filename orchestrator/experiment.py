@@ -155,7 +155,7 @@ def load_experiment(path: str | Path, profile: str | None = None,
                     overrides: dict[str, Any] | None = None) -> Experiment:
     raw = read_with_base(path)
     exp = build_experiment(raw, profile, overrides)
-    exp.path = Path(path)
+    exp.path = Path(path).resolve()  # Ray may change the working directory of a job's driver later
     return exp
 
 

@@ -55,7 +55,7 @@ class RayDataShardStream(ShardStream):
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # blocks in file order: the epoch is reproducible
         ctx.enable_progress_bars = False             # the cell's own progress board reports
-        ds = ray.data.read_parquet([str(f) for f in files], shuffle=None, num_cpus=self.decode_cpus)
+        ds = ray.data.read_parquet(list(files), filesystem=self.shards.fs, shuffle=None, num_cpus=self.decode_cpus)
         return ds.select_columns(["jpeg", "index"]).map_batches(
             decode_batch, batch_size=DECODE_ROWS, batch_format="numpy", num_cpus=self.decode_cpus,
             fn_kwargs={"views": self.views, "size": self.size, "seed": self.seed, "epoch": epoch})

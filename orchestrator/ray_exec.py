@@ -15,6 +15,7 @@ from typing import Any
 import ray
 
 from .experiment import ConfigError, Experiment
+from .storage import Storage
 
 
 @dataclass
@@ -30,16 +31,23 @@ class RunContext:
     gpus_per_worker: float
     max_failures: int
     rerun: bool
+    storage: str  # cluster.storage resolved: where hand-offs between processes live (storage.py)
     interrupted: dict[str, str] = field(default_factory=dict)  # cell_id -> run id left RUNNING by a dead driver
 
     @property
     def cache_dir(self) -> str:
+        """This node's caches (decoded datasets, features, converted weights, downloads from the
+        storage): rebuilt on each node, never read by another."""
         return str(Path(self.run_dir) / "cache")
 
     @property
-    def ray_storage(self) -> Path:
-        """Ray Train runs (and their per-epoch checkpoints), one folder per run name."""
-        return Path(self.run_dir) / "ray" / self.experiment
+    def store(self) -> Storage:
+        return Storage(self.storage)
+
+    @property
+    def ray_storage(self) -> str:
+        """The storage key of Ray Train's runs (and their per-epoch checkpoints), one folder per run name."""
+        return f"ray/{self.experiment}"
 
 
 class ClusterUnreachableError(ConfigError):
@@ -77,6 +85,13 @@ def connect(address: str | None, local_num_cpus: int | None) -> None:
         os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
         ray.init(address="local", num_cpus=local_num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
                  dashboard_port=port, **kwargs)
+
+
+def on_driver_node() -> dict[str, Any]:
+    """Ray options that keep a CPU-less task or actor (a cell's bookkeeping, the progress board)
+    on the driver's node: a lost worker node then takes only the work that can be retried."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)}
 
 
 def ray_address_file() -> Path:
@@ -117,6 +132,32 @@ def check_reachable(address: str | None, where: str, timeout: float = PROBE_SECO
             f"{where} {address}: nothing answers at {target[0]}:{target[1]} ({e.strerror or e}). Is the "
             "cluster running? Start it (`ray start --head`), give the right --address, or leave the "
             "address out to start a local Ray.") from None
+
+
+def check_shared_storage(storage: str | None, tracking_uri: str, run_dir: str | Path) -> None:
+    """On a cluster of several nodes, refuse before any cell starts what only this machine can
+    read: the run directory as the storage (cluster.storage left out), and an MLflow store that
+    is a file here, unless both lie in the folder cluster.storage declares shared."""
+    nodes = sum(1 for n in ray.nodes() if n["Alive"])
+    if nodes <= 1:
+        return
+    where = f"this Ray cluster has {nodes} alive nodes"
+    if storage is None:
+        raise ConfigError(
+            f"cluster.storage: {where}, but the storage is the run directory {Path(run_dir).resolve()} on this "
+            "machine, which the other nodes cannot read. Set cluster.storage to an object-store URI "
+            "(s3://bucket/prefix, with AWS_ENDPOINT_URL and credentials set on every node) or to a folder that "
+            "every node mounts (a shared filesystem)")
+    scheme = tracking_uri.split(":", 1)[0] if "://" in tracking_uri else "file"
+    if scheme not in ("sqlite", "file"):
+        return
+    shared = Storage(storage)
+    store_file = Path("/" + tracking_uri.split("://", 1)[1].lstrip("/")) if "://" in tracking_uri else Path(tracking_uri)
+    if not (shared.is_local and all(p.resolve().is_relative_to(shared.root) for p in (store_file, Path(run_dir)))):
+        raise ConfigError(
+            f"tracking.uri: {where}, but the MLflow store {tracking_uri} is a file on this machine. Start a "
+            "tracking server (`sassl ui --host 0.0.0.0 --port 5000`) and set tracking.uri: http://<its host>:5000, "
+            "or put tracking.run_dir in the shared folder that cluster.storage names")
 
 
 def free_port() -> int:
@@ -205,7 +246,7 @@ def fit_trainer(loop: str, loop_config: dict[str, Any], ctx: RunContext, *, name
                 callbacks: list | None = None) -> None:
     """One Ray Train run (a cell's pretraining or a stylizer: ``loop`` names its function in
     orchestrator.train_worker) with the invocation's per-worker resources, retries and storage
-    (checkpoints in ctx.ray_storage / name)."""
+    (checkpoints under the storage key ctx.ray_storage / name)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     use_gpu = ctx.gpus_per_worker > 0
     resources = {"CPU": ctx.cpus_per_worker, **({"GPU": ctx.gpus_per_worker} if use_gpu else {})}
@@ -213,8 +254,9 @@ def fit_trainer(loop: str, loop_config: dict[str, Any], ctx: RunContext, *, name
         lean_trainer_class()(
             worker_loop,
             train_loop_config={**loop_config, "loop": loop, "tracking_uri": ctx.tracking_uri, "cache_dir": ctx.cache_dir,
+                               "storage": ctx.storage,
                                "cpus_per_worker": ctx.cpus_per_worker, "use_gpu": use_gpu},
             scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=resources),
-            run_config=RunConfig(name=name, storage_path=str(ctx.ray_storage), callbacks=callbacks,
+            run_config=RunConfig(name=name, **ctx.store.ray_train(ctx.ray_storage), callbacks=callbacks,
                                  failure_config=FailureConfig(max_failures=ctx.max_failures),
                                  checkpoint_config=CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT))).fit()

@@ -17,7 +17,7 @@ from .cells import run_cell
 from .experiment import Experiment
 from .inputs import check_inputs
 from .progress import LiveProgress, ProgressBoard
-from .ray_exec import RunContext, cell_slots, connect
+from .ray_exec import RunContext, cell_slots, check_shared_storage, connect, on_driver_node
 
 
 @dataclass
@@ -45,8 +45,9 @@ def start_invocation(exp: Experiment, *, address: str | None, rerun: bool, role:
     done = {} if rerun else tracking.finished_cell_runs(c, exp_id)
     interrupted = {} if rerun else tracking.interrupted_cell_runs(c, exp_id)
     connect(address or cfg.cluster.address, cfg.cluster.local_num_cpus)
+    check_shared_storage(cfg.cluster.storage, uri, run_dir)
     slots = cell_slots(exp)
-    parent = tracking.retry(c.create_run, exp_id, run_name=f"{cfg.name} {time.strftime('%Y-%m-%d %H:%M:%S')}", tags={
+    parent = tracking.create_run(c, exp_id, f"{cfg.name} {time.strftime('%Y-%m-%d %H:%M:%S')}", tags={
         tracking.TAG_ROLE: role, tracking.TAG_PROFILE: exp.profile or "default", **(tags or {})})
     tracking.log_params(c, parent.info.run_id, {"experiment_file": str(exp.path), "cells": len(exp.cells),
                                                 "profile": exp.profile or "default", "cell_slots": slots})
@@ -54,7 +55,8 @@ def start_invocation(exp: Experiment, *, address: str | None, rerun: bool, role:
         tracking.retry(c.log_artifact, parent.info.run_id, str(exp.path))
     ctx = RunContext(cfg.name, exp_id, parent.info.run_id, uri, str(run_dir), cfg.cluster.num_workers,
                      cfg.cluster.cpus_per_worker, cfg.cluster.gpus_per_worker, cfg.cluster.max_failures, rerun,
-                     {cid: rid for cid, (rid, _) in interrupted.items() if cid not in done})
+                     storage=cfg.cluster.storage or str(run_dir),
+                     interrupted={cid: rid for cid, (rid, _) in interrupted.items() if cid not in done})
     for old_parent in {p for _, p in interrupted.values() if p}:
         if c.get_run(old_parent).info.status == "RUNNING":  # its driver died: it will never end by itself
             tracking.set_tags(c, old_parent, {tracking.TAG_ERROR: f"interrupted; continued by {parent.info.run_id}"})
@@ -70,7 +72,7 @@ def run_experiment(exp: Experiment, *, address: str | None = None, rerun: bool =
     summary = RunSummary(ctx.parent_run_id, ctx.tracking_uri)
     uri = ctx.tracking_uri
 
-    board = ProgressBoard.remote()
+    board = ProgressBoard.options(**on_driver_node()).remote()
     todo = [cell for cell in exp.cells if cell.cell_id not in done]
     stage_rows = list(dict.fromkeys(f"stylizer-{stylizer_stage.stylizer_id(cell.config['stylizer'])}"
                                     for cell in stylizer_stage.style_cells(todo)))
@@ -98,7 +100,8 @@ def run_experiment(exp: Experiment, *, address: str | None = None, rerun: bool =
                         continue
                     todo.remove(cell)
                     stylizers, style_error = stage.outcome() if is_style else ({}, None)
-                    pending.append(run_cell.remote(cell, ctx, board, stylizer_stage.style_inputs(cell, stylizers), style_error))
+                    pending.append(run_cell.options(**on_driver_node()).remote(
+                        cell, ctx, board, stylizer_stage.style_inputs(cell, stylizers), style_error))
                     free -= 1
                 if not pending:
                     live.refresh()

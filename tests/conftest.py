@@ -27,13 +27,14 @@ VENV_BIN = Path(sys.executable).parent
 
 
 @contextlib.contextmanager
-def ray_head(num_cpus: int = 2):
+def ray_head(num_cpus: int = 2, extra_env: dict[str, str] | None = None, temp: str | None = None):
     """A head node on 127.0.0.1 → (GCS address, dashboard URL). `--block` ties every Ray process
     to this one, so SIGTERM stops exactly this cluster (unlike `ray stop`, which would stop every
-    Ray on the machine)."""
-    temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    Ray on the machine). ``extra_env``: variables every process of the cluster sees; ``temp``:
+    Ray's temp folder (other nodes on this machine join with the same one)."""
+    temp = temp or tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     port, dash = free_port(), free_port()
-    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}  # the jobs' `python` is this venv's
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", **(extra_env or {})}  # the jobs' `python` is this venv's
     env.pop("RAY_ADDRESS", None)
     # the cluster's workers find its state API by this, not by looking for Ray on the machine
     # (which fails when other Ray instances run there: orchestrator/ray_exec.connect)

@@ -144,42 +144,58 @@ def _write_json(path: Path, obj: Any) -> None:
 
 class PackedShards:
     """Read access to one packed split: labels up front, JPEG bytes shard by shard (the shard
-    last read stays in memory, so a sequential pass reads each file once)."""
+    last read stays in memory, so a sequential pass reads each file once). ``root`` is a folder
+    or an object-store URI (``s3://bucket/prefix``, through pyarrow's filesystems and their usual
+    variables): the shards are then read from the store as they are needed, as from a folder."""
 
     def __init__(self, root: str | Path, split: str):
-        self.folder = Path(root).expanduser() / split
-        manifest = self.folder / MANIFEST
-        if not manifest.is_file():
-            root = Path(root).expanduser()
-            have = sorted(p.parent.name for p in root.glob(f"*/{MANIFEST}")) if root.is_dir() else []
+        import pyarrow.fs as pafs
+        self.root, self.split = str(root), split
+        if "://" in self.root and not self.root.startswith("file://"):
+            self.fs, base = pafs.FileSystem.from_uri(self.root)
+            self.folder = f"{self.root.rstrip('/')}/{split}"  # how messages name it
+        else:
+            self.fs = pafs.LocalFileSystem()
+            base = str(Path(self.root.removeprefix("file://")).expanduser().resolve())
+            self.folder = f"{base}/{split}"
+        base = base.rstrip("/")
+        where = f"{base}/{split}"
+        if self.fs.get_file_info(f"{where}/{MANIFEST}").type != pafs.FileType.File:
+            listed = self.fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+            have = sorted(i.base_name for i in listed if i.type == pafs.FileType.Directory
+                          and self.fs.get_file_info(f"{i.path}/{MANIFEST}").type == pafs.FileType.File)
             hint = f"packed splits there: {', '.join(have)}" if have else "run `sassl pack` to make one"
             raise DatasetError(f"packed: no packed split {split!r} at {self.folder} (no {MANIFEST}); {hint}")
-        self.manifest = json.loads(manifest.read_text())
+        with self.fs.open_input_stream(f"{where}/{MANIFEST}") as f:
+            self.manifest = json.loads(f.read())
         if self.manifest.get("format") != FORMAT:
-            raise DatasetError(f"packed: {manifest} is not a {FORMAT} manifest")
-        self.files = [self.folder / s["file"] for s in self.manifest["shards"]]
-        missing = [str(f) for f in self.files if not f.is_file()]
+            raise DatasetError(f"packed: {self.folder}/{MANIFEST} is not a {FORMAT} manifest")
+        self.files = [f"{where}/{s['file']}" for s in self.manifest["shards"]]
+        missing = [i.path for i in self.fs.get_file_info(self.files) if i.type != pafs.FileType.File]
         if missing:
-            raise DatasetError(f"packed: {len(missing)} shard file(s) listed in {manifest} are missing: "
-                               f"{', '.join(missing[:3])}")
+            raise DatasetError(f"packed: {len(missing)} shard file(s) listed in {self.folder}/{MANIFEST} are "
+                               f"missing: {', '.join(missing[:3])}")
         self.classes: list[str] = list(self.manifest["classes"])
         self.offsets = np.cumsum([0] + [s["rows"] for s in self.manifest["shards"]])
         self._cached: tuple[int, list[bytes]] | None = None
+
+    def read(self, file: str, columns: list[str]):
+        """One shard's columns (a pyarrow Table), from the folder or the store."""
+        import pyarrow.parquet as pq
+        return pq.read_table(file, columns=columns, filesystem=self.fs)
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
     def column(self, name: str) -> np.ndarray:
-        import pyarrow.parquet as pq
-        parts = [pq.read_table(f, columns=[name])[name].to_numpy() for f in self.files]
+        parts = [self.read(f, [name])[name].to_numpy() for f in self.files]
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
     def jpeg(self, i: int) -> bytes:
-        import pyarrow.parquet as pq
         k = bisect.bisect_right(self.offsets, i) - 1
         cached = self._cached  # read once: another thread (LazyImages decodes on several) may replace it
         if cached is None or cached[0] != k:
-            cached = (k, pq.read_table(self.files[k], columns=["jpeg"])["jpeg"].to_pylist())
+            cached = (k, self.read(self.files[k], ["jpeg"])["jpeg"].to_pylist())
             self._cached = cached
         return cached[1][i - int(self.offsets[k])]
 

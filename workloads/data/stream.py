@@ -57,7 +57,7 @@ def shuffled(rows: Iterator[Any], rng: np.random.Generator, size: int = SHUFFLE_
 
 @dataclass(frozen=True)
 class EpochPlan:
-    files: list[Path]      # this rank's shards, in reading order
+    files: list[str]       # this rank's shards (paths in the split's filesystem), in reading order
     rows: int              # rows in them
     steps: int             # batches every rank trains on this epoch
 
@@ -165,12 +165,11 @@ class ShardStream:
 
     def _rows(self, plan: EpochPlan, epoch: int) -> Iterator[tuple[bytes, int]]:
         """(jpeg, index) of this rank's shards, through a seeded shuffle buffer."""
-        import pyarrow.parquet as pq
         rng = np.random.default_rng(seed_of(self.seed, epoch, self.rank, 11))
 
         def rows() -> Iterator[tuple[bytes, int]]:
             for f in plan.files:
-                table = pq.read_table(f, columns=["jpeg", "index"])
+                table = self.shards.read(f, ["jpeg", "index"])
                 yield from zip(table["jpeg"].to_pylist(), table["index"].to_pylist())
         return shuffled(rows(), rng)
 

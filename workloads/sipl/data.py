@@ -97,20 +97,19 @@ class StreamedPretext(PretextImages):
         self.is_train = np.zeros(len(shards), bool)
         self.is_train[keep[train_idx].numpy()] = True
         self.train_size = len(train_idx)
-        source = PackedShardsSource(shards.folder.parent, shards.folder.name, image_size)
+        source = PackedShardsSource(shards.root, shards.split, image_size)
         # in pack order: PackedShards keeps the shard last read, so a sorted pass reads each file once
         self.val = LazyImages(source, np.sort(keep[val_idx].numpy()), threads=self.threads)
 
     def rows(self, epoch: int) -> Iterator[tuple[bytes, int]]:
         """(JPEG, position in the pack) of the epoch's training images, in reading order."""
-        import pyarrow.parquet as pq
         rng = np.random.default_rng(seed_of(self.seed, epoch, 13))
         order = rng.permutation(len(self.shards.files))  # drawn first: the buffer's draws follow
 
         def rows() -> Iterator[tuple[bytes, int]]:
             for k in order:
                 start = int(self.shards.offsets[k])
-                jpegs = pq.read_table(self.shards.files[k], columns=["jpeg"])["jpeg"].to_pylist()
+                jpegs = self.shards.read(self.shards.files[k], ["jpeg"])["jpeg"].to_pylist()
                 for pos in np.flatnonzero(self.is_train[start:start + len(jpegs)]):
                     yield jpegs[pos], start + int(pos)
         return shuffled(rows(), rng)
