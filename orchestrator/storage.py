@@ -23,21 +23,13 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-
-def is_uri(location: str) -> bool:
-    return "://" in location and not location.startswith("file://")
+from workloads.data.remote import filesystem
 
 
 class Storage:
     def __init__(self, location: str | os.PathLike):
         self.location = str(location)
-        if is_uri(self.location):
-            self.fs, self.root = pafs.FileSystem.from_uri(self.location)
-            self.root = self.root.rstrip("/")
-        else:
-            self.fs = pafs.LocalFileSystem()
-            local = self.location.removeprefix("file://")
-            self.root = str(Path(local).expanduser().resolve())
+        self.fs, self.root = filesystem(self.location)
 
     @property
     def is_local(self) -> bool:

@@ -37,7 +37,7 @@ def packed(tmp_path_factory):
 
 
 def in_memory(packed, limit=None):
-    images, _ = load_in_memory(open_source("packed", split="val", image_size=SIZE, root=str(packed.folder.parent)),
+    images, _ = load_in_memory(open_source("packed", split="val", image_size=SIZE, root=packed.root),
                                progress=False)
     if limit:
         from workloads.data.prepare import limited_positions
@@ -116,7 +116,7 @@ def test_pretraining_on_the_stream_reports_and_resumes_exactly(packed):
 
 def cell(packed, **data):
     return {"seed": 3, "method": {"val_fraction": 0.1},
-            "data": {"pretrain": {"name": "packed", "root": str(packed.folder.parent), "split": "val",
+            "data": {"pretrain": {"name": "packed", "root": packed.root, "split": "val",
                                   "download": False}, "image_size": SIZE, "limit": None, **data}}
 
 

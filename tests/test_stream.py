@@ -138,7 +138,7 @@ def test_decoding_on_the_device_reads_the_same_rows_and_boxes(packed, tmp_path):
 
 def test_pretrain_on_a_stream_and_the_loader_switch(packed):
     cfg = cell("simclr", aug_mode="cassle", encoder_depth=1, encoder_width=8)
-    cfg["data"].update(pretrain={"name": "packed", "root": str(packed.folder.parent), "split": "val",
+    cfg["data"].update(pretrain={"name": "packed", "root": packed.root, "split": "val",
                                  "download": False}, loader="stream")
     data = pretrain_data(cfg, None)
     assert isinstance(data, ShardStream) and data.batch == cfg["optim"]["batch_size"]
@@ -173,7 +173,7 @@ def test_evaluation_reads_a_split_batch_by_batch(packed):
     from workloads.data.prepare import evaluation_is_lazy, target_splits
     from workloads.evaluation.features import extract_features
     from workloads.models.backbones import build_backbone
-    target = {"key": "dtd", "data": {"name": "packed", "split": "val", "root": str(packed.folder.parent),
+    target = {"key": "dtd", "data": {"name": "packed", "split": "val", "root": packed.root,
                                      "download": False},
               "val_split": None, "val_fraction": 0.25, "split_seed": 0, "label_fraction": 1.0, "test_split": "val"}
     cfg = cell("simclr")
@@ -197,7 +197,7 @@ def test_search_monitor_reads_a_large_target_batch_by_batch(packed):
     from workloads.data.lazy import LazyImages
     from workloads.evaluation.monitor import ValidationMonitor
     from workloads.models.backbones import build_backbone
-    target = {"key": "dtd", "data": {"name": "packed", "split": "val", "root": str(packed.folder.parent),
+    target = {"key": "dtd", "data": {"name": "packed", "split": "val", "root": packed.root,
                                      "download": False},
               "val_split": None, "val_fraction": 0.25, "split_seed": 0, "label_fraction": 1.0, "test_split": None}
     cfg = cell("simclr")

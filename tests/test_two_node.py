@@ -18,7 +18,7 @@ from two_node import BUCKET, can_unshare, mlflow_server, s3_server, two_nodes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(can_unshare() is not None, reason=str(can_unshare()))]
 
-EPOCHS = 4
+EPOCHS = 6  # enough that the worker node is lost mid-way through a cell (it goes after the first checkpoint)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def grid(base: Path, name: str, **sections) -> Path:
         "name": name,
         "tracking": {"run_dir": str(base / "runs")},
         "cluster": {"num_workers": 1, "cpus_per_worker": 1, "max_failures": 3},
-        "data": {"image_size": 32, "limit": 512},
+        "data": {"image_size": 32, "limit": 1024},
         "backbone": {"width": 0.125},
         "method": {"proj_hidden_dim": 32, "proj_dim": 16, "pred_hidden_dim": 32},
         "optim": {"epochs": EPOCHS, "batch_size": 128},
@@ -85,7 +85,7 @@ def test_grid_through_server_and_object_store_survives_losing_the_worker_node(cl
         while not any(k.endswith("checkpoint_manager_snapshot.json") for k in s3_keys(nodes, "store/ray/two_node")):
             assert proc.poll() is None, proc.stdout.read()[-3000:]
             assert time.time() < deadline, "no checkpoint in the object store after 420 s"
-            time.sleep(1)
+            time.sleep(0.5)
         nodes.kill_worker()
         time.sleep(5)
         nodes.start_worker()
@@ -165,7 +165,8 @@ def test_shared_filesystem_mode_and_what_a_cluster_refuses(cluster):
     assert c.get_experiment_by_name("hpc") is None or not c.search_runs(
         [c.get_experiment_by_name("hpc").experiment_id])  # refused before any run was created
 
-    path = grid(base, "hpc", tracking={"run_dir": str(shared / "runs")}, cluster={"storage": str(shared)})
+    path = grid(base, "hpc", tracking={"run_dir": str(shared / "runs")}, cluster={"storage": str(shared)},
+                optim={"epochs": 2}, data={"limit": 512})
     res = sassl("run", str(path), nodes=nodes, cwd=base)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "2 finished, 0 skipped (already finished), 0 failed" in res.stdout

@@ -29,6 +29,7 @@ from PIL import Image
 
 from .errors import DatasetError
 from .packed import file_sha256
+from .remote import filesystem, is_uri
 
 FORMAT = "sassl-shards/1"
 MANIFEST = "manifest.json"
@@ -151,15 +152,9 @@ class PackedShards:
     def __init__(self, root: str | Path, split: str):
         import pyarrow.fs as pafs
         self.root, self.split = str(root), split
-        if "://" in self.root and not self.root.startswith("file://"):
-            self.fs, base = pafs.FileSystem.from_uri(self.root)
-            self.folder = f"{self.root.rstrip('/')}/{split}"  # how messages name it
-        else:
-            self.fs = pafs.LocalFileSystem()
-            base = str(Path(self.root.removeprefix("file://")).expanduser().resolve())
-            self.folder = f"{base}/{split}"
-        base = base.rstrip("/")
+        self.fs, base = filesystem(self.root)
         where = f"{base}/{split}"
+        self.folder = f"{self.root.rstrip('/')}/{split}" if is_uri(self.root) else where  # how messages name it
         if self.fs.get_file_info(f"{where}/{MANIFEST}").type != pafs.FileType.File:
             listed = self.fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
             have = sorted(i.base_name for i in listed if i.type == pafs.FileType.Directory
