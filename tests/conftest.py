@@ -43,7 +43,11 @@ def ray_head(num_cpus: int = 2, extra_env: dict[str, str] | None = None, temp: s
     proc = subprocess.Popen([str(VENV_BIN / "ray"), "start", "--head", "--block", "--port", str(port),
                              "--node-ip-address", "127.0.0.1",
                              "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--num-cpus", str(num_cpus),
-                             "--include-dashboard", "true", "--temp-dir", temp, "--disable-usage-stats"],
+                             "--include-dashboard", "true", "--temp-dir", temp, "--disable-usage-stats",
+                             # the agent's HTTP port (the Jobs API's way in) defaults to 52365 on every
+                             # node: a second cluster on this machine (another xdist worker's, the two-node
+                             # tests') would find it taken and run without one
+                             "--dashboard-agent-listen-port", str(free_port())],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     dashboard = f"http://127.0.0.1:{dash}"

@@ -1,6 +1,8 @@
 """The transfer grid and a search through the CLI, real Ray (Train inside Tune), Optuna and
 MLflow, at toy scale: every target and kind measured, backbones shared, tables from MLflow,
-search trials as child runs, the best configuration re-run with seeds, test split never read."""
+search trials as child runs, the best configuration re-run with seeds, test split never read.
+Everything is logged through an MLflow server (`sassl ui`), as on a cluster: tags, params,
+metrics, artifacts, the stylizer, the search's trials and `--from-search` all go over HTTP."""
 import subprocess
 import sys
 
@@ -8,7 +10,16 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from two_node import mlflow_server
+
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("shared_ray")]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The tracking URI of one MLflow server for this module's experiments."""
+    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as uri:
+        yield uri
 
 TINY = {
     "data": {"image_size": 32, "limit": 256},
@@ -25,13 +36,14 @@ def sassl(*args, cwd):
                           text=True, timeout=600)
 
 
-def write(tmp_path, name, cfg):
+def write(tmp_path, name, cfg, uri):
     path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({"name": name, "tracking": {"run_dir": str(tmp_path / "runs")}, **TINY, **cfg}))
+    path.write_text(yaml.safe_dump({"name": name, "tracking": {"run_dir": str(tmp_path / "runs"), "uri": uri},
+                                    **TINY, **cfg}))
     return path
 
 
-def test_transfer_grid_end_to_end_with_shared_backbones(tmp_path):
+def test_transfer_grid_end_to_end_with_shared_backbones(tmp_path, server):
     targets = [{"key": "cifar10", "label": "CIFAR-10", "data": {"name": "cifar10-kit", "split": "train"},
                 "val_fraction": 0.05},
                {"key": "dtd", "label": "DTD-10", "data": {"name": "dtd-kit", "split": "train"}, "val_split": "val"}]
@@ -41,15 +53,14 @@ def test_transfer_grid_end_to_end_with_shared_backbones(tmp_path):
                          {"name": "In-batch", "set": {"augmentation.style.enabled": True,
                                                       "augmentation.style.source": "noise"}}]}
     stylizer = {"loss_network": "efficientnet-lite0", "steps": 2, "batch_size": 4}
-    path = write(tmp_path, "grid", {"evaluation": evaluation, "grid": grid, "stylizer": stylizer})
+    path = write(tmp_path, "grid", {"evaluation": evaluation, "grid": grid, "stylizer": stylizer}, server)
     res = sassl("run", str(path), cwd=tmp_path)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     out = res.stdout
     assert "Linear · CIFAR-10" in out and "Fine-tune · DTD-10" in out and "1-shot top-1 · DTD-10" in out
     assert "grid-transfer-delta.png" in out
 
-    uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
-    c = MlflowClient(uri)
+    c = MlflowClient(server)
     exp = c.get_experiment_by_name("grid")
     cells = c.search_runs([exp.experiment_id], "tags.`sassl.role` = 'cell'")
     assert len(cells) == 2 and all(r.info.status == "FINISHED" for r in cells)
@@ -64,7 +75,7 @@ def test_transfer_grid_end_to_end_with_shared_backbones(tmp_path):
     more = targets + [{"key": "cifar10_1pct", "data": {"name": "cifar10-kit", "split": "train"},
                        "label_fraction": 0.02}]
     path2 = write(tmp_path, "grid2", {"evaluation": {**evaluation, "targets": more}, "grid": grid,
-                                      "stylizer": stylizer})
+                                      "stylizer": stylizer}, server)
     res2 = sassl("run", str(path2), cwd=tmp_path)
     assert res2.returncode == 0, res2.stdout[-3000:] + res2.stderr[-3000:]
     cells2 = c.search_runs([c.get_experiment_by_name("grid2").experiment_id], "tags.`sassl.role` = 'cell'")
@@ -73,18 +84,17 @@ def test_transfer_grid_end_to_end_with_shared_backbones(tmp_path):
     assert all("linear/cifar10_1pct/top1" in r.data.metrics for r in cells2)
 
 
-def test_search_trials_best_config_and_from_search(tmp_path):
+def test_search_trials_best_config_and_from_search(tmp_path, server):
     search = {"num_samples": 3, "seed": 0, "grace_period": 1,
               "space": {"optim.lr": {"type": "loguniform", "low": 0.01, "high": 0.3},
                         "method.temperature": {"type": "uniform", "low": 0.1, "high": 0.5}},
               "monitor": {"train_size": 200, "epochs": 3}}
-    path = write(tmp_path, "srch", {"optim": {"epochs": 2, "batch_size": 128}, "search": search})
+    path = write(tmp_path, "srch", {"optim": {"epochs": 2, "batch_size": 128}, "search": search}, server)
     res = sassl("run", str(path), cwd=tmp_path)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "3 trials" in res.stdout and "best val_top1" in res.stdout and "Parameter importances" in res.stdout
 
-    uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
-    c = MlflowClient(uri)
+    c = MlflowClient(server)
     exp = c.get_experiment_by_name("srch")
     parent = c.search_runs([exp.experiment_id], "tags.`sassl.role` = 'search'")[0]
     trials = c.search_runs([exp.experiment_id], "tags.`sassl.role` = 'trial'")
@@ -109,7 +119,7 @@ def test_search_trials_best_config_and_from_search(tmp_path):
     assert list(cache.glob("cifar10-kit-train-*")) and not list(cache.glob("cifar10-kit-test-*"))
 
     again = sassl("run", "--from-search", parent.info.run_id, "--seeds", "0,1",
-                  "--tracking-uri", uri, "--set", f"tracking.run_dir={tmp_path / 'runs'}", cwd=tmp_path)
+                  "--tracking-uri", server, "--set", f"tracking.run_dir={tmp_path / 'runs'}", cwd=tmp_path)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     cells = c.search_runs([c.get_experiment_by_name("srch_best").experiment_id], "tags.`sassl.role` = 'cell'")
     assert sorted(int(r.data.tags["sassl.seed"]) for r in cells) == [0, 1]

@@ -117,7 +117,7 @@ class TwoNodes:
         before = {n["node_id"] for n in alive_nodes(self.dashboard)}
         script = (f"mount --bind {private} {self.private_over} && exec {VENV_BIN / 'ray'} start --block "
                   f"--address {self.gcs} --node-ip-address 127.0.0.1 --num-cpus {num_cpus} "
-                  f"--temp-dir {temp} --disable-usage-stats")
+                  f"--temp-dir {temp} --disable-usage-stats --dashboard-agent-listen-port {free_port()}")
         env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", **self.env}
         if token_available():  # the head requires the token `ray start` wrote; a joining node must send it
             env["RAY_AUTH_MODE"] = "token"
