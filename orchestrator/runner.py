@@ -17,6 +17,7 @@ from .cells import run_cell
 from .experiment import Experiment
 from .inputs import check_inputs
 from .progress import LiveProgress, ProgressBoard
+from .storage import Storage
 from .ray_exec import RunContext, cell_slots, check_shared_storage, connect, on_driver_node
 
 
@@ -37,6 +38,7 @@ def start_invocation(exp: Experiment, *, address: str | None, rerun: bool, role:
     cfg = exp.config
     check_inputs(exp)
     run_dir = Path(cfg.tracking.run_dir).resolve()
+    Storage(cfg.cluster.storage or run_dir).check_writable()
     uri = tracking.resolve_tracking_uri(cfg.tracking.uri, run_dir)
     c = tracking.client(uri)
     exp_id = tracking.get_or_create_experiment(c, cfg.name, run_dir / "artifacts" if uri.startswith("sqlite") else None)

@@ -41,7 +41,9 @@ class Storage:
 
     def uri(self, key: str = "") -> str:
         """How messages name a stored file (the URI the user wrote, or the path)."""
-        return f"{self.location.rstrip('/')}/{key}" if not self.is_local else self.path(key)
+        if self.is_local:
+            return self.path(key)
+        return f"{self.location.rstrip('/')}/{key}" if key else self.location
 
     def exists(self, key: str) -> bool:
         return self.fs.get_file_info(self.path(key)).type == pafs.FileType.File
@@ -91,6 +93,19 @@ class Storage:
         selector = pafs.FileSelector(self.path(key), recursive=True, allow_not_found=True)
         return sorted(i.path[len(self.root) + 1:] for i in self.fs.get_file_info(selector)
                       if i.type == pafs.FileType.File)
+
+    def check_writable(self, setting: str = "cluster.storage") -> None:
+        """Write and remove a small file, so that an unreachable store, a missing bucket or a
+        folder that cannot be made fails before any cell starts, naming the setting."""
+        from .experiment import ConfigError
+        key = f".sassl-probe-{os.getpid()}"
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                (Path(tmp) / "probe").write_text("sassl")
+                self.put(Path(tmp) / "probe", key)
+            self.delete(key)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{setting}: cannot write to {self.uri()}: {' '.join(str(e).split())}") from None
 
     def ray_train(self, key: str) -> dict:
         """RunConfig arguments that put a Ray Train (or Tune) run's checkpoints under ``key``."""

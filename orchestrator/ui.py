@@ -37,4 +37,7 @@ def serve(run_dir: Path, backend_store_uri: str | None, host: str, port: int, co
         console.print("[yellow]listening on every interface: anyone who can reach this port can read and "
                       "write the store[/]")
     sys.stdout.flush()
+    # MLflow 3 starts a job runner and 7 job consumers beside the server (about 2 GB and their
+    # start-up CPU) for features sassl does not use; a user's own setting wins
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     os.execv(argv[0], argv)  # the server replaces this process: Ctrl-C stops it directly

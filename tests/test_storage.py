@@ -20,8 +20,8 @@ from two_node import BUCKET, s3_server
 
 
 @pytest.fixture(scope="module")
-def s3(monkeypatch_module):
-    with s3_server() as env:
+def s3(monkeypatch_module, tmp_path_factory):
+    with s3_server(tmp_path_factory.mktemp("s3")) as env:
         for k, v in env.items():
             monkeypatch_module.setenv(k, v)
         yield f"s3://{BUCKET}"
@@ -74,6 +74,16 @@ def test_an_object_store_is_read_through_each_nodes_cache(s3, tmp_path):
     assert again != got and torch.equal(torch.load(again, weights_only=True)["w"], torch.zeros(2))
     store.delete("backbones/a")
     assert store.list("backbones") == []
+
+
+def test_a_storage_that_cannot_be_written_is_refused_up_front(s3, tmp_path):
+    Storage(f"{s3}/store").check_writable()
+    assert Storage(f"{s3}/store").list("") == []  # the probe is gone
+    with pytest.raises(ConfigError, match=r"cluster.storage: cannot write to s3://no-such-bucket/x: .*bucket"):
+        Storage("s3://no-such-bucket/x").check_writable()
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ConfigError, match="cluster.storage: cannot write to .*a_file/store"):
+        Storage(tmp_path / "a_file" / "store").check_writable()
 
 
 def test_packed_shards_stream_from_an_object_store_as_from_a_folder(s3, tmp_path):

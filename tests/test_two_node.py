@@ -14,7 +14,7 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from two_node import BUCKET, can_unshare, mlflow_server, s3_server, two_nodes
+from two_node import BUCKET, can_unshare, mlflow_server, s3_server, tail, two_nodes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(can_unshare() is not None, reason=str(can_unshare()))]
 
@@ -25,7 +25,7 @@ EPOCHS = 6  # enough that the worker node is lost mid-way through a cell (it goe
 def cluster(tmp_path_factory):
     """(TwoNodes, MLflow URI, base folder): S3 emulator, MLflow server, head + worker node."""
     base = tmp_path_factory.mktemp("two_node")
-    with s3_server() as env, mlflow_server(base / "mlflow") as uri:
+    with s3_server(base) as env, mlflow_server(base / "mlflow") as uri:
         with two_nodes(base, base / "runs", env) as nodes:
             yield nodes, uri, base
 
@@ -76,23 +76,25 @@ def test_grid_through_server_and_object_store_survives_losing_the_worker_node(cl
     nodes, uri, base = cluster
     path = grid(base, "two_node", tracking={"uri": uri},
                 cluster={"storage": f"s3://{BUCKET}/store", "max_concurrent_cells": 1})
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(path)], cwd=base, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=sassl_env(nodes),
-                            start_new_session=True)
+    log = base / "two_node_run.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(path)], cwd=base, text=True,
+                                stdout=f, stderr=subprocess.STDOUT, env=sassl_env(nodes), start_new_session=True)
     try:
         # the node goes once a cell has a checkpoint in the store (its Ray Train run is mid-way)
         deadline = time.time() + 420
         while not any(k.endswith("checkpoint_manager_snapshot.json") for k in s3_keys(nodes, "store/ray/two_node")):
-            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            assert proc.poll() is None, tail(log)
             assert time.time() < deadline, "no checkpoint in the object store after 420 s"
             time.sleep(0.5)
         nodes.kill_worker()
         time.sleep(5)
         nodes.start_worker()
-        out, _ = proc.communicate(timeout=600)
+        proc.wait(timeout=600)
     finally:
         if proc.poll() is None:
             proc.kill()
+    out = log.read_text()
     assert proc.returncode == 0, out[-4000:]
     assert "2 finished, 0 skipped (already finished), 0 failed" in out, out[-3000:]
     assert "| baseline" in out and "| SASSL" in out

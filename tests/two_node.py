@@ -29,11 +29,24 @@ from orchestrator.ray_exec import free_port
 BUCKET = "sassl-test"
 
 
-def wait_http(url: str, what: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+def start_logged(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A server in its own session, its output in ``log``: a pipe nobody reads fills up, and a
+    server whose every request logs a line then blocks for ever (moto's did, mid-checkpoint)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, text=True, env=env,
+                                start_new_session=True)
+
+
+def tail(log: Path, n: int = 3000) -> str:
+    return log.read_text(errors="replace")[-n:] if log.is_file() else ""
+
+
+def wait_http(url: str, what: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"{what} exited: {proc.stdout.read()[-2000:] if proc.stdout else ''}")
+            pytest.fail(f"{what} exited: {tail(log)}")
         try:
             urllib.request.urlopen(url, timeout=2)
             return
@@ -51,15 +64,14 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def s3_server():
+def s3_server(logs: Path):
     """moto's S3 emulator on 127.0.0.1 with one bucket → the variables a client needs to use it."""
-    port = free_port()
-    proc = subprocess.Popen([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    port, log = free_port(), logs / "moto.log"
+    proc = start_logged([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], log)
     env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "test",
            "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
     try:
-        wait_http(env["AWS_ENDPOINT_URL"], "moto's S3 server", proc, timeout=60)
+        wait_http(env["AWS_ENDPOINT_URL"], "moto's S3 server", proc, log, timeout=60)
         req = urllib.request.Request(f"{env['AWS_ENDPOINT_URL']}/{BUCKET}", method="PUT")  # create the bucket
         urllib.request.urlopen(req, timeout=10)
         yield env
@@ -70,12 +82,11 @@ def s3_server():
 @contextlib.contextmanager
 def mlflow_server(run_dir: Path):
     """`sassl ui` on a free port → its http:// tracking URI (artifacts proxied by the server)."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "ui", "--run-dir", str(run_dir),
-                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    port, log = free_port(), run_dir / "server.log"
+    proc = start_logged([sys.executable, "-m", "orchestrator", "ui", "--run-dir", str(run_dir), "--port", str(port)],
+                        log)
     try:
-        wait_http(f"http://127.0.0.1:{port}/health", "the MLflow server", proc)
+        wait_http(f"http://127.0.0.1:{port}/health", "the MLflow server", proc, log)
         yield f"http://127.0.0.1:{port}"
     finally:
         stop(proc)
@@ -121,14 +132,12 @@ class TwoNodes:
         env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", **self.env}
         if token_available():  # the head requires the token `ray start` wrote; a joining node must send it
             env["RAY_AUTH_MODE"] = "token"
-        self.worker = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-                                       env=env,
-                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                       start_new_session=True)
+        log = private.parent / f"node{self.started}.log"
+        self.worker = start_logged(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], log, env)
         deadline = time.time() + timeout
         while not any(not n["is_head_node"] and n["node_id"] not in before for n in alive_nodes(self.dashboard)):
             if self.worker.poll() is not None:
-                pytest.fail(f"the worker node did not start: {self.worker.stdout.read()[-3000:]}")
+                pytest.fail(f"the worker node did not start: {tail(log)}")
             if time.time() > deadline:
                 pytest.fail(f"the worker node did not join in {timeout} s")
             time.sleep(1)

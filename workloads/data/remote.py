@@ -15,8 +15,8 @@ def filesystem(location: str):
     """(pyarrow filesystem, path inside it) of a URI or a local path (made absolute).
 
     S3 is reached with the usual variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...) and more
-    patience than the SDK's defaults: a request may stall for 3 s on a busy store or machine
-    (seen with the emulator on 2 loaded cores), which the defaults turn into a failed checkpoint."""
+    patience than the SDK's defaults, which fail a request (a checkpoint's upload, a cell with
+    it) after 3 s without a byte, where a busy store or node may stall that long."""
     import pyarrow.fs as pafs
     if not is_uri(location):
         return pafs.LocalFileSystem(), str(Path(location.removeprefix("file://")).expanduser().resolve())
