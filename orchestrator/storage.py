@@ -5,7 +5,7 @@ Every hand-off between processes goes through here, by key (a relative path such
 Train worker on one node and the reader an evaluation task on another. The storage is
 
 * a local folder: the run directory by default, which only works while every process runs
-  on one machine (runner.check_cluster_storage refuses it on a cluster of several nodes);
+  on one machine (ray_exec.check_shared_storage refuses it on a cluster of several nodes);
 * a folder every node mounts (a shared filesystem: NFS, Lustre, ...), given as its path;
 * an object store, given as a URI (``s3://bucket/prefix``, ``gs://...``), reached through
   pyarrow's filesystems with their usual variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).
