@@ -71,7 +71,8 @@ def run_cell(cell: Cell, ctx: RunContext, board, style_inputs: dict[str, str] | 
             if store.exists(key):  # the stored backbone is what a rerun reuses: its checkpoints are dead weight
                 store.delete(checkpoints)
         board.update.remote(cell.cell_id, {"status": "evaluating"})
-        metrics, history, files = evaluate_cell(cell, ctx, key, board)
+        metrics, history, files, machine = evaluate_cell(cell, ctx, key, board)
+        tracking.log_params_once(c, run_id, machine)
         tracking.log_metrics(c, run_id, metrics)
         for name, values in history.items():
             for epoch, v in enumerate(values, start=1):

@@ -48,6 +48,8 @@ def _evaluate_target(cfg: dict[str, Any], target: dict[str, Any], storage: str, 
                    artifact_dir=art_dir if target == cfg["evaluation"]["targets"][0] else None,
                    method_state=method_state)
     out["split_file"] = str(out["split_file"]) if out["split_file"] else None
+    from workloads.machine import machine_params
+    out["machine"] = machine_params("machine.evaluation")
     Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(f"{cache_file}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(out))
@@ -61,7 +63,8 @@ def _eval_cache_file(ctx: RunContext, cell: Cell, target: dict[str, Any]) -> str
 
 
 def evaluate_cell(cell: Cell, ctx: RunContext, backbone_key: str, board):
-    """→ (final metrics, per-epoch curves by metric name, [(artifact folder, file name, bytes)])."""
+    """→ (final metrics, per-epoch curves by metric name, [(artifact folder, file name, bytes)],
+    the machine params of the node(s) that evaluated)."""
     # every target of a cell in parallel, each a Ray task with one worker's resources
     targets = cell.config["evaluation"]["targets"]
     refs = [_evaluate_target.options(num_cpus=ctx.cpus_per_worker, num_gpus=ctx.gpus_per_worker).remote(
@@ -69,9 +72,10 @@ def evaluate_cell(cell: Cell, ctx: RunContext, backbone_key: str, board):
         _eval_cache_file(ctx, cell, t), board, cell.cell_id) for t in targets]
     metrics: dict[str, float] = {}
     history: dict[str, list[float]] = {}
-    files = []
+    files, machine = [], {}
     for out in ray.get(refs):
+        machine.update(out.get("machine", {}))  # a result cached by an older version has none
         metrics.update(out["metrics"])
         history.update(out.get("history", {}))
         files += out["files"]
-    return metrics, history, files
+    return metrics, history, files, machine

@@ -75,6 +75,17 @@ def log_params(c: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
         retry(c.log_batch, run_id, params=items[i:i + BATCH])
 
 
+def log_params_once(c: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
+    """Params are write-once: a run continued elsewhere (a retried worker on another node, a
+    resumed invocation) keeps its first values, and what differs is added under a `.resumed` key."""
+    have = c.get_run(run_id).data.params
+    new = {k: v for k, v in params.items() if k not in have}
+    new.update({f"{k}.resumed": v for k, v in params.items() if k in have and have[k] != str(v)
+                and f"{k}.resumed" not in have})
+    if new:
+        log_params(c, run_id, new)
+
+
 def log_metrics(c: MlflowClient, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
     now = int(time.time() * 1000)
     items = [Metric(k, float(v), now, step) for k, v in metrics.items()]

@@ -16,6 +16,7 @@ from workloads.callbacks import Callback
 from workloads.data.device_decode import DeviceDecodeStream
 from workloads.data.prepare import pretrain_data
 from workloads.data.stream import ShardStream
+from workloads.machine import machine_params
 from workloads.pretrain import pretrain
 from workloads.stylize.model import load_stylizer, save_stylizer
 from workloads.stylize.train import stylizer_arch, style_pool, train_stylizer
@@ -42,6 +43,8 @@ class RayTrainCallback(Callback):
         self.mlflow = tracking.client(loop_cfg["tracking_uri"]) if self.rank == 0 else None
         self.resumed = resume is not None
         self.logged: dict[str, int] = {}  # metric -> last step already in MLflow (only after a resume)
+        if self.mlflow is not None:  # which CPU kernels made these numbers (workloads/machine.py)
+            tracking.log_params_once(self.mlflow, self.run_id, machine_params("machine.train"))
         if self.mlflow is not None and resume is not None:
             epoch = int(resume.get("epoch", resume.get("step", 0)))  # the stylizer checkpoints by step
             tracking.log_metrics(self.mlflow, self.run_id, {RESUMED_METRIC: epoch}, epoch)

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -58,6 +59,11 @@ def test_tiny_experiment_end_to_end(tmp_path):
     for r in good:
         assert r.info.status == "FINISHED"
         assert r.data.params["optim.epochs"] == "2" and r.data.params["backbone.width"] == "0.125"
+        # which CPU kernels made the numbers, where it trained and where it was evaluated
+        capability = torch.backends.cpu.get_cpu_capability()
+        assert r.data.params["machine.train.cpu_capability"] == capability
+        assert r.data.params["machine.evaluation.cpu_capability"] == capability
+        assert r.data.params["machine.train.threads"] == "1"  # cpus_per_worker, not the machine's count
         assert 0 <= r.data.metrics["linear/cifar10/top1"] <= 100 and "random_init/linear/cifar10/top1" in r.data.metrics
         history = c.get_metric_history(r.info.run_id, "pretrain/loss")
         assert sorted(m.step for m in history) == [1, 2]

@@ -156,3 +156,24 @@ def test_tags_go_to_mlflow_as_strings():
     c = Client()
     assert tracking.create_run(c, "1", "cell", {tracking.TAG_SEED: 3, tracking.TAG_ROW: "x"}) == "run"
     assert c.tags == {tracking.TAG_SEED: "3", tracking.TAG_ROW: "x"}
+
+
+def test_machine_params_are_logged_once_and_a_different_machine_is_kept_beside(tmp_path):
+    """A run continued on another node keeps its first machine params; the other node's
+    differing value is added under `.resumed` instead of failing MLflow's write-once check."""
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator import tracking
+    from workloads.machine import machine_params
+    c = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = tracking.create_run(c, c.create_experiment("m"), "cell", tags={})
+    first = machine_params("machine.train")
+    assert first["machine.train.cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    tracking.log_params_once(c, run.info.run_id, first)
+    tracking.log_params_once(c, run.info.run_id, first)  # same machine again: nothing to add
+    other = {**first, "machine.train.cpu_capability": "another-kernel-set"}
+    tracking.log_params_once(c, run.info.run_id, other)
+    params = c.get_run(run.info.run_id).data.params
+    assert params["machine.train.cpu_capability"] == first["machine.train.cpu_capability"]
+    assert params["machine.train.cpu_capability.resumed"] == "another-kernel-set"
+    assert "machine.train.torch.resumed" not in params
