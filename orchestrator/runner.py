@@ -50,7 +50,8 @@ def start_invocation(exp: Experiment, *, address: str | None, rerun: bool, role:
     check_shared_storage(cfg.cluster.storage, uri, run_dir)
     slots = cell_slots(exp)
     parent = tracking.create_run(c, exp_id, f"{cfg.name} {time.strftime('%Y-%m-%d %H:%M:%S')}", tags={
-        tracking.TAG_ROLE: role, tracking.TAG_PROFILE: exp.profile or "default", **(tags or {})})
+        tracking.TAG_ROLE: role, tracking.TAG_PROFILE: exp.profile or "default",
+        **({"mlflow.note.content": cfg.description} if cfg.description else {}), **(tags or {})})
     tracking.log_params(c, parent.info.run_id, {"experiment_file": str(exp.path), "cells": len(exp.cells),
                                                 "profile": exp.profile or "default", "cell_slots": slots})
     if exp.path:
