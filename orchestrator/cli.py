@@ -37,9 +37,12 @@ def _parse_sets(sets: list[str]) -> dict:
 
 def _load(path: Path, profile: Optional[str], sets: list[str]) -> Experiment:
     try:
-        return load_experiment(path, profile, _parse_sets(sets))
+        exp = load_experiment(path, profile, _parse_sets(sets))
     except ConfigError as e:
         _fail(f"{path}: invalid experiment\n{e}")
+    for warning in exp.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    return exp
 
 
 ProfileOpt = typer.Option(None, "--profile", "-p", help="A named profile of the YAML (e.g. paper).")
@@ -198,7 +201,8 @@ def _load_best(search_run: str, seeds: Optional[str], uri: Optional[str], sets: 
     except ValueError:
         _fail(f"--seeds {seeds!r}: expected comma-separated integers, e.g. 0,1,2")
     try:
-        return build_experiment(best_experiment(uri, search_run, seed_list), None, _parse_sets(sets))
+        # the search's whole resolved config: every field looks written, none was by this user
+        return build_experiment(best_experiment(uri, search_run, seed_list), None, _parse_sets(sets), written=set())
     except ConfigError as e:
         _fail(str(e))
 

@@ -69,8 +69,8 @@ class Cluster(Strict):
 class DatasetRef(Strict):
     """A dataset by name: a kit shipped with the repository (`cifar10-kit`, `paintings-kit`, …), a
     torchvision dataset, `imagefolder`/`stylefolder` (a folder of images), or `packed` (shards made
-    by `sassl pack`). `sassl datasets` lists the names and their splits."""
-    name: str = Field(description="Dataset name (`sassl datasets` lists them).")
+    by `sassl pack`)."""
+    name: str = Field(description="Dataset name (the configuration reference lists them with their splits).")
     split: str = Field("train", description="Split to read (e.g. `train`, `test`, `val`, `all`).")
     root: str | None = Field(None, description=(
         "Folder (or, for `packed`, an object-store URI) holding the dataset. Unset: the kit's own "

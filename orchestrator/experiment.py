@@ -17,6 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from .config import CELL_FIELDS, METHOD_NAMES, CellConfig, ExperimentConfig
+from .consistency import find, target_warnings, written_paths
 from .pipelines import pipeline
 
 
@@ -44,6 +45,8 @@ class Experiment:
     profile: str | None
     config: ExperimentConfig
     cells: list[Cell]
+    # settings the file writes that have no effect (orchestrator/consistency.py), printed by the CLI
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -154,13 +157,26 @@ def read_with_base(path: str | Path, _seen: tuple = ()) -> dict[str, Any]:
 def load_experiment(path: str | Path, profile: str | None = None,
                     overrides: dict[str, Any] | None = None) -> Experiment:
     raw = read_with_base(path)
-    exp = build_experiment(raw, profile, overrides)
+    exp = build_experiment(raw, profile, overrides, written=written_by(read_yaml(path), profile))
     exp.path = Path(path).resolve()  # Ray may change the working directory of a job's driver later
     return exp
 
 
+def written_by(own: dict[str, Any], profile: str | None) -> set[str]:
+    """The dotted paths a file writes itself (its fields and its own part of the chosen profile),
+    not those it inherits through ``base:``: the fields the consistency checks speak of."""
+    fields = {k: v for k, v in own.items() if k not in ("base", "grid", "profiles")}
+    profiles = own.get("profiles") if isinstance(own.get("profiles"), dict) else {}
+    chosen = profiles.get(profile) if profile else None
+    return written_paths(fields) | (written_paths(chosen) if isinstance(chosen, dict) else set())
+
+
 def build_experiment(raw: dict[str, Any], profile: str | None = None,
-                     overrides: dict[str, Any] | None = None) -> Experiment:
+                     overrides: dict[str, Any] | None = None, written: set[str] | None = None) -> Experiment:
+    """``written``: the paths the consistency checks treat as set by the user (default: all of
+    ``raw``'s and its profile's); ``--set`` overrides and each row's own fields always count."""
+    if written is None:
+        written = written_by(raw, profile)
     base = validate(raw, ExperimentConfig)
     # only as written: once dumped, every config carries `variants: []`
     if "variants" in base.grid.model_fields_set and not base.grid.variants:
@@ -179,7 +195,19 @@ def build_experiment(raw: dict[str, Any], profile: str | None = None,
     check_baselines(base, cells)
     if base.search is not None:
         check_search_space(base, cells[0])
-    return Experiment(None, profile, base, cells)
+    return Experiment(None, profile, base, cells, check_consistency(base, cells, written | written_paths(overrides or {})))
+
+
+def check_consistency(exp: ExperimentConfig, cells: list[Cell], written: set[str]) -> list[str]:
+    """Fields written but without effect: an error (raised) where the user surely expected one,
+    else the warnings returned (orchestrator/consistency.py)."""
+    cluster = exp.cluster.model_dump(mode="json")
+    configs = [{**cell.config, "cluster": cluster} for cell in cells]
+    findings = find([(c, written | written_paths(cell.overrides)) for c, cell in zip(configs, cells)])
+    errors = [f.message() for f in findings if f.rule.error]
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return [f.message() for f in findings if not f.rule.error] + target_warnings(configs)
 
 
 def check_baselines(exp: ExperimentConfig, cells: list[Cell]) -> None:

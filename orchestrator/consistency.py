@@ -1,0 +1,166 @@
+"""Settings that contradict each other: a field an experiment writes that has no effect under
+another of its settings (a pretrained stylizer is not trained, so its training fields do
+nothing; style fields do nothing while style is off; ...).
+
+Only what the experiment's own file writes is checked (its fields, the chosen profile's own
+overrides, its rows and `--set`), not what it inherits through `base:`: a base file serves
+several experiments, and its settings for SASSL rows are not a mistake in a table without any.
+A field counts as unused when it is unused in every cell that writes it, so a base value meant
+for some rows only is fine. The rules are listed in the configuration reference (generated
+from RULES)."""
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from pydantic import BaseModel
+
+from .config import DatasetRef, ExperimentConfig, Style
+
+Cfg = dict[str, Any]  # a resolved cell config, with the experiment's `cluster`
+
+
+@dataclass(frozen=True)
+class Rule:
+    fields: tuple[str, ...]          # dotted paths; a path covers every field under it
+    when: str                        # the other setting, as the reference and the message say it
+    unused: Callable[[Cfg], bool]    # True when the fields have no effect in this cell
+    hint: str                        # what to do instead
+    error: bool = False              # errors: the user surely expected an effect (silently wrong results)
+    scope: Callable[[Cfg], bool] = lambda c: True  # the cells the rule speaks of
+
+
+def _style_on(c: Cfg) -> bool:
+    return c["augmentation"]["style"]["enabled"]
+
+
+def _ssl(c: Cfg) -> bool:
+    return c["method"]["name"] != "sipl"
+
+
+_STYLIZER_TRAINING = ("stylizer.loss_network", "stylizer.loss_weights", "stylizer.steps", "stylizer.batch_size",
+                      "stylizer.lr", "stylizer.content_weight", "stylizer.style_weight", "stylizer.tv_weight",
+                      "stylizer.seed")
+_STYLE_FIELDS = tuple(f"augmentation.style.{f}" for f in Style.model_fields if f != "enabled")
+_CASSLE_ENCODER = tuple(f"method.{f}" for f in ("cond_mode", "encoder_depth", "encoder_width", "encoder_out_dim",
+                                                "encoder_last_bn"))
+
+RULES: tuple[Rule, ...] = (
+    Rule(_STYLIZER_TRAINING, "the stylizer is not trained (`stylizer.pretrained` or `stylizer.checkpoint` is set)",
+         lambda c: bool(c["stylizer"]["pretrained"] or c["stylizer"]["checkpoint"]),
+         "set `stylizer.pretrained: null` to train a stylizer with them, or remove them", error=True, scope=_style_on),
+    Rule(("stylizer.embed_dim", "stylizer.image_size"), "`stylizer.pretrained` is set (a fixed network)",
+         lambda c: bool(c["stylizer"]["pretrained"]),
+         "the size SASSL stylizes at is `augmentation.style.image_size`; set `stylizer.pretrained: null` "
+         "to train a stylizer of another architecture or size", error=True, scope=_style_on),
+    Rule(("stylizer",) + _STYLE_FIELDS, "`augmentation.style.enabled` is false", lambda c: not _style_on(c),
+         "turn style on in the rows that should use it (`augmentation.style.enabled: true`), or remove them"),
+    Rule(("augmentation.style.shift",), "`augmentation.style.source` is not `in_batch`",
+         lambda c: c["augmentation"]["style"]["source"] != "in_batch", "remove it", scope=_style_on),
+    Rule(("augmentation.style.style_data",), "`augmentation.style.source` is not `external`",
+         lambda c: c["augmentation"]["style"]["source"] != "external",
+         "set `augmentation.style.source: external` to stylize with that dataset", scope=_style_on),
+    Rule(_CASSLE_ENCODER, "`method.aug_mode` is not `cassle`", lambda c: c["method"]["aug_mode"] != "cassle",
+         "set `method.aug_mode: cassle` in the rows that condition the projector", scope=_ssl),
+    Rule(("method.augself_weight", "method.augself_hidden_dim"), "`method.aug_mode` is not `augself`",
+         lambda c: c["method"]["aug_mode"] != "augself", "set `method.aug_mode: augself`", scope=_ssl),
+    Rule(("method.omega_parts",), "`method.aug_mode` is `vanilla`", lambda c: c["method"]["aug_mode"] == "vanilla",
+         "set `method.aug_mode` to `cassle` or `augself`", scope=_ssl),
+    Rule(("method.alpha", "method.alpha_warmup_epochs"), "`method.variant` is `opl` (no KL term)",
+         lambda c: c["method"].get("variant") == "opl", "remove them, or choose a SIPL variant",
+         scope=lambda c: not _ssl(c)),
+    Rule(("augmentation.view1", "augmentation.view2", "augmentation.style", "augmentation.prefetch",
+          "optim.momentum", "optim.schedule", "optim.warmup_epochs", "evaluation.linear_probe",
+          "evaluation.fine_tune", "evaluation.few_shot", "evaluation.lbfgs", "evaluation.sensitivity"),
+         "`method.name` is `sipl` (its own patch augmentations, Adam at a constant rate, an MLP head)",
+         lambda c: not _ssl(c), "set SIPL's own fields under `method` (`augment`, `downstream`)"),
+    Rule(("data.stream_decode", "data.stream_decode_cpus"), "`data.loader` is `memory`",
+         lambda c: c["data"]["loader"] == "memory", "set `data.loader: stream` (or `auto`) to stream"),
+    Rule(("data.stream_decode_cpus",), "`data.stream_decode` is not `ray_data`",
+         lambda c: c["data"]["stream_decode"] != "ray_data", "set `data.stream_decode: ray_data`"),
+    Rule(("data.memory_budget_gb",), "`data.loader` is not `auto`", lambda c: c["data"]["loader"] != "auto",
+         "set `data.loader: auto` to let the budget choose"),
+    Rule(("evaluation.fine_tune",), "`evaluation.fine_tune.enabled` is false",
+         lambda c: not c["evaluation"]["fine_tune"]["enabled"], "set `evaluation.fine_tune.enabled: true`", scope=_ssl),
+    Rule(("evaluation.lbfgs",), "`evaluation.lbfgs.enabled` is false",
+         lambda c: not c["evaluation"]["lbfgs"]["enabled"], "set `evaluation.lbfgs.enabled: true`", scope=_ssl),
+    Rule(("evaluation.sensitivity",), "`evaluation.sensitivity.enabled` is false",
+         lambda c: not c["evaluation"]["sensitivity"]["enabled"], "set `evaluation.sensitivity.enabled: true`",
+         scope=_ssl),
+    Rule(("evaluation.few_shot.episodes",), "`evaluation.few_shot.shots` is empty",
+         lambda c: not c["evaluation"]["few_shot"]["shots"], "give `shots`, e.g. `[1, 10]`", scope=_ssl),
+    Rule(("backbone.sync_bn",), "`cluster.num_workers` is 1 (one batch: nothing to synchronise)",
+         lambda c: c["cluster"]["num_workers"] == 1, "remove it, or train on several workers"),
+)
+
+
+def written_paths(tree: Any, prefix: str = "") -> set[str]:
+    """Dotted paths of the leaves of a (partial) YAML mapping; a dotted key is a path already."""
+    if not isinstance(tree, dict) or not tree:
+        return {prefix} if prefix else set()
+    out: set[str] = set()
+    for k, v in tree.items():
+        out |= written_paths(v, f"{prefix}.{k}" if prefix else str(k))
+    return out
+
+
+def _is_section(field: str) -> bool:
+    """Whether a dotted path names a section of fields (`augmentation.view1`), not one value (a
+    number, a list, a dataset reference)."""
+    models: list[type] = [ExperimentConfig]
+    for part in field.split("."):
+        infos = [m.model_fields[part] for m in models if part in m.model_fields]
+        models = [a for i in infos for a in (typing.get_args(i.annotation) or (i.annotation,))
+                  if isinstance(a, type) and issubclass(a, BaseModel)]
+    return bool(models) and DatasetRef not in models
+
+
+def _covers(field: str, paths: Iterable[str]) -> list[str]:
+    """The written paths a rule's field covers, as they are reported: a section's fields by
+    their own path, a value (even one written key by key, like a dataset) by the field's."""
+    section = _is_section(field)
+    return sorted({p if section and p.startswith(field + ".") else field
+                   for p in paths if p == field or p.startswith(field + ".") or field.startswith(p + ".")})
+
+
+@dataclass(frozen=True)
+class Finding:
+    paths: tuple[str, ...]
+    rule: Rule
+
+    def message(self) -> str:
+        what = "has" if len(self.paths) == 1 else "have"
+        return f"{', '.join(self.paths)}: {what} no effect: {self.rule.when}; {self.rule.hint}"
+
+
+def find(cells: list[tuple[Cfg, set[str]]]) -> list[Finding]:
+    """``cells``: (resolved config with `cluster`, paths the experiment wrote for that cell).
+    A finding per rule: the written paths unused in every in-scope cell that writes them. A path
+    is reported by the first rule that finds it (the errors come first), so once."""
+    findings, reported = [], set()
+    for rule in RULES:
+        bad: set[str] = set()
+        for f in rule.fields:
+            users = [(c, _covers(f, written)) for c, written in cells if rule.scope(c) and _covers(f, written)]
+            if users and all(rule.unused(c) for c, _ in users):
+                bad |= {p for _, ps in users for p in ps}
+        bad -= reported
+        if bad:
+            reported |= bad
+            findings.append(Finding(tuple(sorted(bad)), rule))
+    return findings
+
+
+def target_warnings(cells: list[Cfg]) -> list[str]:
+    """Within one evaluation target: a field its own other field overrides."""
+    out: list[str] = []
+    for c in cells:
+        for i, t in enumerate(c["evaluation"]["targets"]):
+            where = f"evaluation.targets[{i}] ({t['key']})"
+            if t["val_split"] and t["val_fraction"] != 0.1:
+                out.append(f"{where}.val_fraction: has no effect: the target has its own val_split "
+                           f"{t['val_split']!r}; remove one of them")
+            if t["test_data"] and t["test_split"] != "test":
+                out.append(f"{where}.test_split: has no effect: test_data is set; remove one of them")
+    return list(dict.fromkeys(out))
