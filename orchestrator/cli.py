@@ -45,12 +45,13 @@ def _load(path: Path, profile: Optional[str], sets: list[str]) -> Experiment:
     return exp
 
 
+PathArg = typer.Argument(..., help="Experiment YAML.")
 ProfileOpt = typer.Option(None, "--profile", "-p", help="A named profile of the YAML (e.g. paper).")
 SetOpt = typer.Option([], "--set", "-s", help="Override a field: --set optim.epochs=2 (repeatable).")
 
 
 @app.command()
-def validate(path: Path, profile: Optional[str] = ProfileOpt, set_: list[str] = SetOpt) -> None:
+def validate(path: Path = PathArg, profile: Optional[str] = ProfileOpt, set_: list[str] = SetOpt) -> None:
     """Check an experiment file and print the cells it expands into. Starts nothing."""
     exp = _load(path, profile, set_)
     from .inputs import check_inputs
@@ -123,7 +124,7 @@ AddressOpt = typer.Option(None, "--address", help="Ray Jobs API of the cluster's
 
 
 @app.command()
-def submit(path: Path, profile: Optional[str] = ProfileOpt, set_: list[str] = SetOpt, address: Optional[str] = AddressOpt,
+def submit(path: Path = PathArg, profile: Optional[str] = ProfileOpt, set_: list[str] = SetOpt, address: Optional[str] = AddressOpt,
            job_id: Optional[str] = typer.Option(None, help="Submission id (default: Ray picks one)."),
            follow: bool = typer.Option(False, "--follow", help="Stream the job's logs until it ends.")) -> None:
     """Submit an experiment to a Ray cluster as a Ray job (validated here first)."""
@@ -151,8 +152,11 @@ def _follow(jid: str, address: Optional[str]) -> None:
         raise typer.Exit(1)
 
 
+JobArg = typer.Argument(..., help="The submission id `sassl submit` printed.")
+
+
 @app.command()
-def status(job_id: str, address: Optional[str] = AddressOpt) -> None:
+def status(job_id: str = JobArg, address: Optional[str] = AddressOpt) -> None:
     """State of a submitted job (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED)."""
     from . import jobs
     try:
@@ -164,7 +168,7 @@ def status(job_id: str, address: Optional[str] = AddressOpt) -> None:
 
 
 @app.command()
-def logs(job_id: str, address: Optional[str] = AddressOpt,
+def logs(job_id: str = JobArg, address: Optional[str] = AddressOpt,
          follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming until the job ends.")) -> None:
     """A submitted job's driver output."""
     from . import jobs
@@ -182,7 +186,7 @@ def ui(run_dir: Path = typer.Option(Path(os.environ.get("SASSL_RUN_DIR", "runs")
                                     help="Run directory whose MLflow store (mlflow.db, artifacts/) is served."),
        backend_store_uri: Optional[str] = typer.Option(None, help="Serve this store instead (e.g. postgresql://…)."),
        host: str = typer.Option("127.0.0.1", help="Interface to listen on; 0.0.0.0 exposes the store to the network."),
-       port: int = typer.Option(5000)) -> None:
+       port: int = typer.Option(5000, help="Port to listen on.")) -> None:
     """MLflow UI and tracking server over an experiment's store; multi-node runs log to its http:// URI."""
     from .ui import serve
     try:
@@ -289,8 +293,10 @@ app.add_typer(plot_app, name="plot")
 def style_embeddings(experiment: str = typer.Argument(..., help="Experiment name with a finished stylizer run."),
                      extra: list[str] = typer.Option([], "--extra", help="Also embed a dataset, as name:split "
                                                      "(e.g. cifar10-kit:test); its bank is logged too."),
-                     tracking_uri: Optional[str] = typer.Option(None),
-                     run_dir: Path = typer.Option(Path(os.environ.get("SASSL_RUN_DIR", "runs")))) -> None:
+                     tracking_uri: Optional[str] = typer.Option(None, help="MLflow store (default: "
+                                                                "$MLFLOW_TRACKING_URI, else the run directory's)."),
+                     run_dir: Path = typer.Option(Path(os.environ.get("SASSL_RUN_DIR", "runs")),
+                                                  help="Run directory (its cache holds the datasets).")) -> None:
     """t-SNE (PCA init) of the style banks of an experiment's stylizer (SASSL A.2)."""
     import tempfile
 

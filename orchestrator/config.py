@@ -452,7 +452,7 @@ class Stylizer(Strict):
         return self
 
 
-# style weight per loss network, chosen by looking at content × style grids (README, "Stylizer");
+# style weight per loss network, chosen by looking at content × style grids (docs/sassl.md, "Loss networks");
 # vgg16-hed 0.05 -> 0.01: at 0.05 the (relu1_2-dominated) style term outweighed content and the
 # stylizer lost the content even in its own style (tests/test_stylizer_content.py)
 STYLE_WEIGHTS = {"vgg16-hed": 0.01, "vgg16": 0.05, "efficientnet-lite0": 30.0}

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable
 from pydantic import BaseModel
 
 from .config import DatasetRef, ExperimentConfig, Style
+from .pipelines import PIPELINES, pipeline
 
 Cfg = dict[str, Any]  # a resolved cell config, with the experiment's `cluster`
 
@@ -25,7 +26,7 @@ Cfg = dict[str, Any]  # a resolved cell config, with the experiment's `cluster`
 class Rule:
     fields: tuple[str, ...]          # dotted paths; a path covers every field under it
     when: str                        # the other setting, as the reference and the message say it
-    unused: Callable[[Cfg], bool]    # True when the fields have no effect in this cell
+    unused: Callable[[Cfg, str], bool]  # (cell, field) → True when the field has no effect in this cell
     hint: str                        # what to do instead
     error: bool = False              # errors: the user surely expected an effect (silently wrong results)
     scope: Callable[[Cfg], bool] = lambda c: True  # the cells the rule speaks of
@@ -35,8 +36,8 @@ def _style_on(c: Cfg) -> bool:
     return c["augmentation"]["style"]["enabled"]
 
 
-def _ssl(c: Cfg) -> bool:
-    return c["method"]["name"] != "sipl"
+def _aug_aware(c: Cfg) -> bool:
+    return "aug_mode" in c["method"]
 
 
 _STYLIZER_TRAINING = ("stylizer.loss_network", "stylizer.loss_weights", "stylizer.steps", "stylizer.batch_size",
@@ -48,50 +49,48 @@ _CASSLE_ENCODER = tuple(f"method.{f}" for f in ("cond_mode", "encoder_depth", "e
 
 RULES: tuple[Rule, ...] = (
     Rule(_STYLIZER_TRAINING, "the stylizer is not trained (`stylizer.pretrained` or `stylizer.checkpoint` is set)",
-         lambda c: bool(c["stylizer"]["pretrained"] or c["stylizer"]["checkpoint"]),
+         lambda c, f: bool(c["stylizer"]["pretrained"] or c["stylizer"]["checkpoint"]),
          "set `stylizer.pretrained: null` to train a stylizer with them, or remove them", error=True, scope=_style_on),
     Rule(("stylizer.embed_dim", "stylizer.image_size"), "`stylizer.pretrained` is set (a fixed network)",
-         lambda c: bool(c["stylizer"]["pretrained"]),
+         lambda c, f: bool(c["stylizer"]["pretrained"]),
          "the size SASSL stylizes at is `augmentation.style.image_size`; set `stylizer.pretrained: null` "
          "to train a stylizer of another architecture or size", error=True, scope=_style_on),
-    Rule(("stylizer",) + _STYLE_FIELDS, "`augmentation.style.enabled` is false", lambda c: not _style_on(c),
+    Rule(("stylizer",) + _STYLE_FIELDS, "`augmentation.style.enabled` is false", lambda c, f: not _style_on(c),
          "turn style on in the rows that should use it (`augmentation.style.enabled: true`), or remove them"),
     Rule(("augmentation.style.shift",), "`augmentation.style.source` is not `in_batch`",
-         lambda c: c["augmentation"]["style"]["source"] != "in_batch", "remove it", scope=_style_on),
+         lambda c, f: c["augmentation"]["style"]["source"] != "in_batch", "remove it", scope=_style_on),
     Rule(("augmentation.style.style_data",), "`augmentation.style.source` is not `external`",
-         lambda c: c["augmentation"]["style"]["source"] != "external",
+         lambda c, f: c["augmentation"]["style"]["source"] != "external",
          "set `augmentation.style.source: external` to stylize with that dataset", scope=_style_on),
-    Rule(_CASSLE_ENCODER, "`method.aug_mode` is not `cassle`", lambda c: c["method"]["aug_mode"] != "cassle",
-         "set `method.aug_mode: cassle` in the rows that condition the projector", scope=_ssl),
+    Rule(_CASSLE_ENCODER, "`method.aug_mode` is not `cassle`", lambda c, f: c["method"]["aug_mode"] != "cassle",
+         "set `method.aug_mode: cassle` in the rows that condition the projector", scope=_aug_aware),
     Rule(("method.augself_weight", "method.augself_hidden_dim"), "`method.aug_mode` is not `augself`",
-         lambda c: c["method"]["aug_mode"] != "augself", "set `method.aug_mode: augself`", scope=_ssl),
-    Rule(("method.omega_parts",), "`method.aug_mode` is `vanilla`", lambda c: c["method"]["aug_mode"] == "vanilla",
-         "set `method.aug_mode` to `cassle` or `augself`", scope=_ssl),
+         lambda c, f: c["method"]["aug_mode"] != "augself", "set `method.aug_mode: augself`", scope=_aug_aware),
+    Rule(("method.omega_parts",), "`method.aug_mode` is `vanilla`", lambda c, f: c["method"]["aug_mode"] == "vanilla",
+         "set `method.aug_mode` to `cassle` or `augself`", scope=_aug_aware),
     Rule(("method.alpha", "method.alpha_warmup_epochs"), "`method.variant` is `opl` (no KL term)",
-         lambda c: c["method"].get("variant") == "opl", "remove them, or choose a SIPL variant",
-         scope=lambda c: not _ssl(c)),
-    Rule(("augmentation.view1", "augmentation.view2", "augmentation.style", "augmentation.prefetch",
-          "optim.momentum", "optim.schedule", "optim.warmup_epochs", "evaluation.linear_probe",
-          "evaluation.fine_tune", "evaluation.few_shot", "evaluation.lbfgs", "evaluation.sensitivity"),
-         "`method.name` is `sipl` (its own patch augmentations, Adam at a constant rate, an MLP head)",
-         lambda c: not _ssl(c), "set SIPL's own fields under `method` (`augment`, `downstream`)"),
+         lambda c, f: c["method"].get("variant") == "opl", "remove them, or choose another variant",
+         scope=lambda c: "variant" in c["method"]),
+    Rule(tuple(dict.fromkeys(f for p in PIPELINES.values() for f in p.ignores)),
+         "the method does not read them (" + "; ".join(p.ignores_reason for p in PIPELINES.values() if p.ignores) + ")",
+         lambda c, f: any(f == i or f.startswith(i + ".") for i in pipeline(c).ignores),
+         "set the method's own fields instead (`method.*`)"),
     Rule(("data.stream_decode", "data.stream_decode_cpus"), "`data.loader` is `memory`",
-         lambda c: c["data"]["loader"] == "memory", "set `data.loader: stream` (or `auto`) to stream"),
+         lambda c, f: c["data"]["loader"] == "memory", "set `data.loader: stream` (or `auto`) to stream"),
     Rule(("data.stream_decode_cpus",), "`data.stream_decode` is not `ray_data`",
-         lambda c: c["data"]["stream_decode"] != "ray_data", "set `data.stream_decode: ray_data`"),
-    Rule(("data.memory_budget_gb",), "`data.loader` is not `auto`", lambda c: c["data"]["loader"] != "auto",
+         lambda c, f: c["data"]["stream_decode"] != "ray_data", "set `data.stream_decode: ray_data`"),
+    Rule(("data.memory_budget_gb",), "`data.loader` is not `auto`", lambda c, f: c["data"]["loader"] != "auto",
          "set `data.loader: auto` to let the budget choose"),
     Rule(("evaluation.fine_tune",), "`evaluation.fine_tune.enabled` is false",
-         lambda c: not c["evaluation"]["fine_tune"]["enabled"], "set `evaluation.fine_tune.enabled: true`", scope=_ssl),
+         lambda c, f: not c["evaluation"]["fine_tune"]["enabled"], "set `evaluation.fine_tune.enabled: true`"),
     Rule(("evaluation.lbfgs",), "`evaluation.lbfgs.enabled` is false",
-         lambda c: not c["evaluation"]["lbfgs"]["enabled"], "set `evaluation.lbfgs.enabled: true`", scope=_ssl),
+         lambda c, f: not c["evaluation"]["lbfgs"]["enabled"], "set `evaluation.lbfgs.enabled: true`"),
     Rule(("evaluation.sensitivity",), "`evaluation.sensitivity.enabled` is false",
-         lambda c: not c["evaluation"]["sensitivity"]["enabled"], "set `evaluation.sensitivity.enabled: true`",
-         scope=_ssl),
+         lambda c, f: not c["evaluation"]["sensitivity"]["enabled"], "set `evaluation.sensitivity.enabled: true`"),
     Rule(("evaluation.few_shot.episodes",), "`evaluation.few_shot.shots` is empty",
-         lambda c: not c["evaluation"]["few_shot"]["shots"], "give `shots`, e.g. `[1, 10]`", scope=_ssl),
+         lambda c, f: not c["evaluation"]["few_shot"]["shots"], "give `shots`, e.g. `[1, 10]`"),
     Rule(("backbone.sync_bn",), "`cluster.num_workers` is 1 (one batch: nothing to synchronise)",
-         lambda c: c["cluster"]["num_workers"] == 1, "remove it, or train on several workers"),
+         lambda c, f: c["cluster"]["num_workers"] == 1, "remove it, or train on several workers"),
 )
 
 
@@ -143,7 +142,7 @@ def find(cells: list[tuple[Cfg, set[str]]]) -> list[Finding]:
         bad: set[str] = set()
         for f in rule.fields:
             users = [(c, _covers(f, written)) for c, written in cells if rule.scope(c) and _covers(f, written)]
-            if users and all(rule.unused(c) for c, _ in users):
+            if users and all(rule.unused(c, f) for c, _ in users):
                 bad |= {p for _, ps in users for p in ps}
         bad -= reported
         if bad:

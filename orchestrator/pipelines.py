@@ -32,6 +32,10 @@ class Pipeline:
     mixed_precision: bool = True      # whether its training loop honours optim.precision / optim.compile
     # who may decode its streamed pretraining images (data.stream_decode)
     stream_decoders: tuple[str, ...] = ("worker", "device", "ray_data")
+    # cell fields its training and evaluation never read (orchestrator/consistency.py warns when a
+    # file writes one), and why, as the warning says it
+    ignores: tuple[str, ...] = ()
+    ignores_reason: str = ""
 
     @property
     def name(self) -> str:
@@ -71,7 +75,11 @@ PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
     Pipeline(Sipl, "SIPL", train="orchestrator.train_worker:sipl_loop", evaluate="workloads.sipl.cell:evaluate_target",
              headline="mlp/{target}/top1", max_workers=1, optimizers=("adam",),
              optimizer_reason="SIPL trains with Adam (the paper's optimiser)", mixed_precision=False,
-             stream_decoders=("worker",)),  # its pretext decodes on the worker's threads (workloads/sipl/data.py)
+             stream_decoders=("worker",),  # its pretext decodes on the worker's threads (workloads/sipl/data.py)
+             ignores=("augmentation.view1", "augmentation.view2", "augmentation.style", "augmentation.prefetch",
+                      "optim.momentum", "optim.schedule", "optim.warmup_epochs", "evaluation.linear_probe",
+                      "evaluation.fine_tune", "evaluation.few_shot", "evaluation.lbfgs", "evaluation.sensitivity"),
+             ignores_reason="SIPL has its own patch augmentations, Adam at a constant rate and an MLP head"),
 )}
 
 

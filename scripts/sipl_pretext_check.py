@@ -2,7 +2,7 @@
 prints the loss, train and held-out pretext accuracy (%) of every epoch (chance is 12.5 %).
 
 The defaults are sipl_table4.yaml's cpu profile (ResNet-18 at width 0.5, the kit geometry, all
-10,000 kit training images, 10 epochs, batch 64, alpha 5); the README's "Does the pretext task
+10,000 kit training images, 10 epochs, batch 64, alpha 5); docs/sipl.md's "Does the pretext task
 learn?" figures came from this script, one thread per run:
 
     .venv/bin/python scripts/sipl_pretext_check.py --variant opl --lr 2e-4

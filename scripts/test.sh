@@ -12,6 +12,6 @@ if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get 
 fi
 # two pytest-xdist workers by default, whole files each (a module's fixtures are built once, and
 # each worker has its own shared Ray head): the unit tests keep one core busy and the Ray
-# end-to-end files not quite two, so a second worker fills the idle core (README "Measured",
+# end-to-end files not quite two, so a second worker fills the idle core (docs/measurements.md,
 # test suite). SASSL_TEST_WORKERS=0 runs everything in this one process, one test at a time.
 exec .venv/bin/python -m pytest -q -n "${SASSL_TEST_WORKERS:-2}" --dist loadfile "$@"

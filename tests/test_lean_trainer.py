@@ -1,6 +1,6 @@
 """The Ray Train run every cell goes through starts only the actors it needs: no DatasetManager
 when the run has no Ray Datasets, no preemption watcher on a one-node cluster (each is a Python
-process importing Ray Train, seconds of CPU per cell; README "Test suite")."""
+process importing Ray Train, seconds of CPU per cell; docs/measurements.md, "Test suite")."""
 import os
 
 import pytest

@@ -87,7 +87,7 @@ def test_compiled_forward_trains_on_cpu(monkeypatch):
     """optim.compile wraps the forward in torch.compile; the model keeps its parameters and
     state-dict keys, so checkpoints are unchanged. The suite traces it with dynamo and AOT
     autograd but skips inductor's C++ code generation (10 min on a busy 2-core machine; the
-    README records that run), so the wiring is tested, not the compiler."""
+    docs/gpus.md records that run), so the wiring is tested, not the compiler."""
     real = torch.compile
     compiled = []
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: compiled.append(fn) or real(fn, backend="aot_eager", **kw))

