@@ -119,6 +119,32 @@ def run(path: Optional[Path] = typer.Argument(None, help="Experiment YAML (omit 
         raise typer.Exit(1)
 
 
+@app.command()
+def rehearse(path: Path = PathArg, profile: Optional[str] = ProfileOpt, set_: list[str] = SetOpt,
+             steps: int = typer.Option(3, min=1, help="Steps timed per piece (after one untimed warm-up step)."),
+             address: Optional[str] = typer.Option(None, help="Join this Ray cluster (as `sassl run`); "
+                                                   "default: cluster.address of the YAML, else a local one.")) -> None:
+    """Run every distinct piece of an experiment for a few steps at its real settings and estimate
+    the whole grid's wall time, before a cluster is booked. Trains nothing to completion."""
+    from .ray_auth import use_token_if_present
+    exp = _load(path, profile, set_)
+    use_token_if_present(address or exp.config.cluster.address)
+    from .rehearsal import rehearse as run_rehearsal
+    from .rehearsal import table
+    try:
+        report = run_rehearsal(exp, steps=steps, address=address, console=console)
+    except ConfigError as e:
+        _fail(f"{path}: {e}")
+    out = RichTable(title=f"{exp.name}: rehearsal" + (f" (profile {profile})" if profile else ""))
+    for col in ("piece", "what", "steps timed", "s/step", "peak MB", "est. s per cell"):
+        out.add_column(col)
+    for row in table(report):
+        out.add_row(*row)
+    console.print(out)
+    console.print(f"estimated wall time of the grid: {report.estimate_s / 60:.1f} min ({report.estimate_s:.0f} s) "
+                  f"for {report.cells} cells on {report.slots} slot(s); MLflow run {report.run_id}")
+
+
 AddressOpt = typer.Option(None, "--address", help="Ray Jobs API of the cluster's head node, e.g. "
                           "http://<head>:8265 (default: $RAY_JOBS_ADDRESS, $RAY_ADDRESS, http://127.0.0.1:8265).")
 

@@ -12,7 +12,7 @@ from . import stylizer_stage
 from .experiment import ConfigError, Experiment
 
 
-def _dataset_refs(c: dict[str, Any]) -> list[tuple[str, dict[str, Any], int]]:
+def dataset_refs(c: dict[str, Any]) -> list[tuple[str, dict[str, Any], int]]:
     """(YAML path, dataset ref, image size) of every dataset a cell reads."""
     size = c["data"]["image_size"]
     refs = [("data.pretrain", c["data"]["pretrain"], size)]
@@ -39,7 +39,7 @@ def check_inputs(exp: Experiment) -> None:
     anything starts (nothing is written to MLflow)."""
     seen = set()
     for cell in exp.cells:
-        for where, ref, size in _dataset_refs(cell.config):
+        for where, ref, size in dataset_refs(cell.config):
             key = (ref["name"], ref["split"], ref["root"])
             if key in seen:
                 continue

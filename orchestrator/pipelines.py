@@ -36,6 +36,10 @@ class Pipeline:
     # file writes one), and why, as the warning says it
     ignores: tuple[str, ...] = ()
     ignores_reason: str = ""
+    # `sassl rehearse`: a few of its training steps, (cfg, cache_dir, steps, threads, device) ->
+    # figures (orchestrator/rehearsal.py); whether its evaluation can be timed there yet
+    rehearse: str = "orchestrator.rehearsal:ssl_steps"
+    rehearse_evaluation: bool = True
 
     @property
     def name(self) -> str:
@@ -79,7 +83,8 @@ PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
              ignores=("augmentation.view1", "augmentation.view2", "augmentation.style", "augmentation.prefetch",
                       "optim.momentum", "optim.schedule", "optim.warmup_epochs", "evaluation.linear_probe",
                       "evaluation.fine_tune", "evaluation.few_shot", "evaluation.lbfgs", "evaluation.sensitivity"),
-             ignores_reason="SIPL has its own patch augmentations, Adam at a constant rate and an MLP head"),
+             ignores_reason="SIPL has its own patch augmentations, Adam at a constant rate and an MLP head",
+             rehearse="orchestrator.rehearsal:sipl_steps", rehearse_evaluation=False),
 )}
 
 

@@ -11,6 +11,9 @@ class Callback:
     def on_progress(self, stage: str, epoch: int, step: int, steps: int, metrics: dict[str, float]) -> None:
         """Frequent and cheap: where training is now (for progress bars)."""
 
+    def on_step(self, stage: str, epoch: int, step: int, steps: int) -> None:
+        """After every optimisation step (a rehearsal times steps and stops after a few by raising)."""
+
     def on_epoch_end(self, stage: str, epoch: int, metrics: dict[str, float],
                      state: Callable[[], dict[str, Any]]) -> None:
         """Once per epoch: metrics to record; ``state()`` builds a resumable checkpoint."""

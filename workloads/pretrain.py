@@ -161,6 +161,7 @@ def pretrain(cfg: dict[str, Any], images: "torch.Tensor | ShardStream", *, callb
             scaler.step(optimizer)  # with fp16: skipped when the scaled gradients overflowed
             scaler.update()
             model.after_step((gstep + 1) / total_steps)
+            callback.on_step(STAGE, epoch + 1, step + 1, steps_per_epoch)
             loss_sum += loss.item()
             seen += x.shape[0] * world_size()
             if epoch == start_epoch and step == 0 and rank() == 0:

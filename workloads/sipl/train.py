@@ -163,6 +163,7 @@ def pretrain_sipl(cfg: dict[str, Any], images: "torch.Tensor | PretextImages", *
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            callback.on_step(STAGE, epoch + 1, step + 1, steps)
             loss_sum += loss.item()
             acc_sum += acc
             seen += len(x)

@@ -65,6 +65,7 @@ def train_stylizer(cfg: dict[str, Any], content: torch.Tensor, style: torch.Tens
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         opt.step()
+        callback.on_step(STAGE, 1, step + 1, steps)
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + v.item()
         done = step + 1

@@ -1,0 +1,392 @@
+"""`sassl rehearse`: every distinct piece of an experiment run for a few steps at its real
+settings, through the code the run uses, before a cluster is booked.
+
+1. Every dataset and style root is opened with its real reader, counted, and its first images
+   decoded (a wrong path or layout is a ConfigError naming the field, the root and the reader).
+2. Each distinct pretraining configuration (the cells that differ only in seed or evaluation
+   are one piece) trains a few steps in a Ray task with one worker's resources (the device a
+   cell's worker gets), at the per-worker batch, with its stylizer and a style bank of a few
+   images; each stylizer stage embeds a few style images (or trains a few steps); each target
+   of each evaluation times the decoding, the feature extraction and a probe epoch.
+3. The full grid's wall time is estimated from those figures (cells × epochs × steps per epoch
+   × seconds per step, evaluation, a fixed per-cell start-up cost), with the cells scheduled on
+   the cluster's slots, and everything is logged to MLflow as a run with role `rehearsal`.
+Nothing is trained to completion, and no cell, backbone or stylizer of a real run is written."""
+from __future__ import annotations
+
+import heapq
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from . import tracking
+from .experiment import ConfigError, Experiment, pretrain_hash
+from .inputs import dataset_refs
+from .pipelines import pipeline
+from .ray_exec import cell_slots, connect
+
+# wall seconds a cell costs before any work: its Ray Train run's start and teardown, measured
+# at 11.6 s on a 2-core machine (benchmarks/train_run_overhead.py), plus the evaluation task's
+CELL_OVERHEAD_S = 15.0
+DECODE_CHECK = 2   # images decoded per dataset by the data check
+SAMPLE = 128       # images decoded / features extracted / style images embedded for timing
+
+
+@dataclass
+class Piece:
+    kind: str                     # data, stylizer, pretraining, evaluation
+    name: str
+    figures: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass
+class Report:
+    pieces: list[Piece]
+    estimate_s: float
+    slots: int
+    cells: int
+    run_id: str = ""
+
+
+# ---------------------------------------------------------------- 1. the data
+def check_data(exp: Experiment) -> list[Piece]:
+    """Open every dataset the cells name with its real reader, count it, decode its first images."""
+    from workloads.data import DatasetError, open_source
+    from workloads.data.lazy import LazyImages
+    pieces, seen = [], set()
+    for cell in exp.cells:
+        for where, ref, size in dataset_refs(cell.config):
+            key = (ref["name"], ref["split"], ref["root"], size)
+            if key in seen:
+                continue
+            seen.add(key)
+            reader = f"reader {ref['name']!r}, split {ref['split']!r}, root {ref['root'] or '(built in)'}"
+            try:
+                src = open_source(ref["name"], split=ref["split"], image_size=size, root=ref["root"],
+                                  download=ref["download"])
+                if len(src) == 0:
+                    raise DatasetError("no images")
+                t0 = time.perf_counter()
+                batch = LazyImages(src)[:min(DECODE_CHECK, len(src))]
+                seconds = (time.perf_counter() - t0) / len(batch)
+            except (DatasetError, OSError, ValueError) as e:
+                raise ConfigError(f"{where}: {reader}: {e}") from None
+            if tuple(batch.shape[1:]) != (3, size, size):
+                raise ConfigError(f"{where}: {reader}: decoded to {tuple(batch.shape[1:])}, not 3×{size}×{size}")
+            classes = len(getattr(src, "classes", []) or [])
+            pieces.append(Piece("data", f"{where}: {ref['name']}/{ref['split']}",
+                                {"images": float(len(src)), "classes": float(classes), "decode_s_per_image": seconds}))
+    return pieces
+
+
+# ---------------------------------------------------------------- 2. the pieces, as Ray tasks
+def _threads(cpus: float) -> int:
+    return max(1, int(cpus))
+
+
+def _device(gpus: float):
+    import torch
+    return torch.device("cuda" if gpus > 0 and torch.cuda.is_available() else "cpu")
+
+
+def _stylizer_for(cfg: dict[str, Any], cache_dir: str):
+    """The cell's stylizer, loaded as the run loads it (pretrained: converted once per node;
+    self-trained: its architecture, untrained, which costs the same per step)."""
+    from workloads.stylize.model import load_stylizer
+    from workloads.stylize.train import build_stylizer, stylizer_arch
+
+    from .stylizer_stage import pretrained_path
+    st = cfg["stylizer"]
+    if st["pretrained"]:
+        return load_stylizer(str(pretrained_path(st, Path(cache_dir))), expected=stylizer_arch(st))
+    if st["checkpoint"] and Path(st["checkpoint"]).expanduser().is_file():
+        return load_stylizer(str(Path(st["checkpoint"]).expanduser()), expected=stylizer_arch(st))
+    return build_stylizer(st)
+
+
+def _small_bank(cfg: dict[str, Any], net, cache_dir: str, device) -> tuple[Any, dict[str, float]]:
+    """A style bank of SAMPLE images of the external style set, and the seconds per image it took."""
+    from workloads.data.prepare import load_images
+    from workloads.stylize.train import bank_size, style_bank
+    style = cfg["augmentation"]["style"]
+    if style["source"] != "external":
+        return None, {}
+    images = load_images(style["style_data"], bank_size(cfg["stylizer"]), cache_dir, lazy=True)[0]
+    x = images[:min(SAMPLE, len(images))]
+    t0 = time.perf_counter()
+    bank = style_bank(net, x, bank_size(cfg["stylizer"]), device=device)
+    per_image = (time.perf_counter() - t0) / len(x)
+    return bank, {"bank_s_per_image": per_image, "bank_images": float(len(images)),
+                  "bank_s": per_image * len(images)}
+
+
+def ssl_steps(cfg: dict[str, Any], cache_dir: str, steps: int, threads: int, device) -> dict[str, float]:
+    """An SSL cell's pretraining (workloads.pretrain.pretrain) for a few steps on one worker."""
+    from workloads.data.prepare import pretrain_data
+    from workloads.pretrain import pretrain
+    from workloads.rehearse import StepTimer, run_steps
+    t0 = time.perf_counter()
+    images = pretrain_data(cfg, cache_dir, threads=threads)
+    stylizer = bank = None
+    figures: dict[str, float] = {}
+    if cfg["augmentation"]["style"]["enabled"]:
+        stylizer = _stylizer_for(cfg, cache_dir)
+        bank, figures = _small_bank(cfg, stylizer, cache_dir, device)
+    figures["setup_s"] = time.perf_counter() - t0
+    timer = StepTimer(steps)
+    figures.update(run_steps(lambda: pretrain(cfg, images, callback=timer, device=device, stylizer=stylizer,
+                                              style_bank=bank), timer))
+    return figures
+
+
+def sipl_steps(cfg: dict[str, Any], cache_dir: str, steps: int, threads: int, device) -> dict[str, float]:
+    """A SIPL cell's pretext training (workloads.sipl.train.pretrain_sipl) for a few steps."""
+    from workloads.rehearse import StepTimer, run_steps
+    from workloads.sipl.cell import sipl_config
+    from workloads.sipl.data import sipl_pretext_data
+    from workloads.sipl.train import pretrain_sipl
+    t0 = time.perf_counter()
+    images = sipl_pretext_data(cfg, cache_dir, threads=threads)
+    figures = {"setup_s": time.perf_counter() - t0}
+    timer = StepTimer(steps)
+    figures.update(run_steps(lambda: pretrain_sipl(sipl_config(cfg), images, callback=timer, device=device), timer))
+    return figures
+
+
+# max_calls=1: a fresh process per piece, so its peak memory is its own
+@ray.remote(max_calls=1)
+def _pretraining_task(cfg: dict[str, Any], cache_dir: str, steps: int, cpus: float, gpus: float) -> dict[str, float]:
+    import torch
+
+    from workloads.rehearse import peak_memory_mb
+    torch.set_num_threads(_threads(cpus))
+    device = _device(gpus)
+    figures = pipeline(cfg).function("rehearse")(cfg, cache_dir, steps, _threads(cpus), device)
+    return {**figures, "peak_mb": peak_memory_mb(device)}
+
+
+@ray.remote(max_calls=1)
+def _stylizer_task(cfg: dict[str, Any], cache_dir: str, steps: int, cpus: float, gpus: float) -> dict[str, float]:
+    """A stylizer stage: loading (or a few training steps) and a style bank's embedding."""
+    import torch
+
+    from workloads.rehearse import StepTimer, peak_memory_mb, run_steps
+    torch.set_num_threads(_threads(cpus))
+    device = _device(gpus)
+    st = cfg["stylizer"]
+    t0 = time.perf_counter()
+    net = _stylizer_for(cfg, cache_dir)
+    figures = {"load_s": time.perf_counter() - t0}
+    if not st["pretrained"] and not st["checkpoint"]:  # trained by the run: time its steps
+        from workloads.data.prepare import load_images
+        from workloads.stylize.loss_networks import build_loss_network
+        from workloads.stylize.train import style_pool, train_stylizer
+        content = load_images(st["content_data"], st["image_size"], cache_dir, lazy=True)[0]
+        style = style_pool(st["style_data"], st["image_size"], cache_dir, lazy=True)
+        loss_net = build_loss_network(st["loss_network"], weights=st["loss_weights"],
+                                      cache_dir=str(Path(cache_dir) / "weights"))
+        timer = StepTimer(steps)
+        figures.update(run_steps(lambda: train_stylizer(st, content, style, loss_net, callback=timer,
+                                                        device=device), timer))
+        figures["steps_per_epoch"] = float(st["steps"])  # one "epoch" = the whole training
+    _, bank = _small_bank(cfg, net, cache_dir, device)
+    return {**figures, **bank, "peak_mb": peak_memory_mb(device)}
+
+
+@ray.remote(max_calls=1)
+def _evaluation_task(cfg: dict[str, Any], target: dict[str, Any], cpus: float, gpus: float) -> dict[str, float]:
+    """One target's linear probe (and random-init control): decoding, features, a probe epoch."""
+    import torch
+
+    from workloads.data import open_source
+    from workloads.data.lazy import LazyImages
+    from workloads.evaluation.features import extract_features
+    from workloads.evaluation.probe import linear_probe
+    from workloads.models.backbones import architecture, build_backbone
+    from workloads.rehearse import peak_memory_mb, timed
+    torch.set_num_threads(_threads(cpus))
+    device = _device(gpus)
+    ev, size = cfg["evaluation"], cfg["data"]["image_size"]
+    data = target["data"]
+    train = open_source(data["name"], split=data["split"], image_size=size, root=data["root"], download=data["download"])
+    test_ref = target["test_data"] or {**data, "split": target["test_split"]}
+    test = open_source(test_ref["name"], split=test_ref["split"], image_size=size, root=test_ref["root"],
+                       download=test_ref["download"])
+    val = 0
+    if target["val_split"]:
+        val = len(open_source(data["name"], split=target["val_split"], image_size=size, root=data["root"],
+                              download=data["download"]))
+    n_fit = len(train) if target["val_split"] else round(len(train) * (1 - target["val_fraction"]))
+    n_fit, val = round(n_fit * target["label_fraction"]), round((val or len(train) - n_fit) * target["label_fraction"])
+    images = len(train) + len(test) + (val if target["val_split"] else 0)
+    k = min(SAMPLE, len(train))
+    t0 = time.perf_counter()
+    x = LazyImages(train)[:k]
+    decode = (time.perf_counter() - t0) / k
+    backbone = build_backbone(**architecture(cfg["backbone"]))
+    mean, std = cfg["augmentation"]["mean"], cfg["augmentation"]["std"]
+    feat_s, feats = timed(extract_features, backbone, x, mean, std, device=device)
+    feat = feat_s / k
+    pc = ev["linear_probe"]
+    n = min(2048, max(n_fit, 16))
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(n, feats.shape[1], generator=g)
+    y = torch.randint(0, max(2, len(getattr(train, "classes", []) or [0, 1])), (n,), generator=g)
+    probe_s, _ = timed(linear_probe, (f, y), (f[: n // 4], y[: n // 4]), (f[: n // 4], y[: n // 4]), int(y.max()) + 1,
+                       lrs=[pc["lrs"][0]], epochs=1, batch_size=pc["batch_size"], momentum=pc["momentum"])
+    per_sample_epoch = probe_s / (n + n + n // 4)  # one fit, then the refit on train + val
+    probe = per_sample_epoch * pc["epochs"] * (len(pc["lrs"]) * n_fit + n_fit + val)
+    passes = 2 if pc["random_init_control"] else 1
+    untimed = [name for name, on in (("fine-tuning", ev["fine_tune"]["enabled"]), ("few-shot", bool(
+        ev["few_shot"]["shots"])), ("L-BFGS", ev["lbfgs"]["enabled"]), ("sensitivity", ev["sensitivity"]["enabled"]))
+        if on]
+    return {"images": float(images), "decode_s_per_image": decode, "features_s_per_image": feat,
+            "probe_s": probe, "feature_dim": float(feats.shape[1]),
+            "estimate_s": images * decode + passes * (images * feat + probe), "untimed": ", ".join(untimed),
+            "peak_mb": peak_memory_mb(device)}
+
+
+# ---------------------------------------------------------------- 3. the estimate
+def schedule(durations: list[float], slots: int) -> float:
+    """Wall time of ``durations`` run ``slots`` at a time, longest first (the runner's order is
+    the grid's; longest-first is within 4/3 of the best and close to it for similar cells)."""
+    lanes = [0.0] * max(1, slots)
+    for d in sorted(durations, reverse=True):
+        heapq.heapreplace(lanes, lanes[0] + d)
+    return max(lanes)
+
+
+def rehearse(exp: Experiment, *, steps: int = 3, address: str | None = None, console=None) -> Report:
+    say = console.print if console is not None else (lambda *a, **k: None)
+    cfg = exp.config
+    say(f"[bold]{exp.name}[/]: {len(exp.cells)} cells; checking the data")
+    pieces = check_data(exp)
+    start = time.perf_counter()
+    connect(address or cfg.cluster.address, cfg.cluster.local_num_cpus)
+    startup = time.perf_counter() - start
+    slots = cell_slots(exp)
+    cache_dir = str(Path(cfg.tracking.run_dir).resolve() / "cache")
+    cpus, gpus, workers = cfg.cluster.cpus_per_worker, cfg.cluster.gpus_per_worker, cfg.cluster.num_workers
+    opts = {"num_cpus": cpus, "num_gpus": gpus}
+
+    # the distinct pretraining configurations, at the per-worker batch (DDP splits the global one)
+    distinct: dict[str, list] = {}
+    for cell in exp.cells:
+        distinct.setdefault(pretrain_hash({**cell.config, "seed": 0}), []).append(cell)
+    stylizers: dict[str, dict] = {}
+    for cells in distinct.values():
+        c = cells[0].config
+        if c["augmentation"]["style"]["enabled"]:
+            stylizers.setdefault(pretrain_hash(c["stylizer"]), c)
+    say(f"{len(distinct)} pretraining piece(s), {len(stylizers)} stylizer stage(s); {steps} timed steps each")
+    pre_refs = {}
+    for pid, cells in distinct.items():
+        c = cells[0].config
+        one = {**c, "optim": {**c["optim"], "batch_size": c["optim"]["batch_size"] // workers}}
+        pre_refs[pid] = _pretraining_task.options(**opts).remote(one, cache_dir, steps, cpus, gpus)
+    sty_refs = {sid: _stylizer_task.options(**opts).remote(c, cache_dir, steps, cpus, gpus)
+                for sid, c in stylizers.items()}
+    targets: dict[str, tuple] = {}   # one evaluation piece per (target, protocol, backbone, size)
+    for cell in exp.cells:
+        if pipeline(cell.config).rehearse_evaluation:
+            for t in cell.config["evaluation"]["targets"]:
+                targets.setdefault(_evaluation_key(cell.config, t), (t, cell.config))
+    ev_refs = {key: _evaluation_task.options(**opts).remote(c, t, cpus, gpus) for key, (t, c) in targets.items()}
+
+    stylizer_s = 0.0
+    for sid, ref in sty_refs.items():
+        res = _get(ref, f"stylizer stage {sid}")
+        total = res.get("bank_s", 0.0) + res.get("seconds_per_step", 0.0) * res.get("steps_per_epoch", 0.0)
+        stylizer_s += total
+        pieces.append(Piece("stylizer", f"stylizer {sid} ({stylizers[sid]['stylizer']['pretrained'] or 'trained'})",
+                            {**res, "estimate_s": total}))
+    pre_s: dict[str, float] = {}
+    for pid, ref in pre_refs.items():
+        cells = distinct[pid]
+        c = cells[0].config
+        res = _get(ref, f"pretraining of '{cells[0].row}'")
+        pre_s[pid] = res["seconds_per_step"] * res["steps_per_epoch"] * c["optim"]["epochs"]
+        pieces.append(Piece("pretraining", f"{cells[0].row} ({c['method']['name']}, {c['backbone']['arch']} ×"
+                            f"{c['backbone']['width']:g}, {c['data']['image_size']} px, batch "
+                            f"{c['optim']['batch_size'] // workers}/worker)", {**res, "estimate_s": pre_s[pid],
+                                                                              "cells": float(len(cells))}))
+    ev_s: dict[str, float] = {}
+    for key, ref in ev_refs.items():
+        t, c = targets[key]
+        res = _get(ref, f"evaluation on {t['key']}")
+        ev_s[key] = res["estimate_s"]
+        pieces.append(Piece("evaluation", f"{t['key']} (linear probe{' + control' if c['evaluation']['linear_probe']['random_init_control'] else ''})",
+                            {k: v for k, v in res.items() if k != "untimed"},
+                            note=f"not timed: {res['untimed']}" if res["untimed"] else ""))
+    durations = [pre_s[pid] + CELL_OVERHEAD_S + sum(ev_s.get(_evaluation_key(cell.config, t), 0.0)
+                                                    for t in cell.config["evaluation"]["targets"])
+                 for pid, cells in distinct.items() for cell in cells]
+    pieces += [Piece("evaluation", f"{name}: not timed", note="its pipeline's evaluation is not rehearsed yet")
+               for name in sorted({pipeline(c.config).label for c in exp.cells
+                                   if not pipeline(c.config).rehearse_evaluation})]
+    estimate = startup + stylizer_s + schedule(durations, slots)
+    report = Report(pieces, estimate, slots, len(exp.cells))
+    report.run_id = _log(exp, report, steps)
+    return report
+
+
+def _evaluation_key(cfg: dict[str, Any], target: dict[str, Any]) -> str:
+    ev = {k: v for k, v in cfg["evaluation"].items() if k != "targets"}
+    return pretrain_hash({"target": target, "evaluation": ev, "backbone": cfg["backbone"],
+                          "size": cfg["data"]["image_size"]})
+
+
+def _get(ref, what: str) -> dict[str, Any]:
+    try:
+        return ray.get(ref)
+    except Exception as e:  # noqa: BLE001 - the piece that failed, named, with its root cause
+        from .errors import short_error
+        raise ConfigError(f"rehearsal of the {what} failed: {short_error(e)}") from None
+
+
+def table(report: Report) -> list[list[str]]:
+    rows = []
+    for p in report.pieces:
+        f = p.figures
+        if p.kind == "data":
+            what = f"{int(f['images'])} images" + (f", {int(f['classes'])} classes" if f.get("classes") else "") + \
+                f", {1000 * f['decode_s_per_image']:.1f} ms/image"
+            rows.append([p.kind, p.name, what, "", "", ""])
+            continue
+        per_step = f"{f['seconds_per_step']:.3f}" if "seconds_per_step" in f else ""
+        timed_steps = f"{int(f['steps_timed'])} × {int(f['steps_per_epoch'])}/epoch" if "steps_timed" in f else ""
+        rows.append([p.kind, p.name + (f" [{p.note}]" if p.note else ""), timed_steps, per_step,
+                     f"{f.get('peak_mb', 0):.0f}", f"{f.get('estimate_s', 0):.0f}"])
+    return rows
+
+
+def _log(exp: Experiment, report: Report, steps: int) -> str:
+    cfg = exp.config
+    run_dir = Path(cfg.tracking.run_dir).resolve()
+    uri = tracking.resolve_tracking_uri(cfg.tracking.uri, run_dir)
+    c = tracking.client(uri)
+    exp_id = tracking.get_or_create_experiment(c, cfg.name, run_dir / "artifacts" if uri.startswith("sqlite") else None)
+    run = tracking.create_run(c, exp_id, f"rehearsal {time.strftime('%Y-%m-%d %H:%M:%S')}", tags={
+        tracking.TAG_ROLE: "rehearsal", tracking.TAG_PROFILE: exp.profile or "default"})
+    rid = run.info.run_id
+    tracking.log_params(c, rid, {"steps": steps, "cells": report.cells, "slots": report.slots,
+                                 "experiment_file": str(exp.path), "profile": exp.profile or "default"})
+    metrics = {"estimated_wall_s": report.estimate_s}
+    for i, p in enumerate(report.pieces):
+        if p.kind != "data":
+            metrics.update({f"{p.kind}{i}/{k}": v for k, v in p.figures.items() if isinstance(v, float)})
+    tracking.log_metrics(c, rid, metrics)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "rehearsal.md"
+        header = "| piece | what | steps timed | s/step | peak MB | est. s per cell |\n|---|---|---|---|---|---|\n"
+        out.write_text(header + "".join("| " + " | ".join(r) + " |\n" for r in table(report)) +
+                       f"\nestimated wall time: {report.estimate_s:.0f} s for {report.cells} cells on "
+                       f"{report.slots} slot(s)\n")
+        tracking.retry(c.log_artifact, rid, str(out))
+    tracking.retry(c.set_terminated, rid, "FINISHED")
+    return rid

@@ -1,0 +1,69 @@
+"""Timing the pieces of a run for a few steps, through the code the run uses (`sassl rehearse`).
+
+Every training loop reports each optimisation step to its Callback (``on_step``); StepTimer
+records when they end and stops the loop after ``warmup + steps`` of them by raising
+Rehearsed, so nothing is trained to completion. The first steps (``warmup``) pay for lazy
+initialisation, pictures and caches, and are not timed."""
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from .callbacks import Callback
+
+
+class Rehearsed(Exception):
+    """Raised by StepTimer once it has timed enough steps: the loop stops there."""
+
+
+class StepTimer(Callback):
+    def __init__(self, steps: int, warmup: int = 1):
+        self.steps, self.warmup = steps, warmup
+        self.ends: list[float] = []
+        self.steps_per_epoch = 0
+        self.start = time.perf_counter()
+
+    def on_step(self, stage, epoch, step, steps):
+        self.ends.append(time.perf_counter())
+        self.steps_per_epoch = steps
+        if len(self.ends) >= self.warmup + self.steps:
+            raise Rehearsed
+
+    def result(self) -> dict[str, float]:
+        """Median seconds per timed step, the steps timed, steps per epoch."""
+        times = [b - a for a, b in zip(self.ends[self.warmup - 1:], self.ends[self.warmup:])] if self.warmup else \
+            [b - a for a, b in zip([self.start] + self.ends, self.ends)]
+        if not times:
+            raise RuntimeError(f"rehearsal: only {len(self.ends)} step(s) ran (an epoch shorter than "
+                               f"{self.warmup + 1} steps: too few images for the batch size?)")
+        return {"seconds_per_step": statistics.median(times), "steps_timed": float(len(times)),
+                "steps_per_epoch": float(self.steps_per_epoch)}
+
+
+def run_steps(train, timer: StepTimer) -> dict[str, float]:
+    """``train()`` (a training loop given ``timer`` as its callback) until the timer stops it."""
+    try:
+        train()
+    except Rehearsed:
+        pass
+    return timer.result()
+
+
+def peak_memory_mb(device: torch.device | str) -> float:
+    """This process's peak: the device's allocations on a GPU, the resident set on a CPU."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def timed(fn, *args, repeat: int = 1, **kwargs) -> tuple[float, Any]:
+    """(seconds per call after one warm-up call, the last result)."""
+    out = fn(*args, **kwargs)
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        out = fn(*args, **kwargs)
+    return (time.perf_counter() - t0) / repeat, out
