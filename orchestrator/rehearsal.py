@@ -252,12 +252,14 @@ def _evaluation_task(cfg: dict[str, Any], target: dict[str, Any], cpus: float, g
 
 
 # ---------------------------------------------------------------- 3. the estimate
-def schedule(durations: list[float], slots: int) -> float:
-    """Wall time of ``durations`` run ``slots`` at a time, longest first (the runner's order is
-    the grid's; longest-first is within 4/3 of the best and close to it for similar cells)."""
+def schedule(jobs: list[tuple[float, float]], slots: int) -> float:
+    """Wall time of ``jobs`` [(ready time, duration)] started in this order, each on the first
+    slot to free up but not before it is ready, ``slots`` at a time: how the runner starts cells
+    (SASSL cells first, once their stylizer stage is done; then the others, in grid order)."""
     lanes = [0.0] * max(1, slots)
-    for d in sorted(durations, reverse=True):
-        heapq.heapreplace(lanes, lanes[0] + d)
+    for ready, duration in jobs:
+        start = max(heapq.heappop(lanes), ready)
+        heapq.heappush(lanes, start + duration)
     return max(lanes)
 
 
@@ -323,13 +325,15 @@ def rehearse(exp: Experiment, *, steps: int = 3, address: str | None = None, con
         pieces.append(Piece("evaluation", f"{t['key']} (linear probe{' + control' if c['evaluation']['linear_probe']['random_init_control'] else ''})",
                             {k: v for k, v in res.items() if k != "untimed"},
                             note=f"not timed: {res['untimed']}" if res["untimed"] else ""))
-    durations = [pre_s[pid] + CELL_OVERHEAD_S + sum(ev_s.get(_evaluation_key(cell.config, t), 0.0)
-                                                    for t in cell.config["evaluation"]["targets"])
-                 for pid, cells in distinct.items() for cell in cells]
+    duration = {cell.cell_id: pre_s[pid] + CELL_OVERHEAD_S + sum(ev_s.get(_evaluation_key(cell.config, t), 0.0)
+                                                                 for t in cell.config["evaluation"]["targets"])
+                for pid, cells in distinct.items() for cell in cells}
+    order = sorted(exp.cells, key=lambda c: not c.config["augmentation"]["style"]["enabled"])  # as the runner
+    jobs = [(stylizer_s if c.config["augmentation"]["style"]["enabled"] else 0.0, duration[c.cell_id]) for c in order]
     pieces += [Piece("evaluation", f"{name}: not timed", note="its pipeline's evaluation is not rehearsed yet")
                for name in sorted({pipeline(c.config).label for c in exp.cells
                                    if not pipeline(c.config).rehearse_evaluation})]
-    estimate = startup + stylizer_s + schedule(durations, slots)
+    estimate = startup + schedule(jobs, slots)
     report = Report(pieces, estimate, slots, len(exp.cells))
     report.run_id = _log(exp, report, steps)
     return report

@@ -1,0 +1,80 @@
+"""`sassl rehearse`: the step timer that stops a training loop, the schedule of the estimate, and
+one rehearsal of a two-row grid through the CLI on the shared Ray (nothing of a real run written)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+
+from orchestrator.experiment import build_experiment
+from orchestrator.rehearsal import schedule
+from workloads.pretrain import pretrain
+from workloads.rehearse import Rehearsed, StepTimer, run_steps
+
+
+def test_the_step_timer_stops_a_real_training_loop_after_warmup_and_steps():
+    cell = build_experiment({"name": "t", "backbone": {"width": 0.125}, "optim": {"epochs": 5, "batch_size": 16},
+                             "method": {"proj_hidden_dim": 32, "proj_dim": 16, "pred_hidden_dim": 32}}).cells[0].config
+    images = torch.randint(0, 255, (64, 3, 32, 32), dtype=torch.uint8)  # 4 steps per epoch
+    timer = StepTimer(steps=3, warmup=2)
+    res = run_steps(lambda: pretrain(cell, images, callback=timer), timer)
+    assert len(timer.ends) == 5  # 2 warm-up + 3 timed, across the first two epochs: then it stopped
+    assert res["steps_timed"] == 3 and res["steps_per_epoch"] == 4 and res["seconds_per_step"] > 0
+
+
+def test_too_few_steps_to_time_is_an_error_not_a_zero():
+    timer = StepTimer(steps=3, warmup=1)
+    timer.on_step("pretrain", 1, 1, 1)
+    with pytest.raises(RuntimeError, match="only 1 step"):
+        timer.result()
+    with pytest.raises(Rehearsed):
+        StepTimer(steps=1, warmup=0).on_step("pretrain", 1, 1, 5)
+
+
+def test_the_estimate_starts_cells_in_order_on_the_first_free_slot_once_ready():
+    assert schedule([(0, 3), (0, 1), (0, 1), (0, 1)], 2) == 3   # 3 | 1 + 1 + 1
+    assert schedule([(0, 1), (0, 1), (0, 1), (0, 3)], 2) == 4   # 1 + 1 | 1 + 3: the order matters
+    assert schedule([(0, 2)] * 4, 1) == 8
+    assert schedule([(5, 2), (0, 1)], 2) == 7                   # a SASSL cell waits for its stylizer
+
+
+@pytest.mark.e2e
+@pytest.mark.usefixtures("shared_ray")
+def test_rehearse_times_every_piece_and_writes_nothing_of_a_run(tmp_path):
+    runs = tmp_path / "runs"
+    cfg = {"name": "rehearsed", "tracking": {"run_dir": str(runs)},
+           "data": {"limit": 256}, "backbone": {"arch": "resnet18", "width": 0.125},
+           "method": {"proj_hidden_dim": 64, "proj_dim": 32, "pred_hidden_dim": 64},
+           "optim": {"epochs": 3, "batch_size": 64}, "seeds": [0, 1],
+           "evaluation": {"linear_probe": {"lrs": [0.1, 0.01], "epochs": 2}},
+           "grid": {"variants": [{"name": "MoCo v2"}, {"name": "SASSL", "set": {
+               "augmentation.style.enabled": True, "augmentation.style.image_size": 32}}]}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(cfg))
+    res = subprocess.run([sys.executable, "-m", "orchestrator", "rehearse", "r.yaml", "--steps", "2"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    out = res.stdout
+    assert "2 pretraining piece(s), 1 stylizer stage(s)" in out
+    assert "2 × 4/epoch" in out  # 256 images at batch 64: 4 steps per epoch, 2 timed
+    assert "paintings-kit/all" in out and "cifar10 (linear probe + control)" in out
+    assert "estimated wall time of the grid" in out and "for 4 cells on" in out
+
+    c = MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
+    exp = c.get_experiment_by_name("rehearsed")
+    (run,) = c.search_runs([exp.experiment_id])  # the rehearsal run, and no cell run
+    assert run.data.tags["sassl.role"] == "rehearsal" and run.info.status == "FINISHED"
+    assert run.data.metrics["estimated_wall_s"] > 0
+    assert [a.path for a in c.list_artifacts(run.info.run_id)] == ["rehearsal.md"]
+    assert not (runs / "backbones").exists() and not (runs / "stylizers").exists()
+
+    # a dataset root that cannot be read: named with its field, reader and root, before Ray starts
+    (tmp_path / "empty").mkdir()
+    bad = {**cfg, "data": {"limit": 256, "pretrain": {"name": "imagefolder", "root": str(tmp_path / "empty")}}}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    res = subprocess.run([sys.executable, "-m", "orchestrator", "rehearse", "bad.yaml"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2
+    assert "data.pretrain" in res.stderr and "has no class subfolders" in res.stderr, res.stderr
