@@ -109,14 +109,16 @@ def _stylizer_for(cfg: dict[str, Any], cache_dir: str):
     return build_stylizer(st)
 
 
-def _small_bank(cfg: dict[str, Any], net, cache_dir: str, device) -> tuple[Any, dict[str, float]]:
-    """A style bank of SAMPLE images of the external style set, and the seconds per image it took."""
+def _small_bank(cfg: dict[str, Any], net, cache_dir: str, device, ref: dict[str, Any] | None = None
+                ) -> tuple[Any, dict[str, float]]:
+    """A style bank of SAMPLE images of the external style set (``ref``, default the cell's), and
+    the seconds per image it took."""
     from workloads.data.prepare import load_images
     from workloads.stylize.train import bank_size, style_bank
     style = cfg["augmentation"]["style"]
-    if style["source"] != "external":
+    if ref is None and style["source"] != "external":
         return None, {}
-    images = load_images(style["style_data"], bank_size(cfg["stylizer"]), cache_dir, lazy=True)[0]
+    images = load_images(ref or style["style_data"], bank_size(cfg["stylizer"]), cache_dir, lazy=True)[0]
     x = images[:min(SAMPLE, len(images))]
     t0 = time.perf_counter()
     bank = style_bank(net, x, bank_size(cfg["stylizer"]), device=device)
@@ -171,8 +173,9 @@ def _pretraining_task(cfg: dict[str, Any], cache_dir: str, steps: int, cpus: flo
 
 
 @ray.remote(max_calls=1)
-def _stylizer_task(cfg: dict[str, Any], cache_dir: str, steps: int, cpus: float, gpus: float) -> dict[str, float]:
-    """A stylizer stage: loading (or a few training steps) and a style bank's embedding."""
+def _stylizer_task(cfg: dict[str, Any], banks: list[dict[str, Any]], cache_dir: str, steps: int, cpus: float,
+                   gpus: float) -> dict[str, float]:
+    """A stylizer stage: loading (or a few training steps) and each of its style banks' embedding."""
     import torch
 
     from workloads.rehearse import StepTimer, peak_memory_mb, run_steps
@@ -194,8 +197,11 @@ def _stylizer_task(cfg: dict[str, Any], cache_dir: str, steps: int, cpus: float,
         figures.update(run_steps(lambda: train_stylizer(st, content, style, loss_net, callback=timer,
                                                         device=device), timer))
         figures["steps_per_epoch"] = float(st["steps"])  # one "epoch" = the whole training
-    _, bank = _small_bank(cfg, net, cache_dir, device)
-    return {**figures, **bank, "peak_mb": peak_memory_mb(device)}
+    for ref in banks:  # the run computes each bank once, in sequence
+        _, bank = _small_bank(cfg, net, cache_dir, device, ref)
+        figures["bank_images"] = figures.get("bank_images", 0.0) + bank["bank_images"]
+        figures["bank_s"] = figures.get("bank_s", 0.0) + bank["bank_s"]
+    return {**figures, "peak_mb": peak_memory_mb(device)}
 
 
 @ray.remote(max_calls=1)
@@ -281,18 +287,23 @@ def rehearse(exp: Experiment, *, steps: int = 3, address: str | None = None, con
     for cell in exp.cells:
         distinct.setdefault(pretrain_hash({**cell.config, "seed": 0}), []).append(cell)
     stylizers: dict[str, dict] = {}
+    banks: dict[str, dict[str, dict]] = {}  # stylizer -> its external style sets
     for cells in distinct.values():
         c = cells[0].config
         if c["augmentation"]["style"]["enabled"]:
-            stylizers.setdefault(pretrain_hash(c["stylizer"]), c)
+            sid = pretrain_hash(c["stylizer"])
+            stylizers.setdefault(sid, c)
+            if c["augmentation"]["style"]["source"] == "external":
+                ref = c["augmentation"]["style"]["style_data"]
+                banks.setdefault(sid, {})[pretrain_hash(ref)] = ref
     say(f"{len(distinct)} pretraining piece(s), {len(stylizers)} stylizer stage(s); {steps} timed steps each")
     pre_refs = {}
     for pid, cells in distinct.items():
         c = cells[0].config
         one = {**c, "optim": {**c["optim"], "batch_size": c["optim"]["batch_size"] // workers}}
         pre_refs[pid] = _pretraining_task.options(**opts).remote(one, cache_dir, steps, cpus, gpus)
-    sty_refs = {sid: _stylizer_task.options(**opts).remote(c, cache_dir, steps, cpus, gpus)
-                for sid, c in stylizers.items()}
+    sty_refs = {sid: _stylizer_task.options(**opts).remote(c, list(banks.get(sid, {}).values()), cache_dir, steps,
+                                                           cpus, gpus) for sid, c in stylizers.items()}
     targets: dict[str, tuple] = {}   # one evaluation piece per (target, protocol, backbone, size)
     for cell in exp.cells:
         if pipeline(cell.config).rehearse_evaluation:

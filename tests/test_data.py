@@ -300,3 +300,19 @@ def test_load_in_memory_cache(tmp_path):
 def test_data_layer_imports_neither_ray_nor_mlflow():
     code = "import sys, workloads.data; assert not {'ray', 'mlflow'} & set(sys.modules), 'heavy import'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_tiny_imagenet_val_is_labelled_by_its_annotations_not_read_as_one_folder(tmp_path):
+    """Its val/ has no class subfolders: as an image folder it was one class, 'images'."""
+    from fake_datasets import tiny_imagenet
+
+    from workloads.data import DatasetError, open_source
+    root = tiny_imagenet(tmp_path / "tiny-imagenet-200", classes=3, per_class=2)
+    train = open_source("tinyimagenet", split="train", image_size=16, root=str(root))
+    val = open_source("tinyimagenet", split="val", image_size=16, root=str(root))
+    assert len(train) == len(val) == 6 and list(train.classes) == list(val.classes) and len(val.classes) == 3
+    assert sorted(val.labels.tolist()) == [0, 0, 1, 1, 2, 2]
+    assert len(open_source("imagefolder", split="all", image_size=16, root=str(root / "val")).classes) == 1
+    (root / "val" / "val_annotations.txt").unlink()
+    with pytest.raises(DatasetError, match="val_annotations.txt is missing"):
+        open_source("tinyimagenet", split="val", image_size=16, root=str(root))

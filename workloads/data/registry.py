@@ -3,7 +3,7 @@
 Four families:
   * embedded kits (`*-kit`): small packs shipped in workloads/data/assets, no root needed;
   * torchvision datasets by name, read from (or downloaded into) `root`;
-  * `imagefolder` / `stylefolder`: any folder given as `root`;
+  * `imagefolder` / `stylefolder`: any folder given as `root`; `tinyimagenet`: its own layout;
   * `packed`: a split written by `sassl pack` (Parquet shards of JPEGs) under `root/<split>`.
 Every failure to open is a DatasetError whose message says what to do about it.
 """
@@ -18,7 +18,7 @@ import numpy as np
 from .errors import DatasetError
 from .packed import PackedImages
 from .sources import (ImageFolderSource, ImageSource, PackedShardsSource, PackSource, StyleFolderSource,
-                      TorchvisionSource)
+                      TinyImageNetSource, TorchvisionSource)
 from .splits import stratified_split
 
 __all__ = ["open_source", "DATASETS", "SPLITS", "DatasetError", "ASSETS_DIR"]
@@ -66,6 +66,7 @@ _KIT_SPLITS = {
 SPLITS: dict[str, tuple[str, ...] | None] = {
     **_KIT_SPLITS,
     **{name: tuple(spec.splits) for name, spec in _TORCHVISION.items()},
+    "tinyimagenet": ("train", "val"),
     "imagefolder": None,
     "stylefolder": None,
     "packed": None,
@@ -91,6 +92,8 @@ def open_source(name: str, *, split: str, image_size: int, root: str | None = No
         return PackedShardsSource(root, split, image_size)
     if name == "imagefolder":
         return ImageFolderSource(Path(root).expanduser(), image_size)
+    if name == "tinyimagenet":
+        return TinyImageNetSource(Path(root).expanduser(), split, image_size)
     return StyleFolderSource(Path(root).expanduser(), image_size)
 
 

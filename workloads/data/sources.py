@@ -211,6 +211,36 @@ class ImageFolderSource(_FileSource):
         super().__init__(name, root, files, labels, classes, image_size, check)
 
 
+class TinyImageNetSource(_FileSource):
+    """Tiny ImageNet as distributed (the tiny-imagenet-200 folder): ``train/<wnid>/images/*``
+    labelled by folder; ``val/images/*`` labelled by ``val/val_annotations.txt`` (file, wnid, box);
+    classes: the wnids of ``wnids.txt`` (else train's folders), the same for both splits. Its
+    val folder has no class subfolders: read as an image folder it would be one class."""
+
+    def __init__(self, root: str | Path, split: str, image_size: int, check: str = "verify"):
+        root = Path(root)
+        if not (root / split).is_dir():
+            raise DatasetError(f"tinyimagenet: no folder {root / split} (root is the tiny-imagenet-200 folder "
+                               "holding train/ and val/)")
+        wnids = root / "wnids.txt"
+        classes = wnids.read_text().split() if wnids.is_file() else \
+            sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
+        index = {c: i for i, c in enumerate(classes)}
+        if split == "train":
+            pairs = [(f, c) for c in classes for f in _scan(root / "train" / c, FOLDER_EXTENSIONS)]
+        else:
+            notes = root / split / f"{split}_annotations.txt"
+            if not notes.is_file():
+                raise DatasetError(f"tinyimagenet: {notes} is missing (it labels the {split} images)")
+            rows = [line.split("\t") for line in notes.read_text().splitlines() if line.strip()]
+            unknown = sorted({r[1] for r in rows if r[1] not in index})
+            if unknown:
+                raise DatasetError(f"tinyimagenet: {notes} names classes not in wnids.txt: {unknown[:3]}")
+            pairs = [(root / split / "images" / r[0], r[1]) for r in rows]
+        super().__init__("tinyimagenet", root, [f for f, _ in pairs], [index[c] for _, c in pairs], classes,
+                         image_size, check)
+
+
 class StyleFolderSource(_FileSource):
     """All .jpg/.jpeg/.png/.webp under root (recursively), unlabelled (label -1)."""
 

@@ -1,0 +1,109 @@
+"""Tiny copies of the datasets the `paper` profiles name, written in their real on-disk layouts
+from generated images (as torchvision's own tests fake its datasets): a few images per class,
+enough for `sassl rehearse` to open every root with its real reader and run a few steps.
+
+The layouts are the ones the datasets ship in (or torchvision leaves after its download):
+ImageNet as class folders under train/ and val/ (then packed with `sassl pack`), Painter by
+Numbers as folders of JPEGs, DTD and iNaturalist 2021 as torchvision reads them, Tiny ImageNet
+as tiny-imagenet-200/. CIFAR-10/100 cannot be faked here: torchvision checks its files' MD5."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _jpeg(path: Path, rng: np.random.Generator, size: int = 72) -> None:
+    """A JPEG of blocky colour (not flat noise: decoders and crops see structure)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    small = rng.integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8)
+    Image.fromarray(small).resize((size, size + 8), Image.BILINEAR).save(path, quality=90)
+
+
+def imagenet_folders(root: Path, classes: int = 3, per_class: int = 4, seed: int = 0) -> Path:
+    """root/{train,val}/<wnid>/<wnid>_<i>.JPEG"""
+    rng = np.random.default_rng(seed)
+    for split in ("train", "val"):
+        for c in range(classes):
+            wnid = f"n{1440764 + c:08d}"
+            for i in range(per_class):
+                _jpeg(root / split / wnid / f"{wnid}_{i}.JPEG", rng)
+    return root
+
+
+def pack_imagenet(folders: Path, out: Path) -> Path:
+    """`sassl pack imagefolder` of each split, as the ImageNet recipe does."""
+    for split in ("train", "val"):
+        subprocess.run([sys.executable, "-m", "orchestrator", "pack", "imagefolder", str(out), "--root",
+                        str(folders / split), "--split", split, "--shard-size", "8"], cwd=ROOT, check=True,
+                       capture_output=True, timeout=300)
+    return out
+
+
+def painter_by_numbers(root: Path, images: int = 10, seed: int = 1) -> Path:
+    """root/train/<id>.jpg (the competition's archive unpacks to train/ and test/)"""
+    rng = np.random.default_rng(seed)
+    for i in range(images):
+        _jpeg(root / "train" / f"{1000 + i}.jpg", rng, size=96)
+    return root
+
+
+def dtd(root: Path, classes: int = 3, per_class: int = 6, seed: int = 2) -> Path:
+    """root/dtd/dtd/images/<class>/<class>_<i>.jpg and labels/{train,val,test}1.txt (torchvision's)"""
+    rng = np.random.default_rng(seed)
+    data = root / "dtd" / "dtd"
+    lists: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for c in ["banded", "braided", "bubbly", "cracked"][:classes]:
+        for i in range(per_class):
+            name = f"{c}_{i:04d}.jpg"
+            _jpeg(data / "images" / c / name, rng)
+            lists[("train", "val", "test")[i % 3]].append(f"{c}/{name}")
+    (data / "labels").mkdir(parents=True, exist_ok=True)
+    for split, rows in lists.items():
+        (data / "labels" / f"{split}1.txt").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def inat2021(root: Path, classes: int = 3, per_class: int = 4, seed: int = 3) -> Path:
+    """root/{2021_train_mini,2021_valid}/<id>_<kingdom>_..._<species>/<uuid>.jpg"""
+    rng = np.random.default_rng(seed)
+    for version in ("2021_train_mini", "2021_valid"):
+        for c in range(classes):
+            folder = f"{c:05d}_Animalia_Chordata_Aves_Order{c}_Family{c}_Genus{c}_species{c}"
+            for i in range(per_class):
+                _jpeg(root / version / folder / f"{c:04d}{i:04d}.jpg", rng)
+    return root
+
+
+def tiny_imagenet(root: Path, classes: int = 3, per_class: int = 5, seed: int = 4) -> Path:
+    """root/wnids.txt, train/<wnid>/images/<wnid>_<i>.JPEG, val/images/val_<i>.JPEG + val_annotations.txt"""
+    rng = np.random.default_rng(seed)
+    wnids = [f"n{2000000 + c:08d}" for c in range(classes)]
+    (root / "train").mkdir(parents=True, exist_ok=True)
+    (root / "wnids.txt").write_text("\n".join(wnids) + "\n")
+    notes = []
+    for c, wnid in enumerate(wnids):
+        (root / "train" / wnid / f"{wnid}_boxes.txt").parent.mkdir(parents=True, exist_ok=True)
+        (root / "train" / wnid / f"{wnid}_boxes.txt").write_text("")
+        for i in range(per_class):
+            _jpeg(root / "train" / wnid / "images" / f"{wnid}_{i}.JPEG", rng, size=64)
+            name = f"val_{c * per_class + i}.JPEG"
+            _jpeg(root / "val" / "images" / name, rng, size=64)
+            notes.append(f"{name}\t{wnid}\t0\t0\t63\t63")
+    (root / "val" / "val_annotations.txt").write_text("\n".join(notes) + "\n")
+    return root
+
+
+def paper_data(root: Path) -> Path:
+    """Every root the paper profiles name, under ``root`` in place of /data."""
+    pack_imagenet(imagenet_folders(root / "imagenet"), root / "imagenet-packed")
+    painter_by_numbers(root / "painter_by_numbers")
+    dtd(root / "dtd")
+    inat2021(root / "inat2021")
+    tiny_imagenet(root / "tiny-imagenet-200")
+    return root
