@@ -25,15 +25,21 @@ def _jpeg(path: Path, rng: np.random.Generator, size: int = 72) -> None:
     Image.fromarray(small).resize((size, size + 8), Image.BILINEAR).save(path, quality=90)
 
 
+def _class_folders(root: Path, splits: tuple[str, ...], folders: list[str], per_class: int, seed: int,
+                   name) -> Path:
+    """root/<split>/<folder>/<name(folder, i)> for every split, class folder and image."""
+    rng = np.random.default_rng(seed)
+    for split in splits:
+        for folder in folders:
+            for i in range(per_class):
+                _jpeg(root / split / folder / name(folder, i), rng)
+    return root
+
+
 def imagenet_folders(root: Path, classes: int = 3, per_class: int = 4, seed: int = 0) -> Path:
     """root/{train,val}/<wnid>/<wnid>_<i>.JPEG"""
-    rng = np.random.default_rng(seed)
-    for split in ("train", "val"):
-        for c in range(classes):
-            wnid = f"n{1440764 + c:08d}"
-            for i in range(per_class):
-                _jpeg(root / split / wnid / f"{wnid}_{i}.JPEG", rng)
-    return root
+    return _class_folders(root, ("train", "val"), [f"n{1440764 + c:08d}" for c in range(classes)], per_class, seed,
+                          lambda wnid, i: f"{wnid}_{i}.JPEG")
 
 
 def pack_imagenet(folders: Path, out: Path) -> Path:
@@ -71,13 +77,9 @@ def dtd(root: Path, classes: int = 3, per_class: int = 6, seed: int = 2) -> Path
 
 def inat2021(root: Path, classes: int = 3, per_class: int = 4, seed: int = 3) -> Path:
     """root/{2021_train_mini,2021_valid}/<id>_<kingdom>_..._<species>/<uuid>.jpg"""
-    rng = np.random.default_rng(seed)
-    for version in ("2021_train_mini", "2021_valid"):
-        for c in range(classes):
-            folder = f"{c:05d}_Animalia_Chordata_Aves_Order{c}_Family{c}_Genus{c}_species{c}"
-            for i in range(per_class):
-                _jpeg(root / version / folder / f"{c:04d}{i:04d}.jpg", rng)
-    return root
+    folders = [f"{c:05d}_Animalia_Chordata_Aves_Order{c}_Family{c}_Genus{c}_species{c}" for c in range(classes)]
+    return _class_folders(root, ("2021_train_mini", "2021_valid"), folders, per_class, seed,
+                          lambda folder, i: f"{folder[:5]}{i:04d}.jpg")
 
 
 def tiny_imagenet(root: Path, classes: int = 3, per_class: int = 5, seed: int = 4) -> Path:
