@@ -119,12 +119,12 @@ def test_malformed_and_non_mapping_yaml(tmp_path):
 
 def test_stylizer_section_is_part_of_identity_only_for_style_cells():
     base = build_experiment({"name": "x"}).cells[0]
-    other_stylizer = build_experiment({"name": "x", "stylizer": {"steps": 5}}).cells[0]
+    other_stylizer = build_experiment({"name": "x", "stylizer": {"style_size": 128}}).cells[0]
     assert base.cell_id == other_stylizer.cell_id and "stylizer" not in base.config
     on = {"augmentation": {"style": {"enabled": True}}}
     a = build_experiment({"name": "x", **on}).cells[0]
-    b = build_experiment({"name": "x", **on, "stylizer": {"steps": 5}}).cells[0]
-    assert a.cell_id != b.cell_id and b.config["stylizer"]["steps"] == 5
+    b = build_experiment({"name": "x", **on, "stylizer": {"style_size": 128}}).cells[0]
+    assert a.cell_id != b.cell_id and b.config["stylizer"]["style_size"] == 128
 
 
 def test_base_file_is_deep_merged_and_its_grid_replaced(tmp_path):

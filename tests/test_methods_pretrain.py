@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from orchestrator.experiment import ConfigError, build_experiment
+from workloads.callbacks import Callback
 from workloads.pretrain import build_model, pretrain
 
 SMALL = {"moco_v2": dict(proj_hidden_dim=32, proj_dim=16, pred_hidden_dim=32),
@@ -25,7 +26,7 @@ def test_method_and_mode_train_one_epoch(method, mode):
     images = torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     losses = []
 
-    class Rec:
+    class Rec(Callback):
         def on_progress(self, *a): pass
         def on_artifact(self, *a): pass
         def on_epoch_end(self, stage, epoch, metrics, state): losses.append(metrics["loss"])
@@ -64,7 +65,7 @@ def test_augmentation_aware_modes_compose_with_style_augmentation(mode):
     images = torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     losses, pictures = [], []
 
-    class Rec:
+    class Rec(Callback):
         def on_progress(self, *a): pass
         def on_artifact(self, path, *a): pictures.append(path.rsplit("/", 1)[-1])
         def on_epoch_end(self, stage, epoch, metrics, state): losses.append(metrics["loss"])

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from orchestrator.experiment import ConfigError, build_experiment, cell_hash
+from workloads.callbacks import Callback
 from workloads.augment.omega import OMEGA_DIM
 from workloads.precision import amp_dtype
 from workloads.pretrain import build_model, pretrain
@@ -36,7 +37,7 @@ def test_bf16_loss_is_close_to_fp32_on_a_fixed_batch(method, mode):
     assert grads and all(torch.isfinite(g).all() for g in grads)
 
 
-class _Rec:
+class _Rec(Callback):
     def __init__(self):
         self.losses, self.states = [], []
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from workloads.callbacks import Callback
 from workloads.augment import CroppedViews, TwoViewAugment, ViewConfig
 from workloads.data import DatasetError, open_source
 from workloads.data.prepare import choose_loader, pretrain_data
@@ -144,7 +145,7 @@ def test_pretrain_on_a_stream_and_the_loader_switch(packed):
     assert isinstance(data, ShardStream) and data.batch == cfg["optim"]["batch_size"]
     losses = []
 
-    class Rec:
+    class Rec(Callback):
         def on_progress(self, *a): pass
         def on_artifact(self, *a): pass
         def on_epoch_end(self, stage, epoch, metrics, state): losses.append(metrics)
