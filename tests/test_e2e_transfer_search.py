@@ -52,7 +52,7 @@ def test_transfer_grid_end_to_end_with_shared_backbones(tmp_path, server):
     grid = {"variants": [{"name": "None (baseline)"},
                          {"name": "In-batch", "set": {"augmentation.style.enabled": True,
                                                       "augmentation.style.source": "noise"}}]}
-    stylizer = {"loss_network": "efficientnet-lite0", "steps": 2, "batch_size": 4}
+    stylizer = {"pretrained": None, "loss_network": "efficientnet-lite0", "steps": 2, "batch_size": 4}
     path = write(tmp_path, "grid", {"evaluation": evaluation, "grid": grid, "stylizer": stylizer}, server)
     res = sassl("run", str(path), cwd=tmp_path)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
