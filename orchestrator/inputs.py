@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from workloads.data import DatasetError, open_source
+from workloads.data import DatasetError
+from workloads.data.prepare import open_ref
 
 from . import stylizer_stage
 from .experiment import ConfigError, Experiment
@@ -45,7 +46,7 @@ def check_inputs(exp: Experiment) -> None:
                 continue
             seen.add(key)
             try:
-                open_source(ref["name"], split=ref["split"], image_size=size, root=ref["root"], download=ref["download"])
+                open_ref(ref, size)
             except DatasetError as e:
                 raise ConfigError(f"{where}: {e}") from None
         if cell.config["augmentation"]["style"]["enabled"]:

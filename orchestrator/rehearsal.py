@@ -56,8 +56,9 @@ class Report:
 # ---------------------------------------------------------------- 1. the data
 def check_data(exp: Experiment) -> list[Piece]:
     """Open every dataset the cells name with its real reader, count it, decode its first images."""
-    from workloads.data import DatasetError, open_source
+    from workloads.data import DatasetError
     from workloads.data.lazy import LazyImages
+    from workloads.data.prepare import open_ref
     pieces, seen = [], set()
     for cell in exp.cells:
         for where, ref, size in dataset_refs(cell.config):
@@ -67,8 +68,7 @@ def check_data(exp: Experiment) -> list[Piece]:
             seen.add(key)
             reader = f"reader {ref['name']!r}, split {ref['split']!r}, root {ref['root'] or '(built in)'}"
             try:
-                src = open_source(ref["name"], split=ref["split"], image_size=size, root=ref["root"],
-                                  download=ref["download"])
+                src = open_ref(ref, size)
                 if len(src) == 0:
                     raise DatasetError("no images")
                 t0 = time.perf_counter()
@@ -209,8 +209,8 @@ def _evaluation_task(cfg: dict[str, Any], target: dict[str, Any], cpus: float, g
     """One target's linear probe (and random-init control): decoding, features, a probe epoch."""
     import torch
 
-    from workloads.data import open_source
     from workloads.data.lazy import LazyImages
+    from workloads.data.prepare import open_ref
     from workloads.evaluation.features import extract_features
     from workloads.evaluation.probe import linear_probe
     from workloads.models.backbones import architecture, build_backbone
@@ -219,14 +219,9 @@ def _evaluation_task(cfg: dict[str, Any], target: dict[str, Any], cpus: float, g
     device = _device(gpus)
     ev, size = cfg["evaluation"], cfg["data"]["image_size"]
     data = target["data"]
-    train = open_source(data["name"], split=data["split"], image_size=size, root=data["root"], download=data["download"])
-    test_ref = target["test_data"] or {**data, "split": target["test_split"]}
-    test = open_source(test_ref["name"], split=test_ref["split"], image_size=size, root=test_ref["root"],
-                       download=test_ref["download"])
-    val = 0
-    if target["val_split"]:
-        val = len(open_source(data["name"], split=target["val_split"], image_size=size, root=data["root"],
-                              download=data["download"]))
+    train = open_ref(data, size)
+    test = open_ref(target["test_data"] or {**data, "split": target["test_split"]}, size)
+    val = len(open_ref({**data, "split": target["val_split"]}, size)) if target["val_split"] else 0
     n_fit = len(train) if target["val_split"] else round(len(train) * (1 - target["val_fraction"]))
     n_fit, val = round(n_fit * target["label_fraction"]), round((val or len(train) - n_fit) * target["label_fraction"])
     images = len(train) + len(test) + (val if target["val_split"] else 0)

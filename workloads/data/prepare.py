@@ -21,13 +21,18 @@ from .splits import class_balanced_subset, stratified_split
 from .stream import ShardStream
 
 
+def open_ref(ref: dict[str, Any], image_size: int) -> ImageSource:
+    """A config's dataset reference ({name, split, root, download}) opened (nothing decoded)."""
+    return open_source(ref["name"], split=ref["split"], image_size=image_size, root=ref["root"],
+                       download=ref["download"])
+
+
 def load_images(ref: dict[str, Any], image_size: int, cache_dir: str | Path | None,
                 progress: bool = False, lazy: bool = False) -> tuple["torch.Tensor | LazyImages", torch.Tensor,
                                                                       ImageSource]:
     """A config's dataset reference ({name, split, root, download}) decoded into memory:
     (uint8 N×3×S×S, labels, the source); with ``lazy``, decoded batch by batch when used."""
-    src = open_source(ref["name"], split=ref["split"], image_size=image_size, root=ref["root"],
-                      download=ref["download"])
+    src = open_ref(ref, image_size)
     if lazy:
         return LazyImages(src), src.labels.clone(), src
     images, labels = load_in_memory(src, progress=progress, cache_dir=str(cache_dir) if cache_dir else None)
@@ -42,8 +47,7 @@ def take(images: "torch.Tensor | LazyImages", idx: torch.Tensor) -> "torch.Tenso
 def pretrain_images(cfg: dict[str, Any], cache_dir: str | Path | None, progress: bool = False) -> torch.Tensor:
     """uint8 N×3×S×S of the pretraining split (labels are never used)."""
     ref = cfg["data"]["pretrain"]
-    src = open_source(ref["name"], split=ref["split"], image_size=cfg["data"]["image_size"], root=ref["root"],
-                      download=ref["download"])
+    src = open_ref(ref, cfg["data"]["image_size"])
     if cfg["data"].get("loader", "memory") != "memory":
         choose_loader(cfg, len(src))  # auto: refuses a split too large to hold (and not packed)
     images, _ = load_in_memory(src, progress=progress, cache_dir=str(cache_dir) if cache_dir else None)
@@ -104,8 +108,7 @@ def reads_lazily(data: dict[str, Any], ref: dict[str, Any], image_size: int) -> 
     loader = data.get("loader", "memory")
     if loader != "auto":
         return loader == "stream"
-    n = len(open_source(ref["name"], split=ref["split"], image_size=image_size, root=ref["root"],
-                        download=ref["download"]))
+    n = len(open_ref(ref, image_size))
     return not fits_in_memory({"data": {**data, "image_size": image_size}}, n)
 
 
