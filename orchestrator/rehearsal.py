@@ -25,7 +25,7 @@ import ray
 
 from . import tracking
 from .experiment import ConfigError, Experiment, pretrain_hash
-from .inputs import dataset_refs
+from .inputs import distinct_dataset_refs
 from .pipelines import pipeline
 from .ray_exec import cell_slots, connect
 
@@ -59,28 +59,23 @@ def check_data(exp: Experiment) -> list[Piece]:
     from workloads.data import DatasetError
     from workloads.data.lazy import LazyImages
     from workloads.data.prepare import open_ref
-    pieces, seen = [], set()
-    for cell in exp.cells:
-        for where, ref, size in dataset_refs(cell.config):
-            key = (ref["name"], ref["split"], ref["root"], size)
-            if key in seen:
-                continue
-            seen.add(key)
-            reader = f"reader {ref['name']!r}, split {ref['split']!r}, root {ref['root'] or '(built in)'}"
-            try:
-                src = open_ref(ref, size)
-                if len(src) == 0:
-                    raise DatasetError("no images")
-                t0 = time.perf_counter()
-                batch = LazyImages(src)[:min(DECODE_CHECK, len(src))]
-                seconds = (time.perf_counter() - t0) / len(batch)
-            except (DatasetError, OSError, ValueError) as e:
-                raise ConfigError(f"{where}: {reader}: {e}") from None
-            if tuple(batch.shape[1:]) != (3, size, size):
-                raise ConfigError(f"{where}: {reader}: decoded to {tuple(batch.shape[1:])}, not 3×{size}×{size}")
-            classes = len(getattr(src, "classes", []) or [])
-            pieces.append(Piece("data", f"{where}: {ref['name']}/{ref['split']}",
-                                {"images": float(len(src)), "classes": float(classes), "decode_s_per_image": seconds}))
+    pieces = []
+    for where, ref, size in distinct_dataset_refs(exp):
+        reader = f"reader {ref['name']!r}, split {ref['split']!r}, root {ref['root'] or '(built in)'}"
+        try:
+            src = open_ref(ref, size)
+            if len(src) == 0:
+                raise DatasetError("no images")
+            t0 = time.perf_counter()
+            batch = LazyImages(src)[:min(DECODE_CHECK, len(src))]
+            seconds = (time.perf_counter() - t0) / len(batch)
+        except (DatasetError, OSError, ValueError) as e:
+            raise ConfigError(f"{where}: {reader}: {e}") from None
+        if tuple(batch.shape[1:]) != (3, size, size):
+            raise ConfigError(f"{where}: {reader}: decoded to {tuple(batch.shape[1:])}, not 3×{size}×{size}")
+        classes = len(getattr(src, "classes", []) or [])
+        pieces.append(Piece("data", f"{where}: {ref['name']}/{ref['split']}",
+                            {"images": float(len(src)), "classes": float(classes), "decode_s_per_image": seconds}))
     return pieces
 
 
