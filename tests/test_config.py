@@ -39,6 +39,22 @@ def test_paper_profiles_stream_packed_data(path):
             assert not t["key"].startswith("imagenet") or t["data"]["name"] == "packed", (cell.row, t["key"])
 
 
+@pytest.mark.parametrize("profile", [None, "cpu", "paper"])
+def test_table5_sassl_rows_stylize_as_table1_does(profile):
+    """SimCLR/BYOL + SASSL (table 5) differ from MoCo v2 + SASSL (table 1) in the method only: the
+    same style set (Painter by Numbers in the paper profile), stylizer and style settings."""
+    def style(name, row):
+        exp = load_experiment(ROOT / "experiments" / name, profile=profile)
+        cfg = next(c.config for c in exp.cells if c.row == row)
+        return cfg["augmentation"]["style"], cfg["stylizer"]
+
+    table1 = style("sassl_table1.yaml", "MoCo v2 + SASSL (external paintings)")
+    for row in ("SimCLR + SASSL", "BYOL + SASSL"):
+        assert style("sassl_table5_methods.yaml", row) == table1, row
+    if profile == "paper":
+        assert table1[0]["style_data"]["name"] == "stylefolder"
+
+
 def test_grid_expands_variants_axes_and_seeds():
     exp = build_experiment({"name": "g", "seeds": [0, 1, 2], "grid": {
         "variants": [{"name": "a"}, {"name": "b", "set": {"method.temperature": 0.5}}],
