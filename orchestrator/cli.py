@@ -141,8 +141,9 @@ def rehearse(path: Path = PathArg, profile: Optional[str] = ProfileOpt, set_: li
     for row in table(report):
         out.add_row(*row)
     console.print(out)
-    console.print(f"estimated wall time of the grid: {report.estimate_s / 60:.1f} min ({report.estimate_s:.0f} s) "
-                  f"for {report.cells} cells on {report.slots} slot(s); MLflow run {report.run_id}")
+    what = "search" if exp.config.search else "grid"
+    console.print(f"estimated wall time of the {what}: {report.estimate_s / 60:.1f} min ({report.estimate_s:.0f} s) "
+                  f"for {report.cells} {report.unit} on {report.slots} slot(s); MLflow run {report.run_id}")
 
 
 AddressOpt = typer.Option(None, "--address", help="Ray Jobs API of the cluster's head node, e.g. "

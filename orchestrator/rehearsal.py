@@ -51,6 +51,7 @@ class Report:
     slots: int
     cells: int
     run_id: str = ""
+    unit: str = "cells"   # what the estimate counts: a search's are trials
 
 
 # ---------------------------------------------------------------- 1. the data
@@ -272,9 +273,11 @@ def rehearse(exp: Experiment, *, steps: int = 3, address: str | None = None, con
     cpus, gpus, workers = cfg.cluster.cpus_per_worker, cfg.cluster.gpus_per_worker, cfg.cluster.num_workers
     opts = {"num_cpus": cpus, "num_gpus": gpus}
 
+    search = cfg.search.model_dump(mode="json") if cfg.search is not None else None
+    cells = costliest_trials(exp) if search else exp.cells
     # the distinct pretraining configurations, at the per-worker batch (DDP splits the global one)
     distinct: dict[str, list] = {}
-    for cell in exp.cells:
+    for cell in cells:
         distinct.setdefault(pretrain_hash({**cell.config, "seed": 0}), []).append(cell)
     stylizers: dict[str, dict] = {}
     banks: dict[str, dict[str, dict]] = {}  # stylizer -> its external style sets
@@ -295,7 +298,7 @@ def rehearse(exp: Experiment, *, steps: int = 3, address: str | None = None, con
     sty_refs = {sid: _stylizer_task.options(**opts).remote(c, list(banks.get(sid, {}).values()), cache_dir, steps,
                                                            cpus, gpus) for sid, c in stylizers.items()}
     targets: dict[str, tuple] = {}   # one evaluation piece per (target, protocol, backbone, size)
-    for cell in exp.cells:
+    for cell in cells if not search else []:  # a trial is judged by its monitor, not the targets
         if pipeline(cell.config).rehearse_evaluation:
             for t in cell.config["evaluation"]["targets"]:
                 targets.setdefault(_evaluation_key(cell.config, t), (t, cell.config))
@@ -329,15 +332,39 @@ def rehearse(exp: Experiment, *, steps: int = 3, address: str | None = None, con
     duration = {cell.cell_id: pre_s[pid] + CELL_OVERHEAD_S + sum(ev_s.get(_evaluation_key(cell.config, t), 0.0)
                                                                  for t in cell.config["evaluation"]["targets"])
                 for pid, cells in distinct.items() for cell in cells}
-    order = sorted(exp.cells, key=lambda c: not c.config["augmentation"]["style"]["enabled"])  # as the runner
+    order = sorted(cells, key=lambda c: not c.config["augmentation"]["style"]["enabled"])  # as the runner
     jobs = [(stylizer_s if c.config["augmentation"]["style"]["enabled"] else 0.0, duration[c.cell_id]) for c in order]
+    if search:  # every trial as long as the costliest, run to its last epoch: an upper bound
+        slots = min(search["max_concurrent"] or slots, slots, search["num_samples"])
+        jobs = jobs[:1] * search["num_samples"]
+        pieces.append(Piece("search", f"{search['num_samples']} trials, {slots} at a time", note=(
+            "each timed at the top of every searched range and run to its last epoch (ASHA stops some "
+            "early: an upper bound); the monitor's per-epoch probe is not timed")))
     pieces += [Piece("evaluation", f"{name}: not timed", note="its pipeline's evaluation is not rehearsed yet")
-               for name in sorted({pipeline(c.config).label for c in exp.cells
-                                   if not pipeline(c.config).rehearse_evaluation})]
+               for name in sorted({pipeline(c.config).label for c in cells
+                                   if not pipeline(c.config).rehearse_evaluation and not search})]
     estimate = startup + schedule(jobs, slots)
-    report = Report(pieces, estimate, slots, len(exp.cells))
+    report = Report(pieces, estimate, slots, len(jobs), unit="trials" if search else "cells")
     report.run_id = _log(exp, report, steps)
     return report
+
+
+def costliest_trials(exp: Experiment) -> list:
+    """A search's cells with every searched value at the top of its range (the largest choice of a
+    numeric categorical, else its first): for the spaces shipped the slowest, largest-memory trial
+    (p = 1 stylizes every image; the deepest, widest encoder; the largest batch)."""
+    from dataclasses import replace
+
+    from .search import trial_config
+    top = {}
+    for path, space in exp.config.search.space.items():
+        if space.type == "categorical":
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in space.values)
+            top[path] = max(space.values) if numeric else space.values[0]
+        else:
+            top[path] = int(space.high) if space.type == "int" else space.high
+    return [replace(c, config=trial_config(c.config, top), row=f"{c.row} (top of the search space)")
+            for c in exp.cells]
 
 
 def _evaluation_key(cfg: dict[str, Any], target: dict[str, Any]) -> str:
@@ -366,7 +393,8 @@ def table(report: Report) -> list[list[str]]:
         per_step = f"{f['seconds_per_step']:.3f}" if "seconds_per_step" in f else ""
         timed_steps = f"{int(f['steps_timed'])} × {int(f['steps_per_epoch'])}/epoch" if "steps_timed" in f else ""
         rows.append([p.kind, p.name + (f" [{p.note}]" if p.note else ""), timed_steps, per_step,
-                     f"{f.get('peak_mb', 0):.0f}", f"{f.get('estimate_s', 0):.0f}"])
+                     f"{f['peak_mb']:.0f}" if "peak_mb" in f else "",
+                     f"{f['estimate_s']:.0f}" if "estimate_s" in f else ""])
     return rows
 
 
@@ -390,7 +418,7 @@ def _log(exp: Experiment, report: Report, steps: int) -> str:
         out = Path(tmp) / "rehearsal.md"
         header = "| piece | what | steps timed | s/step | peak MB | est. s per cell |\n|---|---|---|---|---|---|\n"
         out.write_text(header + "".join("| " + " | ".join(r) + " |\n" for r in table(report)) +
-                       f"\nestimated wall time: {report.estimate_s:.0f} s for {report.cells} cells on "
+                       f"\nestimated wall time: {report.estimate_s:.0f} s for {report.cells} {report.unit} on "
                        f"{report.slots} slot(s)\n")
         tracking.retry(c.log_artifact, rid, str(out))
     tracking.retry(c.set_terminated, rid, "FINISHED")

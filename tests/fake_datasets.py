@@ -5,9 +5,11 @@ enough for `sassl rehearse` to open every root with its real reader and run a fe
 The layouts are the ones the datasets ship in (or torchvision leaves after its download):
 ImageNet as class folders under train/ and val/ (then packed with `sassl pack`), Painter by
 Numbers as folders of JPEGs, DTD and iNaturalist 2021 as torchvision reads them, Tiny ImageNet
-as tiny-imagenet-200/. CIFAR-10/100 cannot be faked here: torchvision checks its files' MD5."""
+as tiny-imagenet-200/, CIFAR-10/100 as torchvision's pickled batches (torchvision checks their
+MD5, which no fake matches: read them with tests/cifar_md5_off on PYTHONPATH)."""
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -101,6 +103,31 @@ def tiny_imagenet(root: Path, classes: int = 3, per_class: int = 5, seed: int = 
     return root
 
 
+def cifar(root: Path, classes: int = 100, per_class: int = 1, seed: int = 5) -> Path:
+    """root/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta} (classes 10) or
+    root/cifar-100-python/{train,test,meta} (classes 100): pickled dicts of uint8 rows (3×32×32,
+    channel-major) and labels, as the release ships them."""
+    rng = np.random.default_rng(seed)
+    ten = classes == 10
+    folder = root / ("cifar-10-batches-py" if ten else "cifar-100-python")
+    folder.mkdir(parents=True, exist_ok=True)
+    label_key, names_key = ("labels", "label_names") if ten else ("fine_labels", "fine_label_names")
+
+    def batch(name: str, n: int) -> None:
+        labels = [i % classes for i in range(n)]
+        small = rng.integers(0, 256, (n, 3, 4, 4), dtype=np.uint8)
+        data = small.repeat(8, axis=2).repeat(8, axis=3).reshape(n, 3 * 32 * 32)  # blocky, as _jpeg
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": data, label_key: labels}, f)
+
+    for name in ([f"data_batch_{i}" for i in range(1, 6)] if ten else ["train"]):
+        batch(name, classes * per_class)
+    batch("test_batch" if ten else "test", classes * per_class)
+    with open(folder / ("batches.meta" if ten else "meta"), "wb") as f:
+        pickle.dump({names_key: [f"class{c}" for c in range(classes)]}, f)
+    return root
+
+
 def paper_data(root: Path) -> Path:
     """Every root the paper profiles name, under ``root`` in place of /data."""
     pack_imagenet(imagenet_folders(root / "imagenet"), root / "imagenet-packed")
@@ -108,4 +135,6 @@ def paper_data(root: Path) -> Path:
     dtd(root / "dtd")
     inat2021(root / "inat2021")
     tiny_imagenet(root / "tiny-imagenet-200")
+    cifar(root / "cifar10", classes=10)
+    cifar(root / "cifar100", classes=100)
     return root

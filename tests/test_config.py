@@ -32,9 +32,12 @@ def test_paper_profiles_stream_packed_data(path):
     packed shards with loader: stream (SIPL's pretext too), and an ImageNet target is packed too
     (its probe splits are then read batch by batch)."""
     exp = load_experiment(path, profile="paper")
+    assert exp.profile == "paper"
     for cell in exp.cells:
         cfg = cell.config
         assert cfg["data"]["loader"] == "stream" and cfg["data"]["pretrain"]["name"] == "packed", cell.row
+        # a table pretrains on the whole split (a search's trials may rank settings on a subset)
+        assert cfg["data"]["limit"] is None or exp.config.search is not None, cell.row
         for t in cfg["evaluation"]["targets"]:
             assert not t["key"].startswith("imagenet") or t["data"]["name"] == "packed", (cell.row, t["key"])
 
@@ -53,6 +56,22 @@ def test_table5_sassl_rows_stylize_as_table1_does(profile):
         assert style("sassl_table5_methods.yaml", row) == table1, row
     if profile == "paper":
         assert table1[0]["style_data"]["name"] == "stylefolder"
+
+
+@pytest.mark.parametrize("profile", [None, "cpu", "paper"])
+def test_table6_evaluates_table1s_backbones(profile):
+    """Few-shot (table 6) is table 1's two rows evaluated again: the same rows and pretraining
+    hashes, so a store that ran table 1 trains nothing for it (a base's grid is not inherited)."""
+    def rows(name):
+        exp = load_experiment(ROOT / "experiments" / name, profile=profile)
+        return sorted((c.row, c.seed, c.pretrain_id) for c in exp.cells)
+
+    assert rows("sassl_table6_fewshot.yaml") == rows("sassl_table1.yaml")
+
+
+def test_the_style_search_stylizes_with_painter_by_numbers_in_the_paper_profile():
+    exp = load_experiment(ROOT / "experiments" / "sassl_search_style.yaml", profile="paper")
+    assert exp.cells[0].config["augmentation"]["style"]["style_data"]["name"] == "stylefolder"
 
 
 def test_grid_expands_variants_axes_and_seeds():

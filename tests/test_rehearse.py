@@ -41,6 +41,25 @@ def test_the_estimate_starts_cells_in_order_on_the_first_free_slot_once_ready():
     assert schedule([(5, 2), (0, 1)], 2) == 7                   # a SASSL cell waits for its stylizer
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_search_is_rehearsed_at_the_top_of_every_searched_range():
+    from orchestrator.experiment import load_experiment
+    from orchestrator.rehearsal import costliest_trials
+
+    def top(name):
+        (cell,) = costliest_trials(load_experiment(ROOT / "experiments" / name))
+        return cell.config
+
+    cassle = top("cassle_search.yaml")["method"]
+    assert (cassle["encoder_depth"], cassle["encoder_width"]) == (8, 128)
+    style = top("sassl_search_style.yaml")["augmentation"]["style"]
+    assert style["p"] == 1.0 and style["alpha"] == [0.3, 1.0] and style["beta"] == [0.3, 1.0]
+    optim = top("sipl_search.yaml")["optim"]
+    assert optim["batch_size"] == 128 and optim["lr"] == pytest.approx(1e-3)
+
+
 @pytest.mark.e2e
 @pytest.mark.usefixtures("shared_ray")
 def test_rehearse_times_every_piece_and_writes_nothing_of_a_run(tmp_path):

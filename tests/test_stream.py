@@ -65,6 +65,10 @@ def test_ranks_read_disjoint_shards_and_take_the_same_number_of_steps(packed):
     assert len(got[0]) == len(got[1]) == 120 and not set(got[0]) & set(got[1])
     with pytest.raises(DatasetError, match="6 shard.*for 8 workers"):
         epoch_plan(packed, seed=0, epoch=0, rank=0, world=8, batch_per_rank=4)
+    # data.limit keeps the first shards up to that many rows; one beyond the split keeps them all
+    whole = epoch_plan(packed, seed=0, epoch=2, rank=0, world=1, batch_per_rank=24)
+    assert epoch_plan(packed, seed=0, epoch=2, rank=0, world=1, batch_per_rank=24, limit=10 ** 6) == whole
+    assert epoch_plan(packed, seed=0, epoch=2, rank=0, world=1, batch_per_rank=24, limit=1).rows < whole.rows
 
 
 def jpeg_bytes(pixels: np.ndarray) -> bytes:

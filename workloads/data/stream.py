@@ -70,7 +70,8 @@ def epoch_plan(shards: PackedShards, *, seed: int, epoch: int, rank: int, world:
     counts = [s["rows"] for s in shards.manifest["shards"]]
     keep = len(counts)
     if limit:
-        keep = max(1, int(np.searchsorted(np.cumsum(counts), limit)) + 1)
+        # the first shard whose running total reaches the limit; a limit beyond the split keeps all
+        keep = min(len(counts), max(1, int(np.searchsorted(np.cumsum(counts), limit)) + 1))
     order = np.random.default_rng(seed_of(seed, epoch, 7)).permutation(keep)
     if keep < world:
         raise DatasetError(f"packed: {shards.folder} has {keep} shard(s) for {world} workers; "
