@@ -209,7 +209,6 @@ def _evaluation_task(cfg: dict[str, Any], target: dict[str, Any], cpus: float, g
     from workloads.data.prepare import open_ref
     from workloads.evaluation.features import extract_features
     from workloads.evaluation.probe import linear_probe
-    from workloads.models.backbones import architecture, build_backbone
     from workloads.rehearse import peak_memory_mb, timed
     torch.set_num_threads(_threads(cpus))
     device = _device(gpus)
@@ -225,7 +224,7 @@ def _evaluation_task(cfg: dict[str, Any], target: dict[str, Any], cpus: float, g
     t0 = time.perf_counter()
     x = LazyImages(train)[:k]
     decode = (time.perf_counter() - t0) / k
-    backbone = build_backbone(**architecture(cfg["backbone"]))
+    backbone = _backbone(cfg)
     mean, std = cfg["augmentation"]["mean"], cfg["augmentation"]["std"]
     feat_s, feats = timed(extract_features, backbone, x, mean, std, device=device)
     feat = feat_s / k
@@ -239,13 +238,42 @@ def _evaluation_task(cfg: dict[str, Any], target: dict[str, Any], cpus: float, g
     per_sample_epoch = probe_s / (n + n + n // 4)  # one fit, then the refit on train + val
     probe = per_sample_epoch * pc["epochs"] * (len(pc["lrs"]) * n_fit + n_fit + val)
     passes = 2 if pc["random_init_control"] else 1
-    untimed = [name for name, on in (("fine-tuning", ev["fine_tune"]["enabled"]), ("few-shot", bool(
-        ev["few_shot"]["shots"])), ("L-BFGS", ev["lbfgs"]["enabled"]), ("sensitivity", ev["sensitivity"]["enabled"]))
-        if on]
-    return {"images": float(images), "decode_s_per_image": decode, "features_s_per_image": feat,
-            "probe_s": probe, "feature_dim": float(feats.shape[1]),
-            "estimate_s": images * decode + passes * (images * feat + probe), "untimed": ", ".join(untimed),
-            "peak_mb": peak_memory_mb(device)}
+    figures = {"images": float(images), "decode_s_per_image": decode, "features_s_per_image": feat,
+               "probe_s": probe, "feature_dim": float(feats.shape[1])}
+    # few-shot reads the probe's features (its nearest class means cost nothing beside them)
+    estimate = images * decode + passes * (images * feat + probe)
+    if ev["fine_tune"]["enabled"]:
+        figures["finetune_s"] = _fine_tune_cost(cfg, backbone, x, n_fit, val, len(test), feat, device)
+        estimate += figures["finetune_s"]
+    untimed = [name for name, on in (("L-BFGS", ev["lbfgs"]["enabled"]), ("sensitivity", ev["sensitivity"]["enabled"]))
+               if on]
+    return {**figures, "estimate_s": estimate, "untimed": ", ".join(untimed), "peak_mb": peak_memory_mb(device)}
+
+
+def _fine_tune_cost(cfg: dict[str, Any], backbone, x, n_fit: int, val: int, test: int, feat: float, device) -> float:
+    """Seconds of the target's fine-tuning: one epoch of workloads' fine_tune on the decoded
+    sample (fit, then refit on it and 2 more) gives the seconds per image trained; the run trains
+    each lr on train and refits the best on train + val, for its epochs, and predicts val per lr
+    and test once (at about the features' cost)."""
+    import torch
+
+    from workloads.evaluation.finetune import fine_tune
+    from workloads.rehearse import timed
+    ft = cfg["evaluation"]["fine_tune"]
+    k = len(x)
+    y = torch.arange(k) % 2
+    seconds, _ = timed(fine_tune, lambda: _backbone(cfg), backbone.state_dict(), (x, y), (x[:2], y[:2]),
+                       (x[:2], y[:2]), 2, mean=cfg["augmentation"]["mean"], std=cfg["augmentation"]["std"],
+                       lrs=[ft["lrs"][0]], epochs=1, batch_size=min(ft["batch_size"], k), momentum=ft["momentum"],
+                       device=device)
+    per_image = seconds / (2 * k + 2)
+    trained = ft["epochs"] * (len(ft["lrs"]) * n_fit + n_fit + val)
+    return per_image * trained + feat * (len(ft["lrs"]) * val + test)
+
+
+def _backbone(cfg: dict[str, Any]):
+    from workloads.models.backbones import architecture, build_backbone
+    return build_backbone(**architecture(cfg["backbone"]))
 
 
 # ---------------------------------------------------------------- 3. the estimate
@@ -274,10 +302,10 @@ def rehearse(exp: Experiment, *, steps: int = 3, address: str | None = None, con
     opts = {"num_cpus": cpus, "num_gpus": gpus}
 
     search = cfg.search.model_dump(mode="json") if cfg.search is not None else None
-    cells = costliest_trials(exp) if search else exp.cells
+    to_run = costliest_trials(exp) if search else exp.cells  # what the run trains
     # the distinct pretraining configurations, at the per-worker batch (DDP splits the global one)
     distinct: dict[str, list] = {}
-    for cell in cells:
+    for cell in to_run:
         distinct.setdefault(pretrain_hash({**cell.config, "seed": 0}), []).append(cell)
     stylizers: dict[str, dict] = {}
     banks: dict[str, dict[str, dict]] = {}  # stylizer -> its external style sets
@@ -298,7 +326,7 @@ def rehearse(exp: Experiment, *, steps: int = 3, address: str | None = None, con
     sty_refs = {sid: _stylizer_task.options(**opts).remote(c, list(banks.get(sid, {}).values()), cache_dir, steps,
                                                            cpus, gpus) for sid, c in stylizers.items()}
     targets: dict[str, tuple] = {}   # one evaluation piece per (target, protocol, backbone, size)
-    for cell in cells if not search else []:  # a trial is judged by its monitor, not the targets
+    for cell in to_run if not search else []:  # a trial is judged by its monitor, not the targets
         if pipeline(cell.config).rehearse_evaluation:
             for t in cell.config["evaluation"]["targets"]:
                 targets.setdefault(_evaluation_key(cell.config, t), (t, cell.config))
@@ -326,13 +354,17 @@ def rehearse(exp: Experiment, *, steps: int = 3, address: str | None = None, con
         t, c = targets[key]
         res = _get(ref, f"evaluation on {t['key']}")
         ev_s[key] = res["estimate_s"]
-        pieces.append(Piece("evaluation", f"{t['key']} (linear probe{' + control' if c['evaluation']['linear_probe']['random_init_control'] else ''})",
+        ev = c["evaluation"]
+        timed_protocols = " + ".join(["linear probe"] + ["control"] * ev["linear_probe"]["random_init_control"] +
+                                     ["few-shot"] * bool(ev["few_shot"]["shots"]) +
+                                     ["fine-tuning"] * ev["fine_tune"]["enabled"])
+        pieces.append(Piece("evaluation", f"{t['key']} ({timed_protocols})",
                             {k: v for k, v in res.items() if k != "untimed"},
                             note=f"not timed: {res['untimed']}" if res["untimed"] else ""))
     duration = {cell.cell_id: pre_s[pid] + CELL_OVERHEAD_S + sum(ev_s.get(_evaluation_key(cell.config, t), 0.0)
                                                                  for t in cell.config["evaluation"]["targets"])
                 for pid, cells in distinct.items() for cell in cells}
-    order = sorted(cells, key=lambda c: not c.config["augmentation"]["style"]["enabled"])  # as the runner
+    order = sorted(to_run, key=lambda c: not c.config["augmentation"]["style"]["enabled"])  # as the runner
     jobs = [(stylizer_s if c.config["augmentation"]["style"]["enabled"] else 0.0, duration[c.cell_id]) for c in order]
     if search:  # every trial as long as the costliest, run to its last epoch: an upper bound
         slots = min(search["max_concurrent"] or slots, slots, search["num_samples"])
@@ -341,7 +373,7 @@ def rehearse(exp: Experiment, *, steps: int = 3, address: str | None = None, con
             "each timed at the top of every searched range and run to its last epoch (ASHA stops some "
             "early: an upper bound); the monitor's per-epoch probe is not timed")))
     pieces += [Piece("evaluation", f"{name}: not timed", note="its pipeline's evaluation is not rehearsed yet")
-               for name in sorted({pipeline(c.config).label for c in cells
+               for name in sorted({pipeline(c.config).label for c in to_run
                                    if not pipeline(c.config).rehearse_evaluation and not search})]
     estimate = startup + schedule(jobs, slots)
     report = Report(pieces, estimate, slots, len(jobs), unit="trials" if search else "cells")

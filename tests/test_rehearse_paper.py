@@ -58,7 +58,7 @@ def test_the_transfer_grid_reads_every_paper_dataset(paper_experiments):
     for dataset in ("packed/train", "inat2021/train_mini", "inat2021/val", "dtd/train", "dtd/val", "stylefolder/all"):
         assert dataset in out, dataset
     for target in ("imagenet (", "imagenet_1pct (", "inat2021 (", "dtd ("):
-        assert target in out, target
+        assert f"{target}linear probe + control + fine-tuning)" in out, target  # fine-tuning timed too
     assert "5 pretraining piece(s), 1 stylizer stage(s)" in out
 
 
@@ -99,6 +99,8 @@ def test_every_other_paper_profile_rehearses(paper_experiments, name, pieces):
         assert "trials" in out
     else:
         assert "estimated wall time of the grid" in out
+    if name == "sassl_table6_fewshot":
+        assert "imagenet (linear probe + control + few-shot)" in out
     if name.startswith("sassl"):
         assert "stylefolder/all" in out  # Painter by Numbers, the paper profile's style set
 
