@@ -28,6 +28,7 @@ from .experiment import ConfigError, Experiment, pretrain_hash
 from .inputs import distinct_dataset_refs
 from .pipelines import pipeline
 from .ray_exec import cell_slots, connect
+from .search import concurrent_trials
 
 # wall seconds a cell costs before any work: its Ray Train run's start and teardown, measured
 # at 11.6 s on a 2-core machine (benchmarks/train_run_overhead.py), plus the evaluation task's
@@ -367,7 +368,7 @@ def rehearse(exp: Experiment, *, steps: int = 3, address: str | None = None, con
     order = sorted(to_run, key=lambda c: not c.config["augmentation"]["style"]["enabled"])  # as the runner
     jobs = [(stylizer_s if c.config["augmentation"]["style"]["enabled"] else 0.0, duration[c.cell_id]) for c in order]
     if search:  # every trial as long as the costliest, run to its last epoch: an upper bound
-        slots = min(search["max_concurrent"] or slots, slots, search["num_samples"])
+        slots = concurrent_trials(search, slots)
         jobs = jobs[:1] * search["num_samples"]
         pieces.append(Piece("search", f"{search['num_samples']} trials, {slots} at a time", note=(
             "each timed at the top of every searched range and run to its last epoch (ASHA stops some "

@@ -55,6 +55,11 @@ def trial_config(base: dict[str, Any], sampled: dict[str, Any]) -> dict[str, Any
     return validate(cfg, CellConfig, prefix="search trial:").model_dump(mode="json")
 
 
+def concurrent_trials(search: dict[str, Any], slots: int) -> int:
+    """Trials at once: max_concurrent if set, never more than the cluster's slots or the trials."""
+    return min(search["max_concurrent"] or slots, slots, search["num_samples"])
+
+
 def _tune_space(space: dict[str, Any]):
     from ray import tune
     make = {"uniform": lambda s: tune.uniform(s["low"], s["high"]),
@@ -149,7 +154,7 @@ def run_search(exp: Experiment, *, address: str | None = None, console: Console 
         p = Path(tmp) / "experiment.yaml"
         p.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         tracking.retry(c.log_artifact, ctx.parent_run_id, str(p), "search")
-    concurrent = min(search["max_concurrent"] or slots, slots, search["num_samples"])
+    concurrent = concurrent_trials(search, slots)
     tracking.log_params(c, ctx.parent_run_id, {"num_samples": search["num_samples"], "max_concurrent": concurrent,
                                                "seed": search["seed"]})
     board = ProgressBoard.options(**on_driver_node()).remote()
