@@ -4,6 +4,7 @@ generated from this file (`python -m orchestrator.reference`), so the text here 
 from __future__ import annotations
 
 import os
+import typing
 from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -738,3 +739,14 @@ class ExperimentConfig(CellConfig):
 
 
 CELL_FIELDS = tuple(CellConfig.model_fields)
+
+
+def models_at(path: typing.Iterable[str], root: type[BaseModel] = ExperimentConfig) -> list[type[BaseModel]]:
+    """The sections a path of field names leads to from ``root`` (``("method",)``: every method's
+    model, a union offering each member); empty where the path names a value or nothing."""
+    models: list[type[BaseModel]] = [root]
+    for part in path:
+        infos = [m.model_fields[part] for m in models if part in m.model_fields]
+        models = [a for i in infos for a in (typing.get_args(i.annotation) or (i.annotation,))
+                  if isinstance(a, type) and issubclass(a, BaseModel)]
+    return models

@@ -10,13 +10,10 @@ for some rows only is fine. The rules are listed in the configuration reference 
 from RULES)."""
 from __future__ import annotations
 
-import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from pydantic import BaseModel
-
-from .config import DatasetRef, ExperimentConfig, Style
+from .config import DatasetRef, Style, models_at
 from .pipelines import PIPELINES, pipeline
 
 Cfg = dict[str, Any]  # a resolved cell config, with the experiment's `cluster`
@@ -107,11 +104,7 @@ def written_paths(tree: Any, prefix: str = "") -> set[str]:
 def _is_section(field: str) -> bool:
     """Whether a dotted path names a section of fields (`augmentation.view1`), not one value (a
     number, a list, a dataset reference)."""
-    models: list[type] = [ExperimentConfig]
-    for part in field.split("."):
-        infos = [m.model_fields[part] for m in models if part in m.model_fields]
-        models = [a for i in infos for a in (typing.get_args(i.annotation) or (i.annotation,))
-                  if isinstance(a, type) and issubclass(a, BaseModel)]
+    models = models_at(field.split("."))
     return bool(models) and DatasetRef not in models
 
 

@@ -8,7 +8,6 @@ import difflib
 import hashlib
 import itertools
 import json
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .config import CELL_FIELDS, METHOD_NAMES, CellConfig, ExperimentConfig
+from .config import CELL_FIELDS, METHOD_NAMES, CellConfig, ExperimentConfig, models_at
 from .consistency import find, target_warnings, written_paths
 from .pipelines import pipeline
 
@@ -98,20 +97,10 @@ def format_validation_error(err: ValidationError, model: type, prefix: str = "")
 
 def _suggest(loc: tuple, model: type) -> str:
     """'did you mean …' from the fields allowed at that place in the schema."""
-    fields = _fields_at(model, tuple(p for p in loc[:-1] if p not in METHOD_NAMES))
+    sections = models_at((p for p in loc[:-1] if p not in METHOD_NAMES), model)
+    fields = list(dict.fromkeys(f for m in sections for f in m.model_fields))
     close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
     return f" (did you mean {close[0]!r}?)" if close else (f"; allowed: {', '.join(fields)}" if fields else "")
-
-
-def _fields_at(model: type, loc: tuple) -> list[str]:
-    models = [model]
-    for part in loc:
-        infos = [m.model_fields[part] for m in models if part in getattr(m, "model_fields", {})]
-        if not infos:
-            return []
-        # a union (method: MoCoV2 | Sipl) offers the fields of each member
-        models = [a for i in infos for a in (typing.get_args(i.annotation) or (i.annotation,))]
-    return list(dict.fromkeys(f for m in models for f in getattr(m, "model_fields", {})))
 
 
 # ---------------------------------------------------------------- loading

@@ -37,9 +37,12 @@ class Pipeline:
     ignores: tuple[str, ...] = ()
     ignores_reason: str = ""
     # `sassl rehearse`: a few of its training steps, (cfg, cache_dir, steps, threads, device) ->
-    # figures (orchestrator/rehearsal.py); whether its evaluation can be timed there yet
+    # figures (orchestrator/rehearsal.py), and one target's evaluation timed, (cfg, target, first,
+    # device) -> figures (orchestrator/rehearsal_evaluation.py)
     rehearse: str = "orchestrator.rehearsal:ssl_steps"
-    rehearse_evaluation: bool = True
+    rehearse_evaluation: str = "orchestrator.rehearsal_evaluation:ssl_evaluation"
+    # the method fields its evaluation reads: the rehearsal times one evaluation per distinct value
+    evaluation_reads: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -84,7 +87,9 @@ PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
                       "optim.momentum", "optim.schedule", "optim.warmup_epochs", "evaluation.linear_probe",
                       "evaluation.fine_tune", "evaluation.few_shot", "evaluation.lbfgs", "evaluation.sensitivity"),
              ignores_reason="SIPL has its own patch augmentations, Adam at a constant rate and an MLP head",
-             rehearse="orchestrator.rehearsal:sipl_steps", rehearse_evaluation=False),
+             rehearse="orchestrator.rehearsal:sipl_steps",
+             rehearse_evaluation="orchestrator.rehearsal_evaluation:sipl_evaluation",
+             evaluation_reads=("embed_dim", "geometry", "downstream")),
 )}
 
 

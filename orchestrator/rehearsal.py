@@ -6,8 +6,8 @@ settings, through the code the run uses, before a cluster is booked.
 2. Each distinct pretraining configuration (the cells that differ only in seed or evaluation
    are one piece) trains a few steps in a Ray task with one worker's resources (the device a
    cell's worker gets), at the per-worker batch, with its stylizer and a style bank of a few
-   images; each stylizer stage embeds a few style images (or trains a few steps); each target
-   of each evaluation times the decoding, the feature extraction and a probe epoch.
+   images; each stylizer stage embeds a few style images (or trains a few steps); each target's
+   evaluation is timed as its pipeline says (orchestrator/rehearsal_evaluation.py).
 3. The full grid's wall time is estimated from those figures (cells × epochs × steps per epoch
    × seconds per step, evaluation, a fixed per-cell start-up cost), with the cells scheduled on
    the cluster's slots, and everything is logged to MLflow as a run with role `rehearsal`.
@@ -34,7 +34,6 @@ from .search import concurrent_trials
 # at 11.6 s on a 2-core machine (benchmarks/train_run_overhead.py), plus the evaluation task's
 CELL_OVERHEAD_S = 15.0
 DECODE_CHECK = 2   # images decoded per dataset by the data check
-SAMPLE = 128       # images decoded / features extracted / style images embedded for timing
 
 
 @dataclass
@@ -111,6 +110,7 @@ def _small_bank(cfg: dict[str, Any], net, cache_dir: str, device, ref: dict[str,
     """A style bank of SAMPLE images of the external style set (``ref``, default the cell's), and
     the seconds per image it took."""
     from workloads.data.prepare import load_images
+    from workloads.rehearse import SAMPLE
     from workloads.stylize.train import bank_size, style_bank
     style = cfg["augmentation"]["style"]
     if ref is None and style["source"] != "external":
@@ -202,79 +202,16 @@ def _stylizer_task(cfg: dict[str, Any], banks: list[dict[str, Any]], cache_dir: 
 
 
 @ray.remote(max_calls=1)
-def _evaluation_task(cfg: dict[str, Any], target: dict[str, Any], cpus: float, gpus: float) -> dict[str, float]:
-    """One target's linear probe (and random-init control): decoding, features, a probe epoch."""
+def _evaluation_task(cfg: dict[str, Any], target: dict[str, Any], first: bool, cpus: float,
+                     gpus: float) -> dict[str, Any]:
+    """One target's evaluation in a cell, as its pipeline times it (orchestrator/rehearsal_evaluation.py)."""
     import torch
 
-    from workloads.data.lazy import LazyImages
-    from workloads.data.prepare import open_ref
-    from workloads.evaluation.features import extract_features
-    from workloads.evaluation.probe import linear_probe
-    from workloads.rehearse import peak_memory_mb, timed
+    from workloads.rehearse import peak_memory_mb
     torch.set_num_threads(_threads(cpus))
     device = _device(gpus)
-    ev, size = cfg["evaluation"], cfg["data"]["image_size"]
-    data = target["data"]
-    train = open_ref(data, size)
-    test = open_ref(target["test_data"] or {**data, "split": target["test_split"]}, size)
-    val = len(open_ref({**data, "split": target["val_split"]}, size)) if target["val_split"] else 0
-    n_fit = len(train) if target["val_split"] else round(len(train) * (1 - target["val_fraction"]))
-    n_fit, val = round(n_fit * target["label_fraction"]), round((val or len(train) - n_fit) * target["label_fraction"])
-    images = len(train) + len(test) + (val if target["val_split"] else 0)
-    k = min(SAMPLE, len(train))
-    t0 = time.perf_counter()
-    x = LazyImages(train)[:k]
-    decode = (time.perf_counter() - t0) / k
-    backbone = _backbone(cfg)
-    mean, std = cfg["augmentation"]["mean"], cfg["augmentation"]["std"]
-    feat_s, feats = timed(extract_features, backbone, x, mean, std, device=device)
-    feat = feat_s / k
-    pc = ev["linear_probe"]
-    n = min(2048, max(n_fit, 16))
-    g = torch.Generator().manual_seed(0)
-    f = torch.randn(n, feats.shape[1], generator=g)
-    y = torch.randint(0, max(2, len(getattr(train, "classes", []) or [0, 1])), (n,), generator=g)
-    probe_s, _ = timed(linear_probe, (f, y), (f[: n // 4], y[: n // 4]), (f[: n // 4], y[: n // 4]), int(y.max()) + 1,
-                       lrs=[pc["lrs"][0]], epochs=1, batch_size=pc["batch_size"], momentum=pc["momentum"])
-    per_sample_epoch = probe_s / (n + n + n // 4)  # one fit, then the refit on train + val
-    probe = per_sample_epoch * pc["epochs"] * (len(pc["lrs"]) * n_fit + n_fit + val)
-    passes = 2 if pc["random_init_control"] else 1
-    figures = {"images": float(images), "decode_s_per_image": decode, "features_s_per_image": feat,
-               "probe_s": probe, "feature_dim": float(feats.shape[1])}
-    # few-shot reads the probe's features (its nearest class means cost nothing beside them)
-    estimate = images * decode + passes * (images * feat + probe)
-    if ev["fine_tune"]["enabled"]:
-        figures["finetune_s"] = _fine_tune_cost(cfg, backbone, x, n_fit, val, len(test), feat, device)
-        estimate += figures["finetune_s"]
-    untimed = [name for name, on in (("L-BFGS", ev["lbfgs"]["enabled"]), ("sensitivity", ev["sensitivity"]["enabled"]))
-               if on]
-    return {**figures, "estimate_s": estimate, "untimed": ", ".join(untimed), "peak_mb": peak_memory_mb(device)}
-
-
-def _fine_tune_cost(cfg: dict[str, Any], backbone, x, n_fit: int, val: int, test: int, feat: float, device) -> float:
-    """Seconds of the target's fine-tuning: one epoch of workloads' fine_tune on the decoded
-    sample (fit, then refit on it and 2 more) gives the seconds per image trained; the run trains
-    each lr on train and refits the best on train + val, for its epochs, and predicts val per lr
-    and test once (at about the features' cost)."""
-    import torch
-
-    from workloads.evaluation.finetune import fine_tune
-    from workloads.rehearse import timed
-    ft = cfg["evaluation"]["fine_tune"]
-    k = len(x)
-    y = torch.arange(k) % 2
-    seconds, _ = timed(fine_tune, lambda: _backbone(cfg), backbone.state_dict(), (x, y), (x[:2], y[:2]),
-                       (x[:2], y[:2]), 2, mean=cfg["augmentation"]["mean"], std=cfg["augmentation"]["std"],
-                       lrs=[ft["lrs"][0]], epochs=1, batch_size=min(ft["batch_size"], k), momentum=ft["momentum"],
-                       device=device)
-    per_image = seconds / (2 * k + 2)
-    trained = ft["epochs"] * (len(ft["lrs"]) * n_fit + n_fit + val)
-    return per_image * trained + feat * (len(ft["lrs"]) * val + test)
-
-
-def _backbone(cfg: dict[str, Any]):
-    from workloads.models.backbones import architecture, build_backbone
-    return build_backbone(**architecture(cfg["backbone"]))
+    figures = pipeline(cfg).function("rehearse_evaluation")(cfg, target, first, device)
+    return {**figures, "peak_mb": peak_memory_mb(device)}
 
 
 # ---------------------------------------------------------------- 3. the estimate
@@ -326,12 +263,12 @@ def rehearse(exp: Experiment, *, steps: int = 3, address: str | None = None, con
         pre_refs[pid] = _pretraining_task.options(**opts).remote(one, cache_dir, steps, cpus, gpus)
     sty_refs = {sid: _stylizer_task.options(**opts).remote(c, list(banks.get(sid, {}).values()), cache_dir, steps,
                                                            cpus, gpus) for sid, c in stylizers.items()}
-    targets: dict[str, tuple] = {}   # one evaluation piece per (target, protocol, backbone, size)
+    targets: dict[str, tuple] = {}   # one evaluation piece per (target, protocols, backbone, size)
     for cell in to_run if not search else []:  # a trial is judged by its monitor, not the targets
-        if pipeline(cell.config).rehearse_evaluation:
-            for t in cell.config["evaluation"]["targets"]:
-                targets.setdefault(_evaluation_key(cell.config, t), (t, cell.config))
-    ev_refs = {key: _evaluation_task.options(**opts).remote(c, t, cpus, gpus) for key, (t, c) in targets.items()}
+        for i, t in enumerate(cell.config["evaluation"]["targets"]):
+            targets.setdefault(_evaluation_key(cell.config, t, i == 0), (t, cell.config, i == 0))
+    ev_refs = {key: _evaluation_task.options(**opts).remote(c, t, first, cpus, gpus)
+               for key, (t, c, first) in targets.items()}
 
     stylizer_s = 0.0
     for sid, ref in sty_refs.items():
@@ -352,18 +289,14 @@ def rehearse(exp: Experiment, *, steps: int = 3, address: str | None = None, con
                                                                               "cells": float(len(cells))}))
     ev_s: dict[str, float] = {}
     for key, ref in ev_refs.items():
-        t, c = targets[key]
+        t = targets[key][0]
         res = _get(ref, f"evaluation on {t['key']}")
         ev_s[key] = res["estimate_s"]
-        ev = c["evaluation"]
-        timed_protocols = " + ".join(["linear probe"] + ["control"] * ev["linear_probe"]["random_init_control"] +
-                                     ["few-shot"] * bool(ev["few_shot"]["shots"]) +
-                                     ["fine-tuning"] * ev["fine_tune"]["enabled"])
-        pieces.append(Piece("evaluation", f"{t['key']} ({timed_protocols})",
-                            {k: v for k, v in res.items() if k != "untimed"},
-                            note=f"not timed: {res['untimed']}" if res["untimed"] else ""))
-    duration = {cell.cell_id: pre_s[pid] + CELL_OVERHEAD_S + sum(ev_s.get(_evaluation_key(cell.config, t), 0.0)
-                                                                 for t in cell.config["evaluation"]["targets"])
+        protocols, note = res.pop("timed"), res.pop("note")
+        pieces.append(Piece("evaluation", f"{t['key']} ({protocols})", res, note=note))
+    duration = {cell.cell_id: pre_s[pid] + CELL_OVERHEAD_S + sum(
+                    ev_s.get(_evaluation_key(cell.config, t, i == 0), 0.0)
+                    for i, t in enumerate(cell.config["evaluation"]["targets"]))
                 for pid, cells in distinct.items() for cell in cells}
     order = sorted(to_run, key=lambda c: not c.config["augmentation"]["style"]["enabled"])  # as the runner
     jobs = [(stylizer_s if c.config["augmentation"]["style"]["enabled"] else 0.0, duration[c.cell_id]) for c in order]
@@ -373,9 +306,6 @@ def rehearse(exp: Experiment, *, steps: int = 3, address: str | None = None, con
         pieces.append(Piece("search", f"{search['num_samples']} trials, {slots} at a time", note=(
             "each timed at the top of every searched range and run to its last epoch (ASHA stops some "
             "early: an upper bound); the monitor's per-epoch probe is not timed")))
-    pieces += [Piece("evaluation", f"{name}: not timed", note="its pipeline's evaluation is not rehearsed yet")
-               for name in sorted({pipeline(c.config).label for c in to_run
-                                   if not pipeline(c.config).rehearse_evaluation and not search})]
     estimate = startup + schedule(jobs, slots)
     report = Report(pieces, estimate, slots, len(jobs), unit="trials" if search else "cells")
     report.run_id = _log(exp, report, steps)
@@ -400,10 +330,14 @@ def costliest_trials(exp: Experiment) -> list:
             for c in exp.cells]
 
 
-def _evaluation_key(cfg: dict[str, Any], target: dict[str, Any]) -> str:
+def _evaluation_key(cfg: dict[str, Any], target: dict[str, Any], first: bool) -> str:
+    """What one target's evaluation cost depends on: the cells that share it share one timing."""
     ev = {k: v for k, v in cfg["evaluation"].items() if k != "targets"}
+    method = {k: cfg["method"][k] for k in pipeline(cfg).evaluation_reads}
+    if first and ev["sensitivity"]["enabled"]:  # on the first target: the whole method, projector included
+        method = cfg["method"]
     return pretrain_hash({"target": target, "evaluation": ev, "backbone": cfg["backbone"],
-                          "size": cfg["data"]["image_size"]})
+                          "size": cfg["data"]["image_size"], "first": first, "method": method})
 
 
 def _get(ref, what: str) -> dict[str, Any]:

@@ -54,6 +54,7 @@ def test_cassle_grid_end_to_end(tmp_path):
         assert 0 <= m["lbfgs/cifar10/top1"] <= 100 and 0 <= m["lbfgs/cifar10/mean_per_class"] <= 100
         assert any(m["lbfgs/cifar10/l2"] == pytest.approx(v) for v in (0.01, 1.0, 100.0))
         assert m["lbfgs/cifar10/C"] == pytest.approx(1 / (2 * m["lbfgs/cifar10/l2"]))
+        assert m["lbfgs/cifar10/iterations"] >= 1  # the first fit starts from zeros
         assert all(m[f"sensitivity/{a}/{s}"] >= 0 for a in AUGS for s in STAGES)
         assert any(f.path.endswith("augmentation_sensitivity.png")
                    for f in c.list_artifacts(r.info.run_id, "pictures"))

@@ -60,6 +60,44 @@ def test_a_search_is_rehearsed_at_the_top_of_every_searched_range():
     assert optim["batch_size"] == 128 and optim["lr"] == pytest.approx(1e-3)
 
 
+
+def _cell(cfg: dict):
+    return build_experiment({"name": "t", **cfg}).cells[0].config
+
+
+def test_an_ssl_targets_evaluation_times_lbfgs_and_on_the_first_target_the_sensitivity():
+    """In process, on the kit's CIFAR-10: every enabled protocol is timed through its real code;
+    L-BFGS is reported per iteration with its max_iter bound, outside the estimate."""
+    from orchestrator.rehearsal_evaluation import ssl_evaluation
+    cfg = _cell({"backbone": {"width": 0.125}, "data": {"image_size": 32},
+                 "method": {"proj_hidden_dim": 32, "proj_dim": 16, "pred_hidden_dim": 32},
+                 "evaluation": {"lbfgs": {"enabled": True, "l2_exponents": [-2, 2, 5], "max_iter": 100},
+                                "sensitivity": {"enabled": True, "images": 64}}})
+    target = cfg["evaluation"]["targets"][0]
+    first = ssl_evaluation(cfg, target, True, torch.device("cpu"))
+    assert first["timed"] == "linear probe + control + L-BFGS + sensitivity"
+    assert first["sensitivity_s"] > 0 and first["estimate_s"] > first["sensitivity_s"]
+    from workloads.data.prepare import open_ref
+    train = len(open_ref(target["data"], 32))
+    fit = round(train * (1 - target["val_fraction"]))  # validation carved from train
+    val = train - fit
+    # the bound: the 5 λ fits on train and the refit on train + val, each to max_iter (5/4 evaluations each)
+    per_iteration = first["lbfgs_s_per_iteration"]
+    assert first["lbfgs_bound_s"] == pytest.approx(per_iteration * 100 * 1.25 * (5 + 1 + val / fit))
+    assert "L-BFGS not in the estimate" in first["note"] and "100 iterations per fit" in first["note"]
+    other = ssl_evaluation(cfg, target, False, torch.device("cpu"))  # the analysis runs on the first target only
+    assert "sensitivity" not in other["timed"] and "sensitivity_s" not in other
+
+
+def test_a_sipl_targets_evaluation_times_the_encoder_and_the_mlp_head():
+    from orchestrator.rehearsal_evaluation import sipl_evaluation
+    cfg = _cell({"backbone": {"width": 0.125}, "data": {"image_size": 32},
+                 "method": {"name": "sipl", "embed_dim": 32, "head_hidden": 64, "downstream": {"hidden": 32}},
+                 "optim": {"optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0}})
+    res = sipl_evaluation(cfg, cfg["evaluation"]["targets"][0], True, torch.device("cpu"))
+    assert res["timed"] == "MLP head" and res["head_s"] > 0 and res["features_s_per_image"] > 0
+    assert res["estimate_s"] > res["head_s"] and "embedding plot" in res["note"]
+
 @pytest.mark.e2e
 @pytest.mark.usefixtures("shared_ray")
 def test_rehearse_times_every_piece_and_writes_nothing_of_a_run(tmp_path):

@@ -67,6 +67,7 @@ def test_sipl_paper_profile_reads_tiny_imagenet_as_shipped(paper_experiments):
                    "--set", "seeds=[0]")
     assert "tinyimagenet/val" in out and "15 images, 3 classes" in out  # labelled by val_annotations.txt
     assert "4 pretraining piece(s)" in out
+    assert "tiny_imagenet (MLP head)" in out  # the downstream classifier timed
 
 
 def test_cassle_paper_profile_reads_its_cifar_and_dtd_targets(paper_experiments):
@@ -79,6 +80,8 @@ def test_cassle_paper_profile_reads_its_cifar_and_dtd_targets(paper_experiments)
         assert target in out, target
     assert "10 classes" in out and "100 classes" in out
     assert "9 pretraining piece(s), 0 stylizer stage(s)" in out  # 3 methods × (plain, AugSelf, CASSLE)
+    # the first target's sensitivity analysis runs each method (CASSLE's projector reads ω); L-BFGS bounded
+    assert out.count("+ L-BFGS + sensitivity)") == 9 and "L-BFGS not in the estimate" in out
 
 
 @pytest.mark.parametrize("name, pieces", [

@@ -15,6 +15,8 @@ import torch
 
 from .callbacks import Callback
 
+SAMPLE = 128  # images decoded / features extracted / style images embedded to time a piece
+
 
 class Rehearsed(Exception):
     """Raised by StepTimer once it has timed enough steps: the loop stops there."""

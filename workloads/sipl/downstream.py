@@ -17,7 +17,7 @@ from torch import nn
 from ..augment.batched import normalize
 from .patches import remove_chromatic_aberration, resize_images
 
-__all__ = ["encode_images", "downstream_mlp"]
+__all__ = ["encode_images", "downstream_mlp", "fit_head"]
 
 Split = tuple[torch.Tensor, torch.Tensor]  # (uint8 N×3×S×S images, long N labels)
 
@@ -49,11 +49,20 @@ def downstream_mlp(encoder: nn.Module, train: Split, val: Split, test: Split, nu
 
     ``callback_epoch(epoch, {"val_acc", "train_loss"})`` runs after every epoch.
     """
+    feats = [(encode_images(encoder, s[0], mean=mean, std=std, input_size=input_size, device=device),
+              s[1].long().cpu()) for s in (train, val, test)]
+    return fit_head(*feats, num_classes, hidden=hidden, lr=lr, epochs=epochs, batch_size=batch_size, seed=seed,
+                    callback_epoch=callback_epoch)
+
+
+def fit_head(train: Split, val: Split, test: Split, num_classes: int, *, hidden: int = 1000, lr: float = 1e-4,
+             epochs: int, batch_size: int = 256, seed: int,
+             callback_epoch: Callable[[int, dict[str, float]], None] | None = None) -> dict:
+    """The MLP head (one hidden layer, Adam) on frozen features (N×D float, N labels), kept at its
+    best validation epoch; returns what :func:`downstream_mlp` returns."""
     if epochs < 1 or hidden < 1 or not lr > 0:
         raise ValueError(f"epochs and hidden must be >= 1 and lr > 0, got {epochs}, {hidden}, {lr}")
-    feats = [encode_images(encoder, s[0], mean=mean, std=std, input_size=input_size, device=device)
-             for s in (train, val, test)]
-    (xtr, xva, xte), (ytr, yva, yte) = feats, [s[1].long().cpu() for s in (train, val, test)]
+    (xtr, ytr), (xva, yva), (xte, yte) = train, val, test
     with torch.random.fork_rng(devices=[]):  # seeded head init without touching the caller's RNG
         torch.manual_seed(seed)
         head = nn.Sequential(nn.Linear(xtr.shape[1], hidden), nn.ReLU(inplace=True), nn.Linear(hidden, num_classes))
