@@ -17,7 +17,7 @@ import torch
 from workloads.rehearse import SAMPLE, timed
 
 ROWS = 4096                # feature rows the probe heads are timed on (their cost is linear in rows)
-LBFGS_TIMED_ITERATIONS = 5
+LBFGS_TIMED_ITERATIONS = 10
 SENSITIVITY_SAMPLE = 32    # images the sensitivity analysis is timed on (ten forward passes each)
 
 
@@ -98,7 +98,7 @@ def ssl_evaluation(cfg: dict[str, Any], target: dict[str, Any], first: bool, dev
         estimate += figures["finetune_s"]
         timed_protocols.append("fine-tuning")
     if ev["lbfgs"]["enabled"]:
-        figures.update(_lbfgs_cost(ev["lbfgs"], t, feats.shape[1]))
+        figures.update(lbfgs_cost(ev["lbfgs"], t.fit, t.val, t.classes, feats.shape[1]))
         timed_protocols.append("L-BFGS")
         notes.append(f"L-BFGS not in the estimate (its iterations depend on the features): "
                      f"{figures['lbfgs_s_per_iteration']:.3g} s per iteration, at most "
@@ -128,22 +128,20 @@ def _fine_tune_cost(cfg: dict[str, Any], backbone, x: torch.Tensor, t: _Target, 
     return per_image * trained + feat * (len(ft["lrs"]) * t.val + t.test)
 
 
-def _lbfgs_cost(lb: dict[str, Any], t: _Target, dim: int) -> dict[str, float]:
-    """L-BFGS's cost: one evaluation of the run's objective (loss and gradient, about one per
-    iteration) at the target's size, timed on features of the real width and scaled linearly in
-    rows as its matmuls are; and its bound, every fit of the λ grid and the refit on train + val
-    to ``max_iter`` (torch evaluates at most 5/4 per iteration). The run stops a fit once it
-    converges, usually far earlier, and logs the iterations it took (``lbfgs/<target>/iterations``)."""
-    from workloads.evaluation.lbfgs import MAX_EVAL_PER_ITER, LogisticProblem, l2_grid
-    rows = max(16, min(ROWS, t.fit))
-    x, y = _random_features(rows, dim, t.classes)
-    problem = LogisticProblem(x, y, t.classes, torch.float32)  # the run's matmul precision
-    w, b = torch.zeros(dim, t.classes, dtype=torch.float64), torch.zeros(t.classes, dtype=torch.float64)
-    seconds, _ = timed(problem.loss_grad, w, b, 1.0 / rows, repeat=3)
-    per_row = seconds / rows
-    fits = len(l2_grid(*lb["l2_exponents"]))
-    return {"lbfgs_s_per_iteration": per_row * t.fit,
-            "lbfgs_bound_s": per_row * lb["max_iter"] * MAX_EVAL_PER_ITER * (fits * t.fit + t.fit + t.val)}
+def lbfgs_cost(lb: dict[str, Any], fit: int, val: int, classes: int, dim: int) -> dict[str, float]:
+    """L-BFGS's seconds per iteration at the target's size: the run's solver for a few iterations
+    on features of the real width at the grid's weakest λ (the slowest to converge), scaled
+    linearly in rows as its matmuls are; and its bound, every fit of the λ grid and the refit on
+    train + val run to ``max_iter``. The run stops a fit once it converges, usually far earlier,
+    and logs the iterations it took (``lbfgs/<target>/iterations``)."""
+    from workloads.evaluation.lbfgs import fit_logistic_lbfgs, l2_grid
+    rows = max(16, min(ROWS, fit))
+    x, y = _random_features(rows, dim, classes)
+    grid = l2_grid(*lb["l2_exponents"])
+    seconds, (_, _, iterations) = timed(fit_logistic_lbfgs, x, y, classes, min(grid), max_iter=LBFGS_TIMED_ITERATIONS)
+    per_row = seconds / max(1, iterations) / rows
+    return {"lbfgs_s_per_iteration": per_row * fit,
+            "lbfgs_bound_s": per_row * lb["max_iter"] * (len(grid) * fit + fit + val)}
 
 
 def _sensitivity_cost(cfg: dict[str, Any], x: torch.Tensor, images: int, device) -> float:

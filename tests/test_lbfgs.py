@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from workloads.evaluation.lbfgs import (DEFAULT_L2_GRID, LogisticProblem, fit_logistic_lbfgs, l2_grid, lbfgs_linear_eval,
+from workloads.evaluation.lbfgs import (DEFAULT_L2_GRID, _Problem, fit_logistic_lbfgs, l2_grid, lbfgs_linear_eval,
                                         mean_per_class_accuracy, top1_accuracy)
 
 FAST = dict(max_iter=300)
@@ -58,7 +58,7 @@ def test_hand_written_gradient_matches_autograd():
     l2 = 0.7
     ref = F.cross_entropy(x @ w + b, y, reduction="sum") + l2 * (w.pow(2).sum() + b.pow(2).sum())
     ref.backward()
-    loss, gw, gb = LogisticProblem(x, y, 4, torch.float64).loss_grad(w.detach(), b.detach(), l2 / 20)
+    loss, gw, gb = _Problem(x, y, 4, torch.float64).loss_grad(w.detach(), b.detach(), l2 / 20)
     assert loss.item() == pytest.approx(ref.item() / 20, rel=1e-10)
     assert torch.allclose(gw, w.grad / 20, atol=1e-12) and torch.allclose(gb, b.grad / 20, atol=1e-12)
 
@@ -68,7 +68,7 @@ def test_fit_reaches_the_optimum_and_warm_start_agrees():
     x = (x - x.mean(0)) / x.std(0)
     w, b, it = fit_logistic_lbfgs(x, y, 3, 1.0, matmul_dtype=torch.float64)
     assert it > 0
-    _, gw, gb = LogisticProblem(x, y, 3, torch.float64).loss_grad(w, b, 1.0 / 60)
+    _, gw, gb = _Problem(x, y, 3, torch.float64).loss_grad(w, b, 1.0 / 60)
     assert gw.abs().max() < 1e-5 and gb.abs().max() < 1e-5  # stationary point of a convex problem
     w2, b2, _ = fit_logistic_lbfgs(x, y, 3, 1.0, init=(torch.randn(6, 3), torch.randn(3)),
                                    matmul_dtype=torch.float64)

@@ -28,8 +28,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["DEFAULT_L2_GRID", "LbfgsProbeResult", "LogisticProblem", "MAX_EVAL_PER_ITER", "l2_grid",
-           "fit_logistic_lbfgs", "top1_accuracy", "mean_per_class_accuracy", "lbfgs_linear_eval"]
+__all__ = ["DEFAULT_L2_GRID", "LbfgsProbeResult", "l2_grid", "fit_logistic_lbfgs", "top1_accuracy",
+           "mean_per_class_accuracy", "lbfgs_linear_eval"]
 
 
 def l2_grid(start: float = -6.0, stop: float = 5.0, num: int = 45) -> tuple[float, ...]:
@@ -39,8 +39,6 @@ def l2_grid(start: float = -6.0, stop: float = 5.0, num: int = 45) -> tuple[floa
 
 DEFAULT_L2_GRID = l2_grid()
 SELECT_BY = ("top1", "mean_per_class")
-# torch's L-BFGS evaluates the objective at most max_iter × 5/4 times per fit (its max_eval default)
-MAX_EVAL_PER_ITER = 1.25
 
 
 @dataclass
@@ -80,7 +78,7 @@ def _metric(name: str, pred: torch.Tensor, y: torch.Tensor) -> float:
     return top1_accuracy(pred, y) if name == "top1" else mean_per_class_accuracy(pred, y)
 
 
-class LogisticProblem:
+class _Problem:
     """Σ CE(x W + b, y) / N + (l2 / N)(‖W‖² + ‖b‖²) with its gradient, written out by hand.
 
     The two N-sized matmuls run in ``matmul_dtype`` (float32: several times faster on CPU)
@@ -141,7 +139,7 @@ def fit_logistic_lbfgs(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: f
 
     The objective is divided by N (same minimiser), so ``tolerance_grad`` applies to the
     gradient of the mean loss. W and b are float64."""
-    return LogisticProblem(x, y, num_classes, matmul_dtype).fit(
+    return _Problem(x, y, num_classes, matmul_dtype).fit(
         l2, init, max_iter=max_iter, tolerance_grad=tolerance_grad, tolerance_change=tolerance_change,
         history_size=history_size)
 
@@ -177,7 +175,7 @@ def lbfgs_linear_eval(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch
     prep = _standardizer(xtr.to(dt)) if standardize else (lambda t: t)
     xtr, xva = prep(xtr.to(dt)), prep(xva.to(dt))
     ytr, yva = ytr.long(), yva.long()
-    problem = LogisticProblem(xtr, ytr, num_classes, matmul_dtype)
+    problem = _Problem(xtr, ytr, num_classes, matmul_dtype)
     opts = dict(max_iter=max_iter, tolerance_grad=tolerance_grad)
 
     val_scores: dict[float, float] = {}
@@ -195,7 +193,7 @@ def lbfgs_linear_eval(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch
 
     xall, yall = torch.cat([xtr, xva]), torch.cat([ytr, yva])
     del problem
-    w, b, _ = LogisticProblem(xall, yall, num_classes, matmul_dtype).fit(chosen, chosen_fit, **opts)
+    w, b, _ = _Problem(xall, yall, num_classes, matmul_dtype).fit(chosen, chosen_fit, **opts)
     with torch.no_grad():
         pred = torch.addmm(b, prep(xte.to(dt)), w).argmax(1)
     yte = yte.long()
