@@ -120,30 +120,39 @@ def run(path: Optional[Path] = typer.Argument(None, help="Experiment YAML (omit 
 
 
 @app.command()
-def rehearse(path: Path = PathArg, profile: Optional[str] = ProfileOpt, set_: list[str] = SetOpt,
+def rehearse(paths: list[Path] = typer.Argument(..., help="Experiment YAML file(s): several are rehearsed in one go, "
+                                                "each distinct piece timed once."),
+             profile: Optional[str] = ProfileOpt, set_: list[str] = SetOpt,
              steps: int = typer.Option(3, min=1, help="Steps timed per piece (after one untimed warm-up step)."),
              address: Optional[str] = typer.Option(None, help="Join this Ray cluster (as `sassl run`); "
                                                    "default: cluster.address of the YAML, else a local one.")) -> None:
     """Run every distinct piece of an experiment for a few steps at its real settings and estimate
     the whole grid's wall time, before a cluster is booked. Trains nothing to completion."""
     from .ray_auth import use_token_if_present
-    exp = _load(path, profile, set_)
-    use_token_if_present(address or exp.config.cluster.address)
+    exps = [_load(path, profile, set_) for path in paths]  # every file valid before anything runs
+    use_token_if_present(address or exps[0].config.cluster.address)
+    from .rehearsal import SharedPieces, table
     from .rehearsal import rehearse as run_rehearsal
-    from .rehearsal import table
-    try:
-        report = run_rehearsal(exp, steps=steps, address=address, console=console)
-    except ConfigError as e:
-        _fail(f"{path}: {e}")
-    out = RichTable(title=f"{exp.name}: rehearsal" + (f" (profile {profile})" if profile else ""))
-    for col in ("piece", "what", "steps timed", "s/step", "peak MB", "est. s per cell"):
-        out.add_column(col)
-    for row in table(report):
-        out.add_row(*row)
-    console.print(out)
-    what = "search" if exp.config.search else "grid"
-    console.print(f"estimated wall time of the {what}: {report.estimate_s / 60:.1f} min ({report.estimate_s:.0f} s) "
-                  f"for {report.cells} {report.unit} on {report.slots} slot(s); MLflow run {report.run_id}")
+    shared, total = SharedPieces(), 0.0
+    for path, exp in zip(paths, exps):
+        try:
+            report = run_rehearsal(exp, steps=steps, address=address, console=console, shared=shared)
+        except ConfigError as e:
+            _fail(f"{path}: {e}")
+        out = RichTable(title=f"{exp.name}: rehearsal" + (f" (profile {profile})" if profile else ""))
+        for col in ("piece", "what", "steps timed", "s/step", "peak MB", "est. s per cell"):
+            out.add_column(col)
+        for row in table(report):
+            out.add_row(*row)
+        console.print(out)
+        what = "search" if exp.config.search else "grid"
+        console.print(f"estimated wall time of the {what}: {report.estimate_s / 60:.1f} min "
+                      f"({report.estimate_s:.0f} s) for {report.cells} {report.unit} on {report.slots} slot(s); "
+                      f"MLflow run {report.run_id}")
+        total += report.estimate_s
+    if len(exps) > 1:
+        console.print(f"{len(exps)} files: {len(shared.refs)} distinct pieces timed ({shared.reused} shared between "
+                      f"files); {total / 3600:.1f} h ({total:.0f} s) if run one after another")
 
 
 AddressOpt = typer.Option(None, "--address", help="Ray Jobs API of the cluster's head node, e.g. "

@@ -24,7 +24,7 @@ from typing import Any
 import ray
 
 from . import tracking
-from .experiment import ConfigError, Experiment, pretrain_hash
+from .experiment import ConfigError, Experiment, cell_hash, pretrain_hash
 from .inputs import distinct_dataset_refs
 from .pipelines import pipeline
 from .ray_exec import cell_slots, connect
@@ -52,6 +52,27 @@ class Report:
     cells: int
     run_id: str = ""
     unit: str = "cells"   # what the estimate counts: a search's are trials
+
+
+
+class SharedPieces:
+    """The pieces already started in this process, by everything their figures depend on:
+    rehearsing several files in one go (`sassl rehearse A.yaml B.yaml`) times each distinct
+    piece once, and the tables of a paper share many (table 6 is table 1's rows, every SASSL
+    table the same stylizer and targets)."""
+
+    def __init__(self) -> None:
+        self.refs: dict[str, Any] = {}
+        self.reused = 0
+        self.startup_s: float | None = None   # joining Ray: paid once
+
+    def start(self, key: str, launch) -> Any:
+        """The piece ``key`` names (its kind and a hash of all it depends on), launched if new."""
+        if key in self.refs:
+            self.reused += 1
+        else:
+            self.refs[key] = launch()
+        return self.refs[key]
 
 
 # ---------------------------------------------------------------- 1. the data
@@ -226,14 +247,21 @@ def schedule(jobs: list[tuple[float, float]], slots: int) -> float:
     return max(lanes)
 
 
-def rehearse(exp: Experiment, *, steps: int = 3, address: str | None = None, console=None) -> Report:
+def rehearse(exp: Experiment, *, steps: int = 3, address: str | None = None, console=None,
+             shared: SharedPieces | None = None) -> Report:
+    """``shared``: the pieces earlier rehearsals in this process started (each distinct one is
+    timed once); the estimate counts Ray's start-up once per file all the same."""
     say = console.print if console is not None else (lambda *a, **k: None)
+    shared = shared if shared is not None else SharedPieces()
+    reused_before = shared.reused
     cfg = exp.config
     say(f"[bold]{exp.name}[/]: {len(exp.cells)} cells; checking the data")
     pieces = check_data(exp)
-    start = time.perf_counter()
-    connect(address or cfg.cluster.address, cfg.cluster.local_num_cpus)
-    startup = time.perf_counter() - start
+    if shared.startup_s is None:
+        start = time.perf_counter()
+        connect(address or cfg.cluster.address, cfg.cluster.local_num_cpus)
+        shared.startup_s = time.perf_counter() - start
+    startup = shared.startup_s
     slots = cell_slots(exp)
     cache_dir = str(Path(cfg.tracking.run_dir).resolve() / "cache")
     cpus, gpus, workers = cfg.cluster.cpus_per_worker, cfg.cluster.gpus_per_worker, cfg.cluster.num_workers
@@ -255,20 +283,30 @@ def rehearse(exp: Experiment, *, steps: int = 3, address: str | None = None, con
             if c["augmentation"]["style"]["source"] == "external":
                 ref = c["augmentation"]["style"]["style_data"]
                 banks.setdefault(sid, {})[pretrain_hash(ref)] = ref
-    say(f"{len(distinct)} pretraining piece(s), {len(stylizers)} stylizer stage(s); {steps} timed steps each")
+    run_as = {"steps": steps, "cache_dir": cache_dir, **opts}   # what every piece's figures depend on
     pre_refs = {}
     for pid, cells in distinct.items():
         c = cells[0].config
-        one = {**c, "optim": {**c["optim"], "batch_size": c["optim"]["batch_size"] // workers}}
-        pre_refs[pid] = _pretraining_task.options(**opts).remote(one, cache_dir, steps, cpus, gpus)
-    sty_refs = {sid: _stylizer_task.options(**opts).remote(c, list(banks.get(sid, {}).values()), cache_dir, steps,
-                                                           cpus, gpus) for sid, c in stylizers.items()}
+        one = {**c, "seed": 0, "optim": {**c["optim"], "batch_size": c["optim"]["batch_size"] // workers}}
+        pre_refs[pid] = shared.start(f"pretraining {pretrain_hash({**one, **run_as})}",  # evaluation left out
+                                     lambda one=one: _pretraining_task.options(**opts).remote(one, cache_dir, steps,
+                                                                                              cpus, gpus))
+    sty_refs = {}
+    for sid, c in stylizers.items():
+        bank_refs = list(banks.get(sid, {}).values())
+        stage = cell_hash({"stylizer": c["stylizer"], "banks": bank_refs, **run_as})
+        sty_refs[sid] = shared.start(f"stylizer {stage}", lambda c=c, b=bank_refs: _stylizer_task.options(
+            **opts).remote(c, b, cache_dir, steps, cpus, gpus))
     targets: dict[str, tuple] = {}   # one evaluation piece per (target, protocols, backbone, size)
     for cell in to_run if not search else []:  # a trial is judged by its monitor, not the targets
         for i, t in enumerate(cell.config["evaluation"]["targets"]):
             targets.setdefault(_evaluation_key(cell.config, t, i == 0), (t, cell.config, i == 0))
-    ev_refs = {key: _evaluation_task.options(**opts).remote(c, t, first, cpus, gpus)
-               for key, (t, c, first) in targets.items()}
+    ev_refs = {key: shared.start(f"evaluation {cell_hash({'target': key, **run_as})}",
+                                 lambda c=c, t=t, first=first: _evaluation_task.options(**opts).remote(
+                                     c, t, first, cpus, gpus)) for key, (t, c, first) in targets.items()}
+    reused = shared.reused - reused_before
+    say(f"{len(distinct)} pretraining piece(s), {len(stylizers)} stylizer stage(s), {len(targets)} evaluation "
+        f"piece(s); {steps} timed steps each" + (f"; {reused} timed for an earlier file" if reused else ""))
 
     stylizer_s = 0.0
     for sid, ref in sty_refs.items():
@@ -336,8 +374,8 @@ def _evaluation_key(cfg: dict[str, Any], target: dict[str, Any], first: bool) ->
     method = {k: cfg["method"][k] for k in pipeline(cfg).evaluation_reads}
     if first and ev["sensitivity"]["enabled"]:  # on the first target: the whole method, projector included
         method = cfg["method"]
-    return pretrain_hash({"target": target, "evaluation": ev, "backbone": cfg["backbone"],
-                          "size": cfg["data"]["image_size"], "first": first, "method": method})
+    return cell_hash({"target": target, "evaluation": ev, "backbone": cfg["backbone"],
+                      "size": cfg["data"]["image_size"], "first": first, "method": method})
 
 
 def _get(ref, what: str) -> dict[str, Any]:
