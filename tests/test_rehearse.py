@@ -89,6 +89,24 @@ def test_an_ssl_targets_evaluation_times_lbfgs_and_on_the_first_target_the_sensi
     assert "sensitivity" not in other["timed"] and "sensitivity_s" not in other
 
 
+
+def test_one_evaluation_piece_per_distinct_protocol_set_and_per_method_where_it_is_read():
+    """Cells share a target's timing only when it would cost the same: the same protocols (the
+    key once lost the evaluation settings), and the same method where the evaluation runs it."""
+    from orchestrator.rehearsal import _evaluation_key
+    base = {"backbone": {"width": 0.125}, "method": {"proj_hidden_dim": 32, "proj_dim": 16, "pred_hidden_dim": 32}}
+    plain = _cell(base)
+    target = plain["evaluation"]["targets"][0]
+    assert _evaluation_key(plain, target, True) == _evaluation_key(_cell({**base, "seeds": [3]}), target, True)
+    few_shot = _cell({**base, "evaluation": {"few_shot": {"shots": [5]}}})
+    assert _evaluation_key(plain, target, True) != _evaluation_key(few_shot, target, True)
+    other_method = _cell({**base, "method": {**base["method"], "proj_dim": 8}})
+    assert _evaluation_key(plain, target, True) == _evaluation_key(other_method, target, True)  # not read
+    sens = {"evaluation": {"sensitivity": {"enabled": True}}}
+    a, b = _cell({**base, **sens}), _cell({**base, **sens, "method": {**base["method"], "proj_dim": 8}})
+    assert _evaluation_key(a, target, True) != _evaluation_key(b, target, True)    # the analysis runs the method
+    assert _evaluation_key(a, target, False) == _evaluation_key(b, target, False)  # only on the first target
+
 def test_a_sipl_targets_evaluation_times_the_encoder_and_the_mlp_head():
     from orchestrator.rehearsal_evaluation import sipl_evaluation
     cfg = _cell({"backbone": {"width": 0.125}, "data": {"image_size": 32},
