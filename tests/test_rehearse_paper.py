@@ -4,8 +4,9 @@ them. On this CPU machine the cluster becomes one CPU worker and the batch a few
 rest is the profile's: ResNet-50 at 224 px with LARS and bf16 for SASSL table 1, the transfer
 grid's readers (packed ImageNet and its 1 % split, iNat 2021, DTD, Painter by Numbers as a style
 folder, banks at 256 px), SIPL's paper geometry on Tiny ImageNet, CASSLE's CIFAR and DTD
-targets. The other files (tables built on these, the searches) run at their paper profile with a
-small backbone, so that every grid row's code path runs within the suite's budget."""
+targets. The other files (tables built on these, the searches, the quickstart, the kit recipe)
+run at their paper profile with a small backbone, so that every grid row's code path runs within
+the suite's budget."""
 import os
 import re
 import subprocess
@@ -107,6 +108,8 @@ OTHERS = {  # file: the pieces it names (in one rehearsal, pieces shared with an
     "sassl_table8_layers": "4 pretraining piece(s), 1 stylizer stage(s)",
     "sassl_search_style": "1 pretraining piece(s), 1 stylizer stage(s)",
     "cassle_search": "1 pretraining piece(s), 0 stylizer stage(s)",
+    "quickstart": "2 pretraining piece(s), 1 stylizer stage(s)",
+    "kit_recipe": "3 pretraining piece(s), 0 stylizer stage(s)",
 }
 
 
@@ -119,7 +122,7 @@ def test_every_other_paper_profile_rehearses(paper_experiments):
             assert "trials" in out
         else:
             assert "estimated wall time of the grid" in out
-        if name.startswith("sassl"):
+        if name.startswith("sassl") or name == "quickstart":
             assert "stylefolder/all" in out, name  # Painter by Numbers, the paper profile's style set
     assert "imagenet (linear probe + control + few-shot)" in outs["sassl_table6_fewshot"]
     # table 6 is table 1's two rows, both among table 3's: nothing of it is timed again
