@@ -55,7 +55,7 @@ def _decoded_sample(t: _Target) -> tuple[torch.Tensor, float]:
     from workloads.data.lazy import LazyImages
     k = min(SAMPLE, len(t.train))
     t0 = time.perf_counter()
-    x = LazyImages(t.train)[:k]
+    x = LazyImages(t.train, threads=torch.get_num_threads())[:k]  # no more threads than the piece's CPUs
     return x, (time.perf_counter() - t0) / k
 
 
