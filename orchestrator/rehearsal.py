@@ -54,7 +54,6 @@ class Report:
     unit: str = "cells"   # what the estimate counts: a search's are trials
 
 
-
 class SharedPieces:
     """The pieces already started in this process, by everything their figures depend on:
     rehearsing several files in one go (`sassl rehearse A.yaml B.yaml`) times each distinct

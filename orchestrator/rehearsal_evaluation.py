@@ -59,8 +59,10 @@ def _decoded_sample(t: _Target) -> tuple[torch.Tensor, float]:
     return x, (time.perf_counter() - t0) / k
 
 
-def _random_features(rows: int, dim: int, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features of the real width: a head's or a solver's cost depends on the sizes, not the values."""
+def _random_features(fit: int, dim: int, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features of the real width for a fit on ``fit`` rows, at most ROWS of them (a head's or a
+    solver's cost depends on the sizes, not the values, and is linear in rows)."""
+    rows = max(16, min(ROWS, fit))
     g = torch.Generator().manual_seed(0)
     return torch.randn(rows, dim, generator=g), torch.randint(0, classes, (rows,), generator=g)
 
@@ -80,8 +82,8 @@ def ssl_evaluation(cfg: dict[str, Any], target: dict[str, Any], first: bool, dev
     feat_s, feats = timed(extract_features, backbone, x, mean, std, device=device)
     feat = feat_s / len(x)
     pc = ev["linear_probe"]
-    n = min(ROWS, max(t.fit, 16))
-    f, y = _random_features(n, feats.shape[1], t.classes)
+    f, y = _random_features(t.fit, feats.shape[1], t.classes)
+    n = len(f)
     probe_s, _ = timed(linear_probe, (f, y), (f[: n // 4], y[: n // 4]), (f[: n // 4], y[: n // 4]), t.classes,
                        lrs=[pc["lrs"][0]], epochs=1, batch_size=pc["batch_size"], momentum=pc["momentum"])
     per_sample_epoch = probe_s / (n + n + n // 4)  # one fit, then the refit on train + val
@@ -135,8 +137,8 @@ def lbfgs_cost(lb: dict[str, Any], fit: int, val: int, classes: int, dim: int) -
     train + val run to ``max_iter``. The run stops a fit once it converges, usually far earlier,
     and logs the iterations it took (``lbfgs/<target>/iterations``)."""
     from workloads.evaluation.lbfgs import fit_logistic_lbfgs, l2_grid
-    rows = max(16, min(ROWS, fit))
-    x, y = _random_features(rows, dim, classes)
+    x, y = _random_features(fit, dim, classes)
+    rows = len(x)
     grid = l2_grid(*lb["l2_exponents"])
     seconds, (_, _, iterations) = timed(fit_logistic_lbfgs, x, y, classes, min(grid), max_iter=LBFGS_TIMED_ITERATIONS)
     per_row = seconds / max(1, iterations) / rows
@@ -175,8 +177,8 @@ def sipl_evaluation(cfg: dict[str, Any], target: dict[str, Any], first: bool, de
     enc_s, feats = timed(encode_images, build_encoder(cfg), x, mean=cfg["augmentation"]["mean"],
                          std=cfg["augmentation"]["std"], input_size=size, device=device)
     encode = enc_s / len(x)
-    n = min(ROWS, max(t.fit, 16))
-    f, y = _random_features(n, feats.shape[1], t.classes)
+    f, y = _random_features(t.fit, feats.shape[1], t.classes)
+    n = len(f)
     q = max(1, n // 4)
     head_s, _ = timed(fit_head, (f, y), (f[:q], y[:q]), (f[:q], y[:q]), t.classes, hidden=ds["hidden"], lr=ds["lr"],
                       epochs=1, batch_size=ds["batch_size"], seed=0)
