@@ -277,11 +277,11 @@ def rehearse(exp: Experiment, *, steps: int = 3, address: str | None = None, con
     for cells in distinct.values():
         c = cells[0].config
         if c["augmentation"]["style"]["enabled"]:
-            sid = pretrain_hash(c["stylizer"])
+            sid = cell_hash(c["stylizer"])  # a section, not a cell: no evaluation to drop
             stylizers.setdefault(sid, c)
             if c["augmentation"]["style"]["source"] == "external":
                 ref = c["augmentation"]["style"]["style_data"]
-                banks.setdefault(sid, {})[pretrain_hash(ref)] = ref
+                banks.setdefault(sid, {})[cell_hash(ref)] = ref
     run_as = {"steps": steps, "cache_dir": cache_dir, **opts}   # what every piece's figures depend on
     pre_refs = {}
     for pid, cells in distinct.items():

@@ -345,6 +345,17 @@ def test_downstream_learns_and_picks_epoch_on_val_only():
     assert r2["test_acc"] == pytest.approx(100.0 - r["test_acc"])
 
 
+
+@pytest.mark.parametrize("bad", [{"epochs": 0}, {"hidden": 0}, {"lr": 0.0}])
+def test_downstream_refuses_bad_head_arguments_before_encoding_anything(bad):
+    class Refuses(nn.Module):
+        def forward(self, x):
+            raise AssertionError("the encoder ran before the arguments were checked")
+    split = _separable(8, 0)
+    kw = dict(hidden=32, lr=1e-2, epochs=2, batch_size=4, seed=0, input_size=16, **NORM) | bad
+    with pytest.raises(ValueError, match="epochs and hidden must be >= 1 and lr > 0"):
+        downstream_mlp(Refuses(), split, split, split, 2, **kw)
+
 # ---------------------------------------------------------------------------- embeddings
 def test_style_pairs_embeddings_and_plot(tmp_path):
     x, y = _separable(60, 3)

@@ -49,6 +49,7 @@ def downstream_mlp(encoder: nn.Module, train: Split, val: Split, test: Split, nu
 
     ``callback_epoch(epoch, {"val_acc", "train_loss"})`` runs after every epoch.
     """
+    _check_head_args(epochs, hidden, lr)  # before the encoding, which is the slow part
     feats = [(encode_images(encoder, s[0], mean=mean, std=std, input_size=input_size, device=device),
               s[1].long().cpu()) for s in (train, val, test)]
     return fit_head(*feats, num_classes, hidden=hidden, lr=lr, epochs=epochs, batch_size=batch_size, seed=seed,
@@ -60,8 +61,7 @@ def fit_head(train: Split, val: Split, test: Split, num_classes: int, *, hidden:
              callback_epoch: Callable[[int, dict[str, float]], None] | None = None) -> dict:
     """The MLP head (one hidden layer, Adam) on frozen features (N×D float, N labels), kept at its
     best validation epoch; returns what :func:`downstream_mlp` returns."""
-    if epochs < 1 or hidden < 1 or not lr > 0:
-        raise ValueError(f"epochs and hidden must be >= 1 and lr > 0, got {epochs}, {hidden}, {lr}")
+    _check_head_args(epochs, hidden, lr)
     (xtr, ytr), (xva, yva), (xte, yte) = train, val, test
     with torch.random.fork_rng(devices=[]):  # seeded head init without touching the caller's RNG
         torch.manual_seed(seed)
@@ -89,3 +89,8 @@ def fit_head(train: Split, val: Split, test: Split, num_classes: int, *, hidden:
     head.load_state_dict(best_state)
     return {"val_acc_history": history, "best_val_acc": best_acc, "best_epoch": best_epoch,
             "test_acc": _accuracy(head.eval(), xte, yte)}
+
+
+def _check_head_args(epochs: int, hidden: int, lr: float) -> None:
+    if epochs < 1 or hidden < 1 or not lr > 0:
+        raise ValueError(f"epochs and hidden must be >= 1 and lr > 0, got {epochs}, {hidden}, {lr}")
