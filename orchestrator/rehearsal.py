@@ -177,27 +177,32 @@ def sipl_steps(cfg: dict[str, Any], cache_dir: str, steps: int, threads: int, de
     return figures
 
 
-# max_calls=1: a fresh process per piece, so its peak memory is its own
-@ray.remote(max_calls=1)
+# The pieces reuse Ray's worker processes, each resetting its peak memory when it starts
+# (reset_peak_memory). A fresh process per piece (max_calls=1) made Ray start workers, ~3 s of
+# imports each, while other pieces were timing their steps: on 2 cores the quickstart's SASSL
+# piece then timed 0.69-0.85 s/step instead of 0.42-0.46 (docs/measurements.md#rehearsal).
+@ray.remote
 def _pretraining_task(cfg: dict[str, Any], cache_dir: str, steps: int, cpus: float, gpus: float) -> dict[str, float]:
     import torch
 
-    from workloads.rehearse import peak_memory_mb
+    from workloads.rehearse import peak_memory_mb, reset_peak_memory
     torch.set_num_threads(_threads(cpus))
     device = _device(gpus)
+    reset_peak_memory(device)
     figures = pipeline(cfg).function("rehearse")(cfg, cache_dir, steps, _threads(cpus), device)
     return {**figures, "peak_mb": peak_memory_mb(device)}
 
 
-@ray.remote(max_calls=1)
+@ray.remote
 def _stylizer_task(cfg: dict[str, Any], banks: list[dict[str, Any]], cache_dir: str, steps: int, cpus: float,
                    gpus: float) -> dict[str, float]:
     """A stylizer stage: loading (or a few training steps) and each of its style banks' embedding."""
     import torch
 
-    from workloads.rehearse import StepTimer, peak_memory_mb, run_steps
+    from workloads.rehearse import StepTimer, peak_memory_mb, reset_peak_memory, run_steps
     torch.set_num_threads(_threads(cpus))
     device = _device(gpus)
+    reset_peak_memory(device)
     st = cfg["stylizer"]
     t0 = time.perf_counter()
     net = _stylizer_for(cfg, cache_dir)
@@ -221,15 +226,16 @@ def _stylizer_task(cfg: dict[str, Any], banks: list[dict[str, Any]], cache_dir: 
     return {**figures, "peak_mb": peak_memory_mb(device)}
 
 
-@ray.remote(max_calls=1)
+@ray.remote
 def _evaluation_task(cfg: dict[str, Any], target: dict[str, Any], first: bool, cpus: float,
                      gpus: float) -> dict[str, Any]:
     """One target's evaluation in a cell, as its pipeline times it (orchestrator/rehearsal_evaluation.py)."""
     import torch
 
-    from workloads.rehearse import peak_memory_mb
+    from workloads.rehearse import peak_memory_mb, reset_peak_memory
     torch.set_num_threads(_threads(cpus))
     device = _device(gpus)
+    reset_peak_memory(device)
     figures = pipeline(cfg).function("rehearse_evaluation")(cfg, target, first, device)
     return {**figures, "peak_mb": peak_memory_mb(device)}
 

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from orchestrator.experiment import build_experiment
 from orchestrator.rehearsal import schedule
 from workloads.pretrain import pretrain
-from workloads.rehearse import Rehearsed, StepTimer, run_steps
+from workloads.rehearse import Rehearsed, StepTimer, peak_memory_mb, reset_peak_memory, run_steps
 
 
 def test_the_step_timer_stops_a_real_training_loop_after_warmup_and_steps():
@@ -32,6 +32,20 @@ def test_too_few_steps_to_time_is_an_error_not_a_zero():
         timer.result()
     with pytest.raises(Rehearsed):
         StepTimer(steps=1, warmup=0).on_step("pretrain", 1, 1, 5)
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="the peak reset needs Linux's /proc")
+def test_a_pieces_peak_memory_is_its_own_in_a_process_that_ran_a_bigger_one():
+    # the rehearsal's Ray workers time one piece after another: the second's peak must not be the first's
+    big = torch.ones(400 * 2**20 // 4)   # 400 MB, touched
+    del big
+    first = peak_memory_mb("cpu")
+    reset_peak_memory("cpu")
+    small = torch.ones(40 * 2**20 // 4)
+    second = peak_memory_mb("cpu")
+    del small
+    assert second < first - 300, (first, second)
+    assert second > 40   # the piece's own 40 MB are in it
 
 
 def test_the_estimate_starts_cells_in_order_on_the_first_free_slot_once_ready():

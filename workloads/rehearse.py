@@ -6,6 +6,8 @@ Rehearsed, so nothing is trained to completion. The first steps (``warmup``) pay
 initialisation, pictures and caches, and are not timed."""
 from __future__ import annotations
 
+import ctypes
+import gc
 import resource
 import statistics
 import time
@@ -55,11 +57,34 @@ def run_steps(train, timer: StepTimer) -> dict[str, float]:
     return timer.result()
 
 
+def reset_peak_memory(device: torch.device | str) -> None:
+    """Start a piece's peak here: a process times several pieces one after another. On a CPU the
+    freed heap goes back to the system first (else the last piece's garbage counts as this one's),
+    then Linux resets the resident set's high-water mark (/proc/self/clear_refs, since 4.0)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        return
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)   # glibc only
+    except (OSError, AttributeError):
+        pass
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:   # not Linux, or not allowed: the peak is then the process's whole life's
+        pass
+
+
 def peak_memory_mb(device: torch.device | str) -> float:
-    """This process's peak: the device's allocations on a GPU, the resident set on a CPU."""
+    """The peak since reset_peak_memory: the device's allocations on a GPU, the resident set on a CPU."""
     if torch.device(device).type == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024  # KiB
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def timed(fn, *args, repeat: int = 1, **kwargs) -> tuple[float, Any]:
