@@ -177,32 +177,10 @@ def sipl_steps(cfg: dict[str, Any], cache_dir: str, steps: int, threads: int, de
     return figures
 
 
-# The pieces reuse Ray's worker processes, each resetting its peak memory when it starts
-# (reset_peak_memory). A fresh process per piece (max_calls=1) made Ray start workers, ~3 s of
-# imports each, while other pieces were timing their steps: on 2 cores the quickstart's SASSL
-# piece then timed 0.69-0.85 s/step instead of 0.42-0.46 (docs/measurements.md#rehearsal).
-@ray.remote
-def _pretraining_task(cfg: dict[str, Any], cache_dir: str, steps: int, cpus: float, gpus: float) -> dict[str, float]:
-    import torch
-
-    from workloads.rehearse import peak_memory_mb, reset_peak_memory
-    torch.set_num_threads(_threads(cpus))
-    device = _device(gpus)
-    reset_peak_memory(device)
-    figures = pipeline(cfg).function("rehearse")(cfg, cache_dir, steps, _threads(cpus), device)
-    return {**figures, "peak_mb": peak_memory_mb(device)}
-
-
-@ray.remote
-def _stylizer_task(cfg: dict[str, Any], banks: list[dict[str, Any]], cache_dir: str, steps: int, cpus: float,
-                   gpus: float) -> dict[str, float]:
+def stylizer_steps(cfg: dict[str, Any], banks: list[dict[str, Any]], cache_dir: str, steps: int,
+                    device) -> dict[str, float]:
     """A stylizer stage: loading (or a few training steps) and each of its style banks' embedding."""
-    import torch
-
-    from workloads.rehearse import StepTimer, peak_memory_mb, reset_peak_memory, run_steps
-    torch.set_num_threads(_threads(cpus))
-    device = _device(gpus)
-    reset_peak_memory(device)
+    from workloads.rehearse import StepTimer, run_steps
     st = cfg["stylizer"]
     t0 = time.perf_counter()
     net = _stylizer_for(cfg, cache_dir)
@@ -223,21 +201,42 @@ def _stylizer_task(cfg: dict[str, Any], banks: list[dict[str, Any]], cache_dir: 
         _, bank = _small_bank(cfg, net, cache_dir, device, ref)
         figures["bank_images"] = figures.get("bank_images", 0.0) + bank["bank_images"]
         figures["bank_s"] = figures.get("bank_s", 0.0) + bank["bank_s"]
-    return {**figures, "peak_mb": peak_memory_mb(device)}
+    return figures
 
 
-@ray.remote
-def _evaluation_task(cfg: dict[str, Any], target: dict[str, Any], first: bool, cpus: float,
-                     gpus: float) -> dict[str, Any]:
-    """One target's evaluation in a cell, as its pipeline times it (orchestrator/rehearsal_evaluation.py)."""
+# The pieces reuse Ray's worker processes, each resetting its peak memory when it starts
+# (_on_worker). A fresh process per piece (max_calls=1) made Ray start workers, ~3 s of
+# imports each, while other pieces were timing their steps: on 2 cores the quickstart's SASSL
+# piece then timed 0.69-0.85 s/step instead of 0.42-0.46 (docs/measurements.md#rehearsal).
+def _on_worker(cpus: float, gpus: float, work) -> dict[str, Any]:
+    """``work(device)``'s figures, run with one worker's threads and device, and its own peak memory."""
     import torch
 
     from workloads.rehearse import peak_memory_mb, reset_peak_memory
     torch.set_num_threads(_threads(cpus))
     device = _device(gpus)
     reset_peak_memory(device)
-    figures = pipeline(cfg).function("rehearse_evaluation")(cfg, target, first, device)
-    return {**figures, "peak_mb": peak_memory_mb(device)}
+    return {**work(device), "peak_mb": peak_memory_mb(device)}
+
+
+@ray.remote
+def _pretraining_task(cfg: dict[str, Any], cache_dir: str, steps: int, cpus: float, gpus: float) -> dict[str, float]:
+    return _on_worker(cpus, gpus, lambda device: pipeline(cfg).function("rehearse")(
+        cfg, cache_dir, steps, _threads(cpus), device))
+
+
+@ray.remote
+def _stylizer_task(cfg: dict[str, Any], banks: list[dict[str, Any]], cache_dir: str, steps: int, cpus: float,
+                   gpus: float) -> dict[str, float]:
+    return _on_worker(cpus, gpus, lambda device: stylizer_steps(cfg, banks, cache_dir, steps, device))
+
+
+@ray.remote
+def _evaluation_task(cfg: dict[str, Any], target: dict[str, Any], first: bool, cpus: float,
+                     gpus: float) -> dict[str, Any]:
+    """One target's evaluation in a cell, as its pipeline times it (orchestrator/rehearsal_evaluation.py)."""
+    return _on_worker(cpus, gpus, lambda device: pipeline(cfg).function("rehearse_evaluation")(
+        cfg, target, first, device))
 
 
 # ---------------------------------------------------------------- 3. the estimate

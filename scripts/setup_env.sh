@@ -15,7 +15,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   # half-way with "No space left on device" deep in its log, so say so before it starts
   need_gb=${SASSL_SETUP_NEED_GB:-8}
   free_gb=$(( $(df -Pk . | awk 'NR==2 {print $4}') / 1048576 ))
-  if [ ! -d .venv/lib/python3.11/site-packages/torch ] && [ "$free_gb" -lt "$need_gb" ]; then
+  if ! ls -d .venv/lib/python3*/site-packages/torch >/dev/null 2>&1 && [ "$free_gb" -lt "$need_gb" ]; then
     echo "[setup] only ${free_gb} GB free on $(df -P . | awk 'NR==2 {print $6}'); installing torch needs about ${need_gb} GB" \
       "(the venv is ~7 GB). Free some space (old clones' .venv folders, /tmp/pytest-of-$(id -un), /tmp/ray) and rerun." >&2
     exit 1
