@@ -10,9 +10,10 @@ from pathlib import Path
 import ray
 import yaml
 
-from . import tracking
+from . import provenance, tracking
 from .errors import short_error
 from .evaluation_tasks import evaluate_cell
+from .inputs import dataset_refs, cell_data_keys
 from .experiment import Cell, flatten
 from .pipelines import pipeline
 from .ray_exec import RunContext, fit_trainer
@@ -25,6 +26,24 @@ def backbone_key(cell: Cell) -> str:
     return f"backbones/{cell.pretrain_id}/backbone.pt"
 
 
+def log_datasets(c, run_id: str, cell: Cell, fingerprints: dict[str, str]) -> None:
+    """The cell's datasets as MLflow dataset inputs (the UI's "Datasets" column): name
+    "<name>/<split>", digest the fingerprint's, context "pretrain" or the YAML path that reads it."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    inputs = {}
+    for where, ref, _ in dataset_refs(cell.config):
+        key = provenance.data_key(ref)
+        if key in inputs or key not in fingerprints:
+            continue
+        kind_digest = fingerprints[key].split(" ", 1)[0]
+        inputs[key] = DatasetInput(Dataset(f"{ref['name']}/{ref['split']}", kind_digest.split(":")[-1][:36],
+                                           kind_digest.split(":")[0], json.dumps({"name": ref["name"], "split": ref["split"],
+                                                                                  "root": ref["root"]})),
+                                   [InputTag("mlflow.data.context", "training" if where == "data.pretrain" else where[:250])])
+    if inputs:
+        tracking.retry(c.log_inputs, run_id, list(inputs.values()))
+
+
 # max_retries=0: a retried cell task would open a second MLflow run for the same cell. The
 # driver pins it to its own node (runner.on_driver_node), so losing another node never kills it.
 @ray.remote(num_cpus=0, max_retries=0)
@@ -35,13 +54,21 @@ def run_cell(cell: Cell, ctx: RunContext, board, style_inputs: dict[str, str] | 
     depends on (its stylizer) failed, so the cell is recorded as failed with that reason."""
     c = tracking.client(ctx.tracking_uri)
     run_id = ctx.interrupted.get(cell.cell_id)
+    prov = {**ctx.provenance, **provenance.data_tags(ctx.data, cell_data_keys(cell.config)),
+            provenance.TAG_CONFIG: provenance.config_id(cell.config)}
     if run_id is None:
+        profile = prov.get(provenance.TAG_PROFILE, "default")
         run_id = tracking.create_run(c, ctx.experiment_id, f"{cell.row} · seed {cell.seed}", tags={
-            tracking.TAG_PARENT: ctx.parent_run_id, tracking.TAG_ROLE: "cell", tracking.TAG_CELL: cell.cell_id,
-            tracking.TAG_ROW: cell.row, tracking.TAG_SEED: cell.seed}).info.run_id
+            **prov, tracking.TAG_PARENT: ctx.parent_run_id, tracking.TAG_ROLE: "cell", tracking.TAG_CELL: cell.cell_id,
+            tracking.TAG_ROW: cell.row, tracking.TAG_SEED: cell.seed,
+            tracking.TAG_NOTE: f"{ctx.experiment}: row '{cell.row}', seed {cell.seed}, profile {profile} "
+                               f"(cell {cell.cell_id})"}).info.run_id
+        log_datasets(c, run_id, cell, ctx.data)
     else:  # continue the interrupted run: its metrics so far stay, Ray Train resumes from the checkpoint
-        previous = c.get_run(run_id).data.tags.get(tracking.TAG_RESUMED_BY, "")
-        tracking.set_tags(c, run_id, {tracking.TAG_PARENT: ctx.parent_run_id,
+        have = c.get_run(run_id).data.tags
+        previous = have.get(tracking.TAG_RESUMED_BY, "")
+        # other code, lock or data than the run started with: recorded beside the first values
+        tracking.set_tags(c, run_id, {**provenance.changed(have, prov), tracking.TAG_PARENT: ctx.parent_run_id,
                                       tracking.TAG_RESUMED_BY: ",".join(filter(None, [previous, ctx.parent_run_id]))})
     board.update.remote(cell.cell_id, {"status": "starting", "run_id": run_id})
     try:
@@ -58,7 +85,7 @@ def run_cell(cell: Cell, ctx: RunContext, board, style_inputs: dict[str, str] | 
             tracking.retry(c.log_artifact, run_id, str(p))
         store, key = ctx.store, backbone_key(cell)
         checkpoints = f"{ctx.ray_storage}/{cell.pretrain_id}"
-        if ctx.rerun:
+        if ctx.rerun or cell.cell_id in ctx.fresh:
             store.delete(checkpoints)
             store.delete(key)
         if store.exists(key):

@@ -59,11 +59,14 @@ def validate(path: Path = PathArg, profile: Optional[str] = ProfileOpt, set_: li
         check_inputs(exp)
     except ConfigError as e:
         _fail(f"{path}: {e}")
+    from .staleness import cell_states
+    states = cell_states(exp)
     table = RichTable(title=f"{exp.name}: {len(exp.cells)} cells" + (f" (profile {profile})" if profile else ""))
-    for col in ("cell", "row", "seed", "overrides"):
+    for col in ("cell", "row", "seed", "state", "overrides"):
         table.add_column(col)
     for c in exp.cells:
-        table.add_row(c.cell_id, c.row, str(c.seed), ", ".join(f"{k}={v}" for k, v in c.overrides.items()))
+        table.add_row(c.cell_id, c.row, str(c.seed), states[c.cell_id],
+                      ", ".join(f"{k}={v}" for k, v in c.overrides.items()))
     console.print(table)
     console.print("[green]valid[/]")
 
@@ -74,6 +77,10 @@ def run(path: Optional[Path] = typer.Argument(None, help="Experiment YAML (omit 
         address: Optional[str] = typer.Option(None, help="Join a Ray cluster ('auto', 'ray://host:10001'); "
                                               "default: cluster.address of the YAML, else start a local one."),
         rerun: bool = typer.Option(False, help="Run cells again even if MLflow has them finished."),
+        rerun_stale: bool = typer.Option(False, "--rerun-stale", help="Run again the finished cells made by other "
+                                         "code or another lock (listed before the run starts; kept by default)."),
+        wait: bool = typer.Option(False, "--wait", help="If another live invocation runs some of these cells, wait "
+                                  "for it to finish instead of refusing."),
         from_search: Optional[str] = typer.Option(None, help="Run the best configuration of this MLflow search "
                                                   "run (with the YAML's seeds, or --seeds)."),
         seeds: Optional[str] = typer.Option(None, help="Seeds for --from-search, e.g. 0,1,2."),
@@ -102,11 +109,13 @@ def run(path: Optional[Path] = typer.Argument(None, help="Experiment YAML (omit 
                       + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                   for k, v in result.best_params.items()))
         console.print(f"re-run the best configuration with seeds: sassl run --from-search {result.search_run_id}")
-        _print_tables(exp.name, result.tracking_uri, Path(exp.config.tracking.run_dir), "md")
+        _print_tables(exp.name, result.tracking_uri, Path(exp.config.tracking.run_dir), "md",
+                      profile=exp.profile or "default")
         return
     from .runner import run_experiment
     try:
-        summary = run_experiment(exp, address=address, rerun=rerun, console=console)
+        summary = run_experiment(exp, address=address, rerun=rerun, console=console, rerun_stale=rerun_stale,
+                                 wait=wait)
     except ConfigError as e:
         _fail(f"{label}: {e}")
     console.print(f"{len(summary.finished)} finished, {len(summary.skipped)} skipped (already finished), "
@@ -114,7 +123,8 @@ def run(path: Optional[Path] = typer.Argument(None, help="Experiment YAML (omit 
                   f"{summary.parent_run_id} in {summary.tracking_uri}")
     for cid, reason in summary.failed.items():
         err.print(f"[red]cell {cid} failed:[/] {reason}", highlight=False)
-    _print_tables(exp.name, summary.tracking_uri, Path(exp.config.tracking.run_dir), "md")
+    _print_tables(exp.name, summary.tracking_uri, Path(exp.config.tracking.run_dir), "md",
+                  profile=exp.profile or "default")
     if summary.failed:
         raise typer.Exit(1)
 
@@ -248,28 +258,30 @@ def _load_best(search_run: str, seeds: Optional[str], uri: Optional[str], sets: 
 
 
 def _print_tables(name: str, uri: str, run_dir: Path, fmt: str, baselines: list[str] | None = None,
-                  ci: str | None = None) -> None:
-    from results import BaselineError, build_tables
+                  ci: str | None = None, profile: str | None = None, strict: bool = False) -> None:
+    from results import BaselineError, MixError, build_tables
     from results.collect import NoRunsError
     try:
-        tables = build_tables(name, uri, baselines, ci)
+        tables = build_tables(name, uri, baselines, ci, profile=profile, strict=strict)
     except (NoRunsError, BaselineError) as e:
         _fail(str(e))
+    except MixError as e:
+        _fail(f"--strict: {e}", code=1)
     out_dir = run_dir / "tables"
     for stem, table in tables.items():
         paths = table.save(out_dir, stem)
         text = table.latex() if fmt == "latex" else paths["csv"].read_text() if fmt == "csv" else table.markdown()
         typer.echo(text)  # plain: a table must survive copy-paste and redirection
         typer.echo(f"(written to {paths['md']}, .csv, .tex)")
-    _plots(name, uri, out_dir, baselines)
+    _plots(name, uri, out_dir, baselines, profile)
 
 
-def _plots(name: str, uri: str, out_dir: Path, baselines: list[str] | None = None) -> None:
+def _plots(name: str, uri: str, out_dir: Path, baselines: list[str] | None = None, profile: str | None = None) -> None:
     """Plots next to the tables, also logged on the experiment's newest parent run."""
     from results.plots import build_plots
 
     from . import tracking
-    plots = build_plots(name, uri, out_dir, baselines)
+    plots = build_plots(name, uri, out_dir, baselines, profile)
     if not plots:
         return
     c = tracking.client(uri)
@@ -295,7 +307,11 @@ def tables(experiment: str = typer.Argument(..., help="Experiment name, or its Y
                None, help="Baseline row for the paired Δ part (repeatable: each row is compared with the "
                           "closest baseline above it). Default: the YAML's tables.baseline as last run."),
            ci: Optional[str] = typer.Option(None, help="Paired interval: t or bootstrap (default: the YAML's "
-                                                        "tables.ci, else t).")) -> None:
+                                                        "tables.ci, else t)."),
+           profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Tabulate this profile's cells "
+                                                 "(default: the profile of the experiment's newest invocation)."),
+           strict: bool = typer.Option(False, "--strict", help="Refuse (exit 1) a table with a row whose seeds "
+                                       "were made by other configurations, profiles, code, locks or data.")) -> None:
     """Rebuild an experiment's tables from MLflow alone."""
     if fmt not in ("md", "latex", "csv"):
         _fail(f"--format {fmt!r}: choose md, latex or csv")
@@ -311,7 +327,7 @@ def tables(experiment: str = typer.Argument(..., help="Experiment name, or its Y
         # the YAML as it is now (an edited baseline shows without running again)
         baseline, ci = baseline or exp.config.tables.baselines(), ci or exp.config.tables.ci
     uri = tracking.resolve_tracking_uri(uri, run_dir)
-    _print_tables(name, uri, run_dir, fmt, baseline or None, ci)
+    _print_tables(name, uri, run_dir, fmt, baseline or None, ci, profile, strict)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -46,6 +46,7 @@ class Experiment:
     cells: list[Cell]
     # settings the file writes that have no effect (orchestrator/consistency.py), printed by the CLI
     warnings: list[str] = field(default_factory=list)
+    sets: dict[str, Any] = field(default_factory=dict)  # the --set overrides as written (provenance)
 
     @property
     def name(self) -> str:
@@ -184,7 +185,8 @@ def build_experiment(raw: dict[str, Any], profile: str | None = None,
     check_baselines(base, cells)
     if base.search is not None:
         check_search_space(base, cells[0])
-    return Experiment(None, profile, base, cells, check_consistency(base, cells, written | written_paths(overrides or {})))
+    return Experiment(None, profile, base, cells, check_consistency(base, cells, written | written_paths(overrides or {})),
+                      dict(overrides or {}))
 
 
 def check_consistency(exp: ExperimentConfig, cells: list[Cell], written: set[str]) -> list[str]:

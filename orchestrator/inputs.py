@@ -7,13 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from workloads.data import DatasetError
+from workloads.data.fingerprint import fingerprint
 from workloads.data.prepare import open_ref
 
 from . import stylizer_stage
+from .provenance import data_key
 from .experiment import ConfigError, Experiment
 
 
-def _dataset_refs(c: dict[str, Any]) -> list[tuple[str, dict[str, Any], int]]:
+def dataset_refs(c: dict[str, Any]) -> list[tuple[str, dict[str, Any], int]]:
     """(YAML path, dataset ref, image size) of every dataset a cell reads."""
     size = c["data"]["image_size"]
     refs = [("data.pretrain", c["data"]["pretrain"], size)]
@@ -39,21 +41,36 @@ def distinct_dataset_refs(exp: Experiment):
     """(YAML path, dataset ref, image size) of every dataset the cells read, each once."""
     seen = set()
     for cell in exp.cells:
-        for where, ref, size in _dataset_refs(cell.config):
+        for where, ref, size in dataset_refs(cell.config):
             key = (ref["name"], ref["split"], ref["root"])
             if key not in seen:
                 seen.add(key)
                 yield where, ref, size
 
 
-def check_inputs(exp: Experiment) -> None:
+def cell_data_keys(config: dict[str, Any]) -> list[str]:
+    """provenance.data_key of every dataset a cell reads."""
+    return list(dict.fromkeys(data_key(ref) for _, ref, _ in dataset_refs(config)))
+
+
+def check_inputs(exp: Experiment) -> dict[str, str]:
     """Open every dataset and weights file the cells name, so a missing one fails before
-    anything starts (nothing is written to MLflow)."""
+    anything starts (nothing is written to MLflow). Returns each dataset's fingerprint by
+    provenance.data_key (workloads/data/fingerprint.py), for the runs' provenance tags."""
+    prints: dict[str, str] = {}
     for where, ref, size in distinct_dataset_refs(exp):
         try:
-            open_ref(ref, size)
+            src = open_ref(ref, size)
         except DatasetError as e:
             raise ConfigError(f"{where}: {e}") from None
+        try:
+            text = fingerprint(src).text()
+        except (OSError, TypeError) as e:  # a provenance gap must not stop a run; it is recorded as such
+            text = f"unavailable ({type(e).__name__})"
+        key = data_key(ref)
+        if key in prints and prints[key] != text:  # one name and split from two roots
+            text = f"{prints[key]} | {text}"
+        prints[key] = text
     for cell in exp.cells:
         if cell.config["augmentation"]["style"]["enabled"]:
             st = cell.config["stylizer"]
@@ -67,3 +84,4 @@ def check_inputs(exp: Experiment) -> None:
             if not ckpt and st["loss_network"] == "vgg16" and st["loss_weights"] and \
                     not Path(st["loss_weights"]).expanduser().is_file():
                 raise ConfigError(f"stylizer.loss_weights: no such file {st['loss_weights']}")
+    return prints

@@ -12,13 +12,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import provenance
 from .experiment import ConfigError, Experiment
 from .ray_auth import use_token_if_present
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JOBS_ADDRESS = "http://127.0.0.1:8265"
 # shipped to the cluster: code and small assets only (Ray caps a working_dir at 500 MiB)
-SHIPPED = ("orchestrator", "workloads", "results", "experiments", "pyproject.toml")
+SHIPPED = ("orchestrator", "workloads", "results", "experiments", "pyproject.toml", "requirements.lock")
 SUBMITTED_DIR = "_submitted"
 AGENT_WAIT_S = 120
 
@@ -84,6 +85,9 @@ def submit(exp: Experiment, *, address: str | None, profile: str | None, sets: l
             argv += ["--set", s]
         entrypoint = shlex.join(argv)  # every value quoted: nothing from the YAML or CLI reaches a shell unquoted
         env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI",) if k in os.environ}
+        # the job's copy has no git checkout: its runs name this checkout's commit, and the hash of
+        # the package shipped (provenance.py), which the job's own hash of its code must equal
+        env.update({**provenance.submit_env(), provenance.ENV_SUBMITTED: provenance.package_hash(Path(tmp))})
         deadline = time.monotonic() + AGENT_WAIT_S
         while True:
             try:

@@ -33,6 +33,11 @@ class RunContext:
     rerun: bool
     storage: str  # cluster.storage resolved: where hand-offs between processes live (storage.py)
     interrupted: dict[str, str] = field(default_factory=dict)  # cell_id -> run id left RUNNING by a dead driver
+    # provenance tags every run of the invocation carries (orchestrator/provenance.py), and each
+    # dataset's fingerprint by provenance.data_key, for the data tags of the runs that read it
+    provenance: dict[str, str] = field(default_factory=dict)
+    data: dict[str, str] = field(default_factory=dict)
+    fresh: list[str] = field(default_factory=list)  # cells run again (--rerun-stale): no stored backbone reused
 
     @property
     def cache_dir(self) -> str:

@@ -23,9 +23,9 @@ from typing import Any
 
 import ray
 
-from . import tracking
+from . import provenance, tracking
 from .experiment import ConfigError, Experiment, cell_hash, pretrain_hash
-from .inputs import distinct_dataset_refs
+from .inputs import check_inputs, distinct_dataset_refs
 from .pipelines import pipeline
 from .ray_exec import cell_slots, connect
 from .search import concurrent_trials
@@ -409,12 +409,14 @@ def table(report: Report) -> list[list[str]]:
 
 def _log(exp: Experiment, report: Report, steps: int) -> str:
     cfg = exp.config
+    data = check_inputs(exp)  # the datasets' fingerprints (opened, not decoded, again)
     run_dir = Path(cfg.tracking.run_dir).resolve()
     uri = tracking.resolve_tracking_uri(cfg.tracking.uri, run_dir)
     c = tracking.client(uri)
     exp_id = tracking.get_or_create_experiment(c, cfg.name, run_dir / "artifacts" if uri.startswith("sqlite") else None)
     run = tracking.create_run(c, exp_id, f"rehearsal {time.strftime('%Y-%m-%d %H:%M:%S')}", tags={
-        tracking.TAG_ROLE: "rehearsal", tracking.TAG_PROFILE: exp.profile or "default"})
+        **provenance.code_tags(exp.profile, exp.sets, str(exp.path) if exp.path else None),
+        **provenance.data_tags(data, list(data)), tracking.TAG_ROLE: "rehearsal"})
     rid = run.info.run_id
     tracking.log_params(c, rid, {"steps": steps, "cells": report.cells, "slots": report.slots,
                                  "experiment_file": str(exp.path), "profile": exp.profile or "default"})

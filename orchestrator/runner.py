@@ -12,7 +12,7 @@ from typing import Any
 import ray
 from rich.console import Console
 
-from . import stylizer_stage, tracking
+from . import claims, provenance, staleness, stylizer_stage, tracking
 from .cells import run_cell
 from .experiment import Experiment
 from .inputs import check_inputs
@@ -32,11 +32,16 @@ class RunSummary:
 
 
 def start_invocation(exp: Experiment, *, address: str | None, rerun: bool, role: str,
-                     tags: dict[str, Any] | None = None):
+                     tags: dict[str, Any] | None = None, claim_cells: list[str] | None = None,
+                     wait: bool = False, rerun_stale: bool = False, console: Console | None = None):
     """Check inputs, open the MLflow store, join/start Ray and create the invocation's parent
-    run. Returns (MLflow client, RunContext, finished cell runs by cell id, cell slots)."""
+    run, with its provenance (orchestrator/provenance.py). ``claim_cells``: the cell ids this
+    invocation will run, claimed in the store (orchestrator/claims.py) so that a second live
+    invocation of them refuses, or waits with ``wait``. Finished cells made by other code or
+    another lock are listed; ``rerun_stale`` runs them again. Returns (MLflow client, RunContext,
+    finished cell runs by cell id, cell slots)."""
     cfg = exp.config
-    check_inputs(exp)
+    data = check_inputs(exp)
     run_dir = Path(cfg.tracking.run_dir).resolve()
     Storage(cfg.cluster.storage or run_dir).check_writable()
     uri = tracking.resolve_tracking_uri(cfg.tracking.uri, run_dir)
@@ -45,33 +50,63 @@ def start_invocation(exp: Experiment, *, address: str | None, rerun: bool, role:
     # the tables read how to compare rows from the store (results/ never reads the YAML)
     tracking.retry(c.set_experiment_tag, exp_id, tracking.TAG_TABLES, cfg.tables.model_dump_json())
     done = {} if rerun else tracking.finished_cell_runs(c, exp_id)
-    interrupted = {} if rerun else tracking.interrupted_cell_runs(c, exp_id)
+    say = (console or Console()).print
+    prov = provenance.code_tags(exp.profile, exp.sets, str(exp.path) if exp.path else None)
+    stale = staleness.stale_runs(c, exp_id, done, prov, {cell.cell_id for cell in exp.cells})
+    for cid, why in stale.items():
+        say(f"[yellow]stale:[/] cell {cid} was finished by {why}; "
+            + ("running it again (--rerun-stale)" if rerun_stale else "kept (--rerun-stale runs it again)"),
+            highlight=False)
+    if rerun_stale:
+        done = {cid: rid for cid, rid in done.items() if cid not in stale}
+    claim_cells = [cid for cid in (claim_cells or []) if cid not in done]
+    if claim_cells and not wait:  # refuse before a Ray cluster is started for nothing
+        found = claims.conflicts(c, exp_id, claim_cells)
+        if found:
+            raise claims.ClaimError(claims.refusal(cfg.name, found, claim_cells))
     connect(address or cfg.cluster.address, cfg.cluster.local_num_cpus)
     check_shared_storage(cfg.cluster.storage, uri, run_dir)
     slots = cell_slots(exp)
     parent = tracking.create_run(c, exp_id, f"{cfg.name} {time.strftime('%Y-%m-%d %H:%M:%S')}", tags={
-        tracking.TAG_ROLE: role, tracking.TAG_PROFILE: exp.profile or "default",
+        **prov, **provenance.data_tags(data, list(data)), tracking.TAG_ROLE: role,
         **({"mlflow.note.content": cfg.description} if cfg.description else {}), **(tags or {})})
-    tracking.log_params(c, parent.info.run_id, {"experiment_file": str(exp.path), "cells": len(exp.cells),
-                                                "profile": exp.profile or "default", "cell_slots": slots})
+    run_id = parent.info.run_id
+    try:
+        if claim_cells:
+            claims.claim(c, cfg.name, exp_id, run_id, claim_cells, wait=wait, log=say)
+    except claims.ClaimError as e:
+        tracking.mark_failed(c, run_id, f"refused: {e}")
+        raise
+    tracking.log_params(c, run_id, {"experiment_file": str(exp.path), "cells": len(exp.cells),
+                                    "profile": exp.profile or "default", "cell_slots": slots})
     if exp.path:
-        tracking.retry(c.log_artifact, parent.info.run_id, str(exp.path))
-    ctx = RunContext(cfg.name, exp_id, parent.info.run_id, uri, str(run_dir), cfg.cluster.num_workers,
+        tracking.retry(c.log_artifact, run_id, str(exp.path))
+    # read after the claim: a cell another live invocation runs is not "interrupted"
+    mine, live = {cell.cell_id for cell in exp.cells}, {lc.run_id for lc in claims.live_claims(c, exp_id, run_id)}
+    interrupted = {} if rerun else {cid: v for cid, v in tracking.interrupted_cell_runs(c, exp_id).items()
+                                    if cid in mine and v[1] not in live}
+    ctx = RunContext(cfg.name, exp_id, run_id, uri, str(run_dir), cfg.cluster.num_workers,
                      cfg.cluster.cpus_per_worker, cfg.cluster.gpus_per_worker, cfg.cluster.max_failures, rerun,
                      storage=cfg.cluster.storage or str(run_dir),
-                     interrupted={cid: rid for cid, (rid, _) in interrupted.items() if cid not in done})
-    for old_parent in {p for _, p in interrupted.values() if p}:
+                     interrupted={cid: rid for cid, (rid, _) in interrupted.items() if cid not in done},
+                     provenance=prov, data=data, fresh=sorted(stale) if rerun_stale else [])
+    for old_parent in {p for _, p in interrupted.values() if p and p != run_id}:
         if c.get_run(old_parent).info.status == "RUNNING":  # its driver died: it will never end by itself
-            tracking.set_tags(c, old_parent, {tracking.TAG_ERROR: f"interrupted; continued by {parent.info.run_id}"})
+            tracking.set_tags(c, old_parent, {tracking.TAG_ERROR: f"interrupted; continued by {run_id}"})
             tracking.retry(c.set_terminated, old_parent, "KILLED")
     return c, ctx, done, slots
 
 
 def run_experiment(exp: Experiment, *, address: str | None = None, rerun: bool = False,
-                   console: Console | None = None) -> RunSummary:
+                   console: Console | None = None, rerun_stale: bool = False, wait: bool = False) -> RunSummary:
+    """``rerun_stale``: also run again the finished cells made by other code or another lock
+    (by default they are listed and skipped). ``wait``: wait for another live invocation of the
+    same cells to finish instead of refusing."""
     console = console or Console()
     cfg = exp.config
-    c, ctx, done, slots = start_invocation(exp, address=address, rerun=rerun, role="experiment")
+    c, ctx, done, slots = start_invocation(exp, address=address, rerun=rerun, role="experiment",
+                                           claim_cells=[cell.cell_id for cell in exp.cells], wait=wait,
+                                           rerun_stale=rerun_stale, console=console)
     summary = RunSummary(ctx.parent_run_id, ctx.tracking_uri)
     uri = ctx.tracking_uri
 
@@ -89,6 +124,7 @@ def run_experiment(exp: Experiment, *, address: str | None = None, rerun: bool =
     summary.skipped = [cell.cell_id for cell in exp.cells if cell.cell_id in done]
     t0 = time.perf_counter()
     pending: list = []
+    heartbeat = claims.Heartbeat(uri, ctx.parent_run_id).start()  # the claim stays live while this driver is
     title = f"{cfg.name}: {len(exp.cells)} cells, {slots} at a time ({uri})"
     try:
         with LiveProgress(board, stage_rows + [cell.cell_id for cell in exp.cells], title, console) as live:
@@ -119,6 +155,7 @@ def run_experiment(exp: Experiment, *, address: str | None = None, rerun: bool =
                         summary.failed[cid] = payload
                 live.refresh()
     finally:
+        heartbeat.stop()
         if "stage" in locals():
             stage.close()
         summary.seconds = time.perf_counter() - t0

@@ -14,10 +14,11 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from . import stylizer_stage, tracking
+from . import provenance, stylizer_stage, tracking
 from .config import CellConfig
 from .experiment import ConfigError, Experiment, apply_overrides, flatten, validate
 from .errors import short_error
+from .inputs import cell_data_keys
 from .progress import LiveProgress, ProgressBoard
 from .ray_exec import RunContext, fit_trainer, on_driver_node
 from .runner import start_invocation
@@ -78,6 +79,7 @@ def _trial(config: dict[str, Any], *, base: dict[str, Any], ctx: RunContext, sea
     trial_id = tune.get_context().get_trial_id()
     c = tracking.client(ctx.tracking_uri)
     run = tracking.create_run(c, ctx.experiment_id, f"trial {trial_id}", tags={
+        **ctx.provenance, **provenance.data_tags(ctx.data, cell_data_keys(base)),
         tracking.TAG_PARENT: search_run_id, tracking.TAG_ROLE: "trial", TAG_SEARCH_ID: search_run_id,
         TAG_TRIAL: trial_id})
     run_id = run.info.run_id

@@ -23,7 +23,7 @@ from workloads.stylize.model import load_stylizer
 from workloads.stylize.pictures import save_content_style_grid
 from workloads.stylize.train import CHUNKS, bank_size, style_bank, style_pool, stylizer_arch, to_size
 
-from . import tracking
+from . import provenance, tracking
 from .errors import short_error
 from .experiment import Cell, ConfigError, cell_hash, flatten
 from .ray_exec import RunContext, fit_trainer
@@ -143,6 +143,12 @@ def prepare(cells: list[Cell], ctx, board, c) -> dict[str, StylizerInputs]:
     return out
 
 
+def _data_tags(cfg: dict[str, Any], ctx) -> dict[str, str]:
+    """The stylizer run's data provenance: what it trains on (a loaded or pretrained one: none)."""
+    refs = [] if cfg["pretrained"] or cfg["checkpoint"] else [cfg["content_data"], *cfg["style_data"]]
+    return provenance.data_tags(ctx.data, [provenance.data_key(r) for r in refs])
+
+
 def _stylizer(cfg, sid, ctx, board, c, data: dict[str, Any]) -> StylizerInputs:
     label = {"row": f"stylizer {sid}", "seed": cfg["seed"]}
     if cfg["pretrained"]:
@@ -151,7 +157,7 @@ def _stylizer(cfg, sid, ctx, board, c, data: dict[str, Any]) -> StylizerInputs:
         key = _resolve_checkpoint(c, cfg, ctx, sid)
         check_architecture(ctx.store.fetch(key, ctx.cache_dir), cfg)
         run = tracking.create_run(c, ctx.experiment_id, f"stylizer {sid} (loaded)", tags={
-            tracking.TAG_PARENT: ctx.parent_run_id, tracking.TAG_ROLE: "stylizer", TAG_STYLIZER: sid,
+            **ctx.provenance, **_data_tags(cfg, ctx), tracking.TAG_PARENT: ctx.parent_run_id, tracking.TAG_ROLE: "stylizer", TAG_STYLIZER: sid,
             "sassl.stylizer_source": str(cfg["checkpoint"])})
         tracking.retry(c.set_terminated, run.info.run_id, "FINISHED")
         board.update.remote(f"stylizer-{sid}", {**label, "status": "loaded", "result": str(cfg["checkpoint"])[-40:]})
@@ -160,7 +166,7 @@ def _stylizer(cfg, sid, ctx, board, c, data: dict[str, Any]) -> StylizerInputs:
     if reused is not None:
         return reused
     run = tracking.create_run(c, ctx.experiment_id, f"stylizer {sid}", tags={
-        tracking.TAG_PARENT: ctx.parent_run_id, tracking.TAG_ROLE: "stylizer", TAG_STYLIZER: sid})
+        **ctx.provenance, **_data_tags(cfg, ctx), tracking.TAG_PARENT: ctx.parent_run_id, tracking.TAG_ROLE: "stylizer", TAG_STYLIZER: sid})
     run_id = run.info.run_id
     tracking.log_params(c, run_id, flatten({"stylizer": cfg}))
     board.update.remote(f"stylizer-{sid}", {**label, "status": "starting"})
@@ -200,7 +206,7 @@ def _pretrained(cfg, sid, ctx, board, c, label) -> StylizerInputs:
     source = pretrained_path(cfg, ctx.cache_dir)
     prov = provenance(source)
     run = tracking.create_run(c, ctx.experiment_id, f"stylizer {sid} ({cfg['pretrained']})", tags={
-        tracking.TAG_PARENT: ctx.parent_run_id, tracking.TAG_ROLE: "stylizer", TAG_STYLIZER: sid,
+        **ctx.provenance, **_data_tags(cfg, ctx), tracking.TAG_PARENT: ctx.parent_run_id, tracking.TAG_ROLE: "stylizer", TAG_STYLIZER: sid,
         "sassl.stylizer_source": f"{cfg['pretrained']} ({prov.get('requirement', prov.get('folder', '?'))})"})
     run_id = run.info.run_id
     tracking.log_params(c, run_id, flatten({"stylizer": cfg}))

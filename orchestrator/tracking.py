@@ -21,6 +21,7 @@ TAG_SEED = "sassl.seed"
 TAG_PROFILE = "sassl.profile"
 TAG_ERROR = "sassl.error"
 TAG_PARENT = "mlflow.parentRunId"
+TAG_NOTE = "mlflow.note.content"   # the run's description in the UI
 TAG_TARGETS = "sassl.targets"      # JSON [[key, label], ...] of the cell's evaluation targets
 TAG_PRETRAIN = "sassl.pretrain_id" # hash of the pretraining config (shared backbone)
 TAG_BACKBONE_REUSED = "sassl.backbone_reused"  # the backbone file a cell reused instead of training
@@ -55,12 +56,20 @@ def retry(fn, *args, attempts: int = 5, **kwargs):
             time.sleep(0.2 * 2 ** i)
 
 
+# MLflow 3's UI opens an experiment on its GenAI overview (traces, token usage) unless the
+# experiment says it is about model training: then it opens on the runs
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
 def get_or_create_experiment(c: MlflowClient, name: str, artifact_root: str | Path | None) -> str:
     exp = c.get_experiment_by_name(name)
     if exp is not None:
+        if exp.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:  # made by an older sassl
+            retry(c.set_experiment_tag, exp.experiment_id, *EXPERIMENT_KIND)
         return exp.experiment_id
     location = Path(artifact_root).resolve().as_uri() if artifact_root and "://" not in str(artifact_root) else artifact_root
-    return c.create_experiment(name, artifact_location=str(location) if location else None)
+    return c.create_experiment(name, artifact_location=str(location) if location else None,
+                               tags=dict([EXPERIMENT_KIND]))
 
 
 def create_run(c: MlflowClient, experiment_id: str, name: str, tags: dict[str, Any]):
@@ -114,8 +123,8 @@ def finished_cell_runs(c: MlflowClient, experiment_id: str) -> dict[str, str]:
 
 def interrupted_cell_runs(c: MlflowClient, experiment_id: str) -> dict[str, tuple[str, str]]:
     """cell_id -> (run_id, parent run id) of the newest cell run still RUNNING: its driver died
-    (killed, machine lost). The next invocation continues that run, so no logged metric is lost.
-    (Two live invocations of one experiment at once are not supported: they would share these.)"""
+    (killed, machine lost), or it belongs to a live invocation (claims.py tells which). The next
+    invocation continues a dead driver's run, so no logged metric is lost."""
     runs = c.search_runs([experiment_id], filter_string=f"tags.`{TAG_ROLE}` = 'cell' and attributes.status = 'RUNNING'",
                          order_by=["attributes.start_time DESC"], max_results=5000)
     out: dict[str, tuple[str, str]] = {}

@@ -10,6 +10,21 @@ from rich.console import Console
 from .experiment import ConfigError
 
 
+# MLflow 3.17's UI opens in its GenAI workspace (traces, token usage, an assistant) whatever the
+# experiment's `mlflow.experimentKind` tag says (tracking.EXPERIMENT_KIND, still set for UIs that
+# read it): this query parameter switches it to model training, which it then remembers
+WORKFLOW = "workflowType=machine_learning"
+
+
+def home_url(base: str) -> str:
+    return f"{base.rstrip('/')}/#/experiments?{WORKFLOW}"
+
+
+def experiment_url(base: str, experiment_id: str) -> str:
+    """An experiment's runs in the UI (not its GenAI overview)."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}?{WORKFLOW}"
+
+
 def server_argv(run_dir: Path, backend_store_uri: str | None, host: str, port: int) -> list[str]:
     """The `mlflow server` command line (an argv list: nothing is parsed by a shell).
 
@@ -30,7 +45,7 @@ def server_argv(run_dir: Path, backend_store_uri: str | None, host: str, port: i
 def serve(run_dir: Path, backend_store_uri: str | None, host: str, port: int, console: Console) -> None:
     argv = server_argv(run_dir, backend_store_uri, host, port)
     shown = "127.0.0.1" if host in ("127.0.0.1", "localhost") else host
-    console.print(f"MLflow UI: http://{shown}:{port}  (store {argv[argv.index('--backend-store-uri') + 1]})\n"
+    console.print(f"MLflow UI: {home_url(f'http://{shown}:{port}')}  (store {argv[argv.index('--backend-store-uri') + 1]})\n"
                   f"log to it from other nodes with tracking.uri: http://<this host>:{port} "
                   f"(needs --host 0.0.0.0 or this host's address)", highlight=False)
     if host == "0.0.0.0":

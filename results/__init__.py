@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .collect import NoRunsError, Search, cell_runs, search_runs
 from .paired import BaselineError, experiment_mapping, paired_table
+from .provenance import MixError, annotate
 from .sensitivity import has_sensitivity, sensitivity_table
 from .sipl import is_sipl, sipl_table
 from .search import SearchSummary, search_stems, search_table, summarize
@@ -11,13 +12,15 @@ from .transfer import fewshot_table, kinds, needs_transfer_table, ranked_table, 
 
 
 def build_tables(experiment: str, tracking_uri: str, baselines: list[str] | None = None,
-                 ci: str | None = None) -> dict[str, Table]:
+                 ci: str | None = None, profile: str | None = None, strict: bool = False) -> dict[str, Table]:
     """Every table the experiment's runs support, keyed by file stem: <experiment> (one target,
     linear probe only) or <experiment>-transfer, -ranks, -sensitivity, -fewshot, -search. Each
     cell table with a baseline row gets a "paired" part: Δ to the baseline, paired by seed, with
     its confidence interval (results/paired.py). ``baselines``/``ci`` override what the last
-    `sassl run` recorded from the YAML's `tables` block."""
-    cells = cell_runs(tracking_uri, experiment, allow_empty=True)
+    `sassl run` recorded from the YAML's `tables` block. ``profile``: whose cells (default: the
+    newest invocation's); a row whose seeds were made differently is marked, or with ``strict``
+    refused (MixError; results/provenance.py)."""
+    cells = cell_runs(tracking_uri, experiment, allow_empty=True, profile=profile)
     searches, trials = search_runs(tracking_uri, experiment)
     if cells.empty and not searches:
         raise NoRunsError(f"experiment {experiment!r} in {tracking_uri} has no cell runs yet (nor search runs); "
@@ -47,6 +50,7 @@ def build_tables(experiment: str, tracking_uri: str, baselines: list[str] | None
                 cells, f"{experiment}: few-shot top-1 (mean over seeds of the episode means ± std over seeds; "
                        "best per column in bold)")
     add_paired_parts(out, cells, tracking_uri, experiment, baselines, ci)
+    annotate(out, cells, strict)
     for stem, search in search_stems(experiment, searches):
         out[stem] = search_table(summarize(search, trials), experiment)
     return out
@@ -65,4 +69,4 @@ def add_paired_parts(tables: dict[str, Table], cells, tracking_uri: str, experim
 
 
 __all__ = ["build_tables", "cell_runs", "search_runs", "summary_table", "transfer_table", "fewshot_table",
-           "search_table", "summarize", "Search", "SearchSummary", "Table", "NoRunsError", "BaselineError", "PROBE_COLUMNS"]
+           "search_table", "summarize", "Search", "SearchSummary", "Table", "NoRunsError", "BaselineError", "MixError", "PROBE_COLUMNS"]

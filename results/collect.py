@@ -1,6 +1,7 @@
 """MLflow → pandas. Reads the tracking store only, never the cluster."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -9,7 +10,7 @@ from typing import Any
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from orchestrator import tracking
+from orchestrator import provenance, tracking
 
 STATUS_ORDER = {"FINISHED": 0, "RUNNING": 1, "SCHEDULED": 1, "FAILED": 2, "KILLED": 3}
 STYLE_PARAM = "augmentation.style.enabled"
@@ -46,16 +47,56 @@ def _targets(tag: str | None) -> list[tuple[str, str]] | None:
         return None  # a malformed tag must not hide the run's metrics
 
 
-def cell_runs(tracking_uri: str, experiment: str, allow_empty: bool = False) -> pd.DataFrame:
-    """One row per cell (its newest finished run, else its newest run of any status; per (row,
-    seed) only the newest cell):
+def _config_id(params: dict[str, str]) -> str:
+    """For cells logged before sassl tagged provenance.TAG_CONFIG: a hash of their config params
+    without the seed (and the machine params, which say where, not what)."""
+    keep = {k: v for k, v in params.items() if k != "seed" and not k.startswith("machine.")
+            and not k.endswith(provenance.RESUMED) and k != "cluster.num_workers"}
+    return "params:" + hashlib.sha256(json.dumps(sorted(keep.items())).encode()).hexdigest()[:12]
+
+
+def _code(tags: dict[str, str]) -> str:
+    """The code's identity: the hash of its files, else (older runs) commit and diff."""
+    if provenance.TAG_PACKAGE in tags:
+        return tags[provenance.TAG_PACKAGE]
+    commit = tags.get(provenance.TAG_COMMIT)
+    return f"commit:{commit}{':' + tags.get(provenance.TAG_DIFF, '') if tags.get(provenance.TAG_DIFF) else ''}" \
+        if commit else "unrecorded"
+
+
+def _machine(params: dict[str, str]) -> str:
+    """Where the cell trained: its GPU model, else its CPU's kernel set (what changes numbers)."""
+    for prefix in ("machine.train", "machine.evaluation"):
+        if f"{prefix}.gpu" in params:
+            return params[f"{prefix}.gpu"]
+        if f"{prefix}.cpu_capability" in params:
+            return f"CPU {params[f'{prefix}.cpu_capability']}"
+    return "unrecorded"
+
+
+def invocations(c: MlflowClient, exp_id: str) -> list:
+    """The experiment's invocation parent runs (grids and searches), newest first."""
+    runs = [r for role in ("experiment", "search") for r in _runs(c, exp_id, role)]
+    return sorted(runs, key=lambda r: r.info.start_time, reverse=True)
+
+
+def cell_runs(tracking_uri: str, experiment: str, allow_empty: bool = False,
+              profile: str | None = None) -> pd.DataFrame:
+    """One row per cell of one profile (its newest finished run, else its newest run of any
+    status; per (row, seed) only the newest cell):
     cell_id, row, seed, row_index (the row's position in the YAML), status, error, run_id,
     start_time, style (True/False/None from augmentation.style.enabled), targets (list of (key,
-    label) or None), params (dict), and every final metric as a column; rows in the YAML's order."""
+    label) or None), params (dict), the provenance columns (profile, config_id, code, commit,
+    dirty, lock, data, machine: results/provenance.py) and every final metric as a column; rows
+    in the YAML's order. ``profile``: default the profile of the experiment's newest invocation;
+    the frame's attrs say which (``profile``) and which others the store holds (``profiles``)."""
     c = MlflowClient(tracking_uri=tracking_uri)
-    runs = _runs(c, experiment_id(c, tracking_uri, experiment), "cell")
+    exp_id = experiment_id(c, tracking_uri, experiment)
+    runs = _runs(c, exp_id, "cell")
     if not runs and not allow_empty:
         raise NoRunsError(f"experiment {experiment!r} in {tracking_uri} has no cell runs yet; run it with `sassl run`")
+    parents = invocations(c, exp_id)
+    parent_profile = {r.info.run_id: r.data.tags.get(provenance.TAG_PROFILE, "default") for r in parents}
     records = []
     for r in runs:
         t, p = r.data.tags, r.data.params
@@ -67,20 +108,35 @@ def cell_runs(tracking_uri: str, experiment: str, allow_empty: bool = False) -> 
                         "status": r.info.status,
                         "error": t.get(tracking.TAG_ERROR, ""), "run_id": r.info.run_id,
                         "start_time": r.info.start_time, "style": None if style is None else style.lower() == "true",
-                        "targets": _targets(t.get(tracking.TAG_TARGETS)), "params": dict(p), **r.data.metrics})
-    if not records:
-        return pd.DataFrame(columns=["cell_id", "row", "seed", "row_index", "status", "error", "run_id", "start_time",
-                                     "style", "targets", "params"])
-    df = pd.DataFrame.from_records(records)
-    # a (row, seed) whose config changed since (an edited YAML) is the newest config's cell, so
-    # superseded cells never count as extra seeds
-    newest = df.sort_values("start_time", ascending=False).drop_duplicates(["row", "seed"])["cell_id"]
-    df = df[df["cell_id"].isin(set(newest))]
-    df["_rank"] = df["status"].map(STATUS_ORDER).fillna(9)
-    df = df.sort_values(["_rank", "start_time"], ascending=[True, False])
-    df = df.drop_duplicates("cell_id").drop(columns="_rank")
-    # the YAML's row order; runs logged before the row index existed follow, oldest first
-    return df.sort_values(["row_index", "start_time", "seed"], na_position="last").reset_index(drop=True)
+                        "targets": _targets(t.get(tracking.TAG_TARGETS)), "params": dict(p),
+                        "profile": t.get(provenance.TAG_PROFILE) or parent_profile.get(t.get(tracking.TAG_PARENT, ""),
+                                                                                       "default"),
+                        "config_id": t.get(provenance.TAG_CONFIG) or _config_id(p), "code": _code(t),
+                        "commit": t.get(provenance.TAG_COMMIT, "unrecorded"),
+                        "dirty": t.get(provenance.TAG_DIRTY, "unknown"), "lock": t.get(provenance.TAG_LOCK, "unrecorded"),
+                        "data": t.get(provenance.TAG_DATA, "unrecorded"), "machine": _machine(p), **r.data.metrics})
+    columns = ["cell_id", "row", "seed", "row_index", "status", "error", "run_id", "start_time", "style", "targets",
+               "params", "profile", "config_id", "code", "commit", "dirty", "lock", "data", "machine"]
+    df = pd.DataFrame.from_records(records) if records else pd.DataFrame(columns=columns)
+    profiles = sorted(set(df["profile"])) if records else []
+    chosen = profile or (parents[0].data.tags.get(provenance.TAG_PROFILE, "default") if parents else None)
+    if profile is not None and profile not in profiles and (records or not allow_empty):
+        raise NoRunsError(f"experiment {experiment!r} in {tracking_uri} has no cells of profile {profile!r} "
+                          f"(profiles there: {', '.join(profiles) or 'none'})")
+    if chosen is not None and records:
+        df = df[df["profile"] == chosen]
+    if not df.empty:
+        # a (row, seed) whose config changed since (an edited YAML) is the newest config's cell, so
+        # superseded cells never count as extra seeds (results/provenance.py marks a row that mixes)
+        newest = df.sort_values("start_time", ascending=False).drop_duplicates(["row", "seed"])["cell_id"]
+        df = df[df["cell_id"].isin(set(newest))]
+        df["_rank"] = df["status"].map(STATUS_ORDER).fillna(9)
+        df = df.sort_values(["_rank", "start_time"], ascending=[True, False])
+        df = df.drop_duplicates("cell_id").drop(columns="_rank")
+        # the YAML's row order; runs logged before the row index existed follow, oldest first
+        df = df.sort_values(["row_index", "start_time", "seed"], na_position="last").reset_index(drop=True)
+    df.attrs.update(profile=chosen, profiles=profiles)
+    return df
 
 
 @dataclass

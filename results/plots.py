@@ -21,10 +21,11 @@ from .transfer import KINDS, kinds, needs_transfer_table, targets  # noqa: E402
 
 
 def build_plots(experiment: str, tracking_uri: str, out_dir: str | Path,
-                baselines: list[str] | None = None) -> list[Path]:
-    """Every plot the runs support, as PNGs in out_dir; [] when none applies."""
+                baselines: list[str] | None = None, profile: str | None = None) -> list[Path]:
+    """Every plot the runs support (of one profile's cells, as the tables), as PNGs in out_dir;
+    [] when none applies."""
     out_dir = Path(out_dir)
-    cells = cell_runs(tracking_uri, experiment, allow_empty=True)
+    cells = cell_runs(tracking_uri, experiment, allow_empty=True, profile=profile)
     searches, trials = search_runs(tracking_uri, experiment)
     paths = []
     mapping, _ = experiment_mapping(cells, tracking_uri, experiment, baselines)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+MIX_MARK = "†"  # a row whose seeds were made differently (results/provenance.py)
 # column header -> metric key template ({t} = the target key), for single-target linear-probe experiments
 PROBE_COLUMNS = {
     "Linear probe top-1": "linear/{t}/top1",
@@ -26,13 +27,31 @@ class Table:
     notes: list[str] = field(default_factory=list)
     parts: dict[str, "Table"] = field(default_factory=dict)  # further tables, printed after this one
     keys: dict[str, str] = field(default_factory=dict)  # column header -> metric key (for paired Δ tables)
+    # results/provenance.py: row label -> the fields its seeds differ in, and the lines (the
+    # mixed rows' groups, then one provenance line) printed after the table and its parts
+    marks: dict[str, str] = field(default_factory=dict)
+    provenance: list[str] = field(default_factory=list)
+
+    def _marked(self) -> pd.DataFrame:
+        """The frame with a mixed row's label followed by the mark (Markdown and LaTeX)."""
+        if not self.marks:
+            return self.frame
+        return self.frame.rename(index={row: f"{row} {MIX_MARK}" for row in self.marks})
+
+    def csv_frame(self) -> pd.DataFrame:
+        """The frame with a "Provenance" column naming what a mixed row's seeds differ in."""
+        if not self.marks:
+            return self.frame
+        return self.frame.assign(Provenance=[f"mixed: {self.marks[r]}" if r in self.marks else ""
+                                             for r in self.frame.index])
 
     def markdown(self) -> str:
-        out = [to_markdown(self.frame, self.title, self.bold)] + [f"Note: {n}" for n in self.notes]
-        return "\n\n".join(out + [p.markdown() for p in self.parts.values()])
+        out = [to_markdown(self._marked(), self.title, self.bold)] + [f"Note: {n}" for n in self.notes]
+        tail = ["\n".join(self.provenance)] if self.provenance else []
+        return "\n\n".join(out + [p.markdown() for p in self.parts.values()] + tail)
 
     def latex(self) -> str:
-        out = [to_latex(self.frame, self.title, self.bold, self.groups, self.notes)]
+        out = [to_latex(self._marked(), self.title, self.bold, self.groups, self.notes + self.provenance)]
         return "\n\n".join(out + [p.latex() for p in self.parts.values()])
 
     def save(self, folder: str | Path, stem: str) -> dict[str, Path]:
@@ -41,11 +60,11 @@ class Table:
         folder.mkdir(parents=True, exist_ok=True)
         paths = {"md": folder / f"{stem}.md", "csv": folder / f"{stem}.csv", "tex": folder / f"{stem}.tex"}
         paths["md"].write_text(self.markdown() + "\n")
-        self.frame.to_csv(paths["csv"])
+        self.csv_frame().to_csv(paths["csv"])
         paths["tex"].write_text(self.latex() + "\n")
         for name, part in self.parts.items():
             paths[f"csv:{name}"] = folder / f"{stem}-{name}.csv"
-            part.frame.to_csv(paths[f"csv:{name}"])
+            part.csv_frame().to_csv(paths[f"csv:{name}"])
         return paths
 
 
@@ -117,7 +136,7 @@ def to_markdown(frame: pd.DataFrame, title: str = "", bold: pd.DataFrame | None 
 def esc(s) -> str:
     s = str(s).replace("\\", r"\textbackslash{}")
     for a, b in (("%", r"\%"), ("_", r"\_"), ("&", r"\&"), ("#", r"\#"), ("$", r"\$"), ("±", r"$\pm$"),
-                 ("Δ", r"$\Delta$"), ("−", r"$-$"), ("ω", r"$\omega$"), ("β", r"$\beta$"), ("α", r"$\alpha$")):
+                 ("Δ", r"$\Delta$"), ("†", r"$^\dagger$"), ("−", r"$-$"), ("ω", r"$\omega$"), ("β", r"$\beta$"), ("α", r"$\alpha$")):
         s = s.replace(a, b)
     return s
 

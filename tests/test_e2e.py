@@ -1,4 +1,5 @@
 """A tiny experiment through the real CLI, a real local Ray and a real MLflow store."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +8,8 @@ import pytest
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
+
+from orchestrator import provenance
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("shared_ray")]
 
@@ -72,6 +75,19 @@ def test_tiny_experiment_end_to_end(tmp_path):
         assert {"cell_config.yaml", "pictures", "model", "splits"} <= arts
         assert [a.path for a in c.list_artifacts(r.info.run_id, "pictures")] == ["pictures/augmented_view_pairs.png"]
         assert [a.path for a in c.list_artifacts(r.info.run_id, "model")] == ["model/backbone.pt"]
+    # what made the numbers (orchestrator/provenance.py): code, dependencies, data, profile
+    (cell,) = good
+    tags = cell.data.tags
+    assert re.fullmatch(r"[0-9a-f]{40}", tags["mlflow.source.git.commit"]) and tags["sassl.code.dirty"] in ("true", "false")
+    assert tags["sassl.lock"] == provenance.lock_hash() and tags["sassl.code.package"] == provenance.package_hash()
+    assert tags["sassl.dep.torch"] == torch.__version__.split("+")[0] and tags["sassl.dep.mlflow"]
+    assert tags["sassl.profile"] == "default" and tags["sassl.sets"] == "{}" and len(tags["sassl.config_id"]) == 12
+    assert tags["sassl.data.cifar10-kit.train"].startswith("kit:") and tags["sassl.data"] != "none"
+    assert "row 'MoCo v2', seed 0, profile default" in tags["mlflow.note.content"]
+    inputs = {(d.dataset.name, d.dataset.digest) for d in cell.inputs.dataset_inputs}
+    assert ("cifar10-kit/train", tags["sassl.data.cifar10-kit.train"].split(":")[1]) in inputs
+    assert parents[0].data.tags["sassl.code.package"] == tags["sassl.code.package"]
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on the runs
     # a finished cell's Ray Train checkpoints are removed (its backbone file is what a rerun reuses)
     assert not list((tmp_path / "runs" / "ray" / "e2e").glob("*/checkpoint_*"))
     for r in bad:
@@ -89,6 +105,11 @@ def test_tiny_experiment_end_to_end(tmp_path):
     assert '"baseline":"MoCo v2"' in c.get_experiment_by_name("e2e").tags["sassl.tables"]
     assert "paired difference to the baseline row" in tables.stdout
     assert (tmp_path / "runs" / "tables" / "e2e-paired.csv").read_text().splitlines()[1].startswith("broken,MoCo v2,–")
+    assert tables.stdout.count("Provenance: profile default; commit ") == 1 and "†" not in tables.stdout
+    states = sassl("validate", str(path), cwd=tmp_path)
+    assert states.returncode == 0, states.stderr
+    assert re.search(r"MoCo v2\s*│\s*0\s*│\s*finished", states.stdout), states.stdout
+    assert re.search(r"broken\s*│\s*0\s*│\s*to run", states.stdout), states.stdout
     wrong = sassl("tables", "e2e", "--run-dir", str(tmp_path / "runs"), "--baseline", "moco", cwd=tmp_path)
     assert wrong.returncode == 2 and "baseline 'moco' is not a row of experiment 'e2e'" in wrong.stderr
 

@@ -30,8 +30,12 @@ def experiment(tmp_path: Path, name: str, variants: list[dict], epochs: int = 4,
     return path
 
 
+# drivers beat every second, so a dead one's claim on its cells expires after 4 s (claims.py)
+ENV = {**os.environ, "SASSL_HEARTBEAT_S": "1"}
+
+
 def start(path: Path, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(path)], cwd=cwd, text=True,
+    return subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(path)], cwd=cwd, text=True, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -131,6 +135,12 @@ def test_killed_driver_then_run_again_finishes_the_grid(tmp_path):
         return going and steps(c, going[0].info.run_id, "pretrain/loss") and going[0].data.tags.get(
             "sassl.pretrain_id") in {p.name for p in checkpointed(tmp_path, name)}
     wait_for(second_is_training, proc, 480, "the first cell to finish and the second to checkpoint an epoch")
+    # one experiment, one driver: a second invocation of the same cells refuses, naming the live one
+    # (before it starts a Ray of its own), and takes nothing over
+    second = subprocess.run([sys.executable, "-m", "orchestrator", "run", str(path)], cwd=tmp_path, text=True,
+                            capture_output=True, timeout=300, env=ENV)
+    assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
+    assert f"pid {proc.pid}" in " ".join(second.stderr.split()) and "being run by another invocation" in second.stderr
     tree = descendants(proc.pid)
     for pid in [proc.pid, *tree]:  # the driver and the local Ray it started: a lost terminal or machine
         try:
@@ -144,8 +154,10 @@ def test_killed_driver_then_run_again_finishes_the_grid(tmp_path):
     logged_before = steps(c, interrupted.info.run_id, "pretrain/loss")
     assert logged_before and logged_before[-1] < 4
 
-    again = subprocess.run([sys.executable, "-m", "orchestrator", "run", str(path)], cwd=tmp_path, text=True,
-                           capture_output=True, timeout=600)
+    # right after the kill the dead driver's heartbeat is still fresh: --wait waits for it to go
+    # stale (a few seconds here), then the interrupted cell is resumed
+    again = subprocess.run([sys.executable, "-m", "orchestrator", "run", str(path), "--wait"], cwd=tmp_path,
+                           text=True, capture_output=True, timeout=600, env=ENV)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "1 finished, 1 skipped (already finished), 0 failed" in again.stdout
     c, runs = cell_runs(tmp_path, name)

@@ -43,6 +43,9 @@ def test_mean_std_over_seeds_and_unfinished_cells(tmp_path):
         "| baseline | 41.00 ± 1.41       | 82.00 ± 2.83       | 31.00 ± 1.41            | 2     |              |",
         "| stylized | 50.00              | 90.00              | 31.00                   | 1     | 1 failed     |",
         "| running  | –                  | –                  | –                       | 0     | 1 running    |",
+        "",
+        # runs made before sassl recorded provenance say so (results/provenance.py)
+        "Provenance: profile default; commit unrecorded; lock unrecorded; machines unrecorded",
     ])
     assert table.markdown() == expected
     assert table.numeric.loc["baseline", "Linear probe top-1"] == pytest.approx(41.0)

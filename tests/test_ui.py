@@ -10,6 +10,9 @@ import urllib.request
 import pytest
 from mlflow.tracking import MlflowClient
 
+from orchestrator import tracking
+from orchestrator.ui import experiment_url
+
 pytestmark = pytest.mark.e2e
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -52,7 +55,7 @@ def rest(url: str, path: str, body: dict | None = None) -> dict:
 
 def log_cells(url: str, tmp_path) -> str:
     c = MlflowClient(url)
-    eid = c.create_experiment("ui-e2e")
+    eid = tracking.get_or_create_experiment(c, "ui-e2e", None)  # as sassl makes one (its kind tag)
     for seed in range(3):
         run = c.create_run(eid, run_name=f"in-batch style · seed {seed}", tags={"sassl.role": "cell"})
         c.log_metric(run.info.run_id, "linear/cifar10/top1", 30.0 + seed)
@@ -79,7 +82,9 @@ def test_ui_lists_the_runs_in_headless_chromium(server, tmp_path):
     if CHROMIUM is None:
         pytest.skip("Debian chromium is not installed (scripts/test.sh installs it when run as root)")
     eid = log_cells(server, tmp_path)
-    page = f"{server}/#/experiments/{eid}/runs"
+    # the experiment's address as sassl prints it: on its runs, not MLflow 3's GenAI overview
+    # (traces, token usage), where its bare address lands
+    page = experiment_url(server, eid)
     dom = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, "--dump-dom", page], capture_output=True, text=True,
                          timeout=120).stdout
     for seed in range(3):
