@@ -25,8 +25,10 @@ from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCK_FILE = "requirements.lock"
-# the files whose content is "the code" (a user's experiment YAMLs and run folders are not)
-CODE_PATHS = ("orchestrator", "workloads", "results", "pyproject.toml", LOCK_FILE)
+# the files whose content is "the code" (a user's experiment YAMLs and run folders are not);
+# an uncommitted change to the lock makes the tree dirty too, but the lock has a hash of its own
+CODE_PATHS = ("orchestrator", "workloads", "results", "pyproject.toml")
+GIT_PATHS = CODE_PATHS + (LOCK_FILE,)
 # the libraries whose version can change a number
 LIBRARIES = ("torch", "torchvision", "numpy", "pillow", "ray", "mlflow", "optuna", "scikit-learn", "scipy", "timm")
 
@@ -34,7 +36,7 @@ TAG_COMMIT = "mlflow.source.git.commit"
 TAG_SOURCE_NAME = "mlflow.source.name"
 TAG_SOURCE_TYPE = "mlflow.source.type"
 TAG_DIRTY = "sassl.code.dirty"        # "true" / "false" / "unknown" (no git checkout, nothing passed on)
-TAG_DIFF = "sassl.code.diff"          # hash of the uncommitted changes to CODE_PATHS; "" when clean
+TAG_DIFF = "sassl.code.diff"          # hash of the uncommitted changes to GIT_PATHS; "" when clean
 TAG_PACKAGE = "sassl.code.package"    # hash of the code files' content (git or not)
 TAG_VERSION = "sassl.version"
 TAG_LOCK = "sassl.lock"               # hash of requirements.lock ("none" without one)
@@ -79,13 +81,13 @@ def package_hash(root: Path = PROJECT_ROOT) -> str:
 
 
 def git_state() -> dict[str, str]:
-    """{commit, dirty, diff} of this checkout's code (CODE_PATHS), else what a submitter passed
+    """{commit, dirty, diff} of this checkout's code and lock (GIT_PATHS), else what a submitter passed
     on in the environment, else "unknown"."""
     top = _git("rev-parse", "--show-toplevel")
     if top is not None and Path(top.strip()).resolve() == PROJECT_ROOT:
         commit = (_git("rev-parse", "HEAD") or "").strip() or "unknown"
-        diff = _git("diff", "HEAD", "--binary", "--", *CODE_PATHS) or ""
-        untracked = (_git("ls-files", "--others", "--exclude-standard", "--", *CODE_PATHS) or "").split()
+        diff = _git("diff", "HEAD", "--binary", "--", *GIT_PATHS) or ""
+        untracked = (_git("ls-files", "--others", "--exclude-standard", "--", *GIT_PATHS) or "").split()
         blob = diff.encode() + b"".join(f.encode() + b"\0" + (PROJECT_ROOT / f).read_bytes()
                                         for f in sorted(untracked) if (PROJECT_ROOT / f).is_file())
         dirty = bool(blob)

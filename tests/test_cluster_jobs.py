@@ -6,6 +6,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from orchestrator import provenance
+
 from conftest import ray_head
 from orchestrator.ray_exec import free_port
 
@@ -56,6 +58,13 @@ def test_submit_follow_status_logs_and_runs_in_mlflow(tmp_path, head_node):
     assert sorted(r.data.tags["sassl.seed"] for r in cells) == ["0", "1"]
     assert all(r.info.status == "FINISHED" and r.data.params["optim.batch_size"] == "32" for r in cells)
     assert all(0 <= r.data.metrics["linear/cifar10/top1"] <= 100 for r in cells)
+    # the job's copy has no git checkout: its runs name this checkout's commit, and the code they ran
+    # is the package that was shipped
+    here = provenance.git_state()
+    for r in cells:
+        assert r.data.tags["mlflow.source.git.commit"] == here["commit"]
+        assert r.data.tags["sassl.code.dirty"] == here["dirty"]
+        assert r.data.tags["sassl.code.package"] == r.data.tags["sassl.code.submitted_package"] == provenance.package_hash()
 
     missing = sassl("status", "raysubmit_nope", "--address", head_node, cwd=tmp_path)
     assert missing.returncode == 2 and "job raysubmit_nope: not found" in missing.stderr
