@@ -23,7 +23,8 @@ from workloads.stylize.model import load_stylizer
 from workloads.stylize.pictures import save_content_style_grid
 from workloads.stylize.train import CHUNKS, bank_size, style_bank, style_pool, stylizer_arch, to_size
 
-from . import provenance, tracking
+from . import tracking
+from .provenance import data_key, data_tags
 from .errors import short_error
 from .experiment import Cell, ConfigError, cell_hash, flatten
 from .ray_exec import RunContext, fit_trainer
@@ -146,7 +147,7 @@ def prepare(cells: list[Cell], ctx, board, c) -> dict[str, StylizerInputs]:
 def _data_tags(cfg: dict[str, Any], ctx) -> dict[str, str]:
     """The stylizer run's data provenance: what it trains on (a loaded or pretrained one: none)."""
     refs = [] if cfg["pretrained"] or cfg["checkpoint"] else [cfg["content_data"], *cfg["style_data"]]
-    return provenance.data_tags(ctx.data, [provenance.data_key(r) for r in refs])
+    return data_tags(ctx.data, [data_key(r) for r in refs])
 
 
 def _stylizer(cfg, sid, ctx, board, c, data: dict[str, Any]) -> StylizerInputs:

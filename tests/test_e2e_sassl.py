@@ -53,6 +53,10 @@ def test_tiny_sassl_experiment(tmp_path):
     assert not c.get_metric_history(pretrained.info.run_id, "stylizer/total_loss")  # converted, not trained
     for run in (trained, pretrained):
         assert {"stylizer", "pictures", "style_banks"} <= {a.path for a in c.list_artifacts(run.info.run_id)}
+        # stylizer runs carry the invocation's provenance too (orchestrator/provenance.py)
+        assert run.data.tags["sassl.code.package"] and run.data.tags["sassl.lock"] and run.data.tags["sassl.dep.torch"]
+    # the trained one's data: what it trained on (a pretrained network trains on nothing here)
+    assert trained.data.tags["sassl.data"] != "none" and pretrained.data.tags["sassl.data"] == "none"
     prov = c.download_artifacts(pretrained.info.run_id, "stylizer/provenance.json", str(tmp_path / "prov"))
     assert "Apache-2.0" in open(prov).read()
     sid = pretrained.info.run_id

@@ -134,13 +134,17 @@ def test_killed_driver_then_run_again_finishes_the_grid(tmp_path):
             "sassl.row"]] if done else []
         return going and steps(c, going[0].info.run_id, "pretrain/loss") and going[0].data.tags.get(
             "sassl.pretrain_id") in {p.name for p in checkpointed(tmp_path, name)}
-    wait_for(second_is_training, proc, 480, "the first cell to finish and the second to checkpoint an epoch")
+    def first_is_training():
+        c, runs = cell_runs(tmp_path, name)
+        return runs and steps(c, runs[0].info.run_id, "pretrain/loss")
+    wait_for(first_is_training, proc, 480, "the first cell to log an epoch")
     # one experiment, one driver: a second invocation of the same cells refuses, naming the live one
     # (before it starts a Ray of its own), and takes nothing over
     second = subprocess.run([sys.executable, "-m", "orchestrator", "run", str(path)], cwd=tmp_path, text=True,
                             capture_output=True, timeout=300, env=ENV)
     assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
     assert f"pid {proc.pid}" in " ".join(second.stderr.split()) and "being run by another invocation" in second.stderr
+    wait_for(second_is_training, proc, 480, "the first cell to finish and the second to checkpoint an epoch")
     tree = descendants(proc.pid)
     for pid in [proc.pid, *tree]:  # the driver and the local Ray it started: a lost terminal or machine
         try:

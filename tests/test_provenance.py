@@ -187,3 +187,27 @@ def test_wait_returns_once_the_other_invocation_ends(store):
     waiter.join(timeout=10)
     assert not waiter.is_alive()
     assert [lc.run_id for lc in claims.live_claims(c, exp_id)] == [second]
+
+
+def test_validate_states_read_the_store_without_creating_one(tmp_path):
+    """`sassl validate`'s per-cell state: to run (no store: none is created), finished, stale."""
+    import yaml
+
+    from orchestrator.experiment import load_experiment
+    cfg = {"name": "states", "tracking": {"run_dir": str(tmp_path / "runs")},
+           "data": {"pretrain": {"name": "cifar10-kit"}, "image_size": 32}, "seeds": [0, 1]}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(cfg))
+    exp = load_experiment(tmp_path / "s.yaml")
+    assert set(staleness.cell_states(exp).values()) == {"to run"}
+    assert not (tmp_path / "runs").exists()
+    c = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    exp_id = c.create_experiment("states", artifact_location=(tmp_path / "a").as_uri())
+    now = provenance.code_tags()
+    for cell, package in zip(exp.cells, (now[provenance.TAG_PACKAGE], "older")):
+        run = c.create_run(exp_id, tags={tracking.TAG_ROLE: "cell", tracking.TAG_CELL: cell.cell_id,
+                                         provenance.TAG_PACKAGE: package, provenance.TAG_LOCK: now[provenance.TAG_LOCK],
+                                         provenance.TAG_COMMIT: "a" * 40})
+        c.set_terminated(run.info.run_id, "FINISHED")
+    states = staleness.cell_states(exp)
+    assert states[exp.cells[0].cell_id] == "finished"
+    assert states[exp.cells[1].cell_id].startswith("stale: other code (commit aaaaaaaaaa")
