@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from pathlib import Path
 
 import ray
@@ -40,8 +41,19 @@ def log_datasets(c, run_id: str, cell: Cell, fingerprints: dict[str, str]) -> No
                                            kind_digest.split(":")[0], json.dumps({"name": ref["name"], "split": ref["split"],
                                                                                   "root": ref["root"]})),
                                    [InputTag("mlflow.data.context", "training" if where == "data.pretrain" else where[:250])])
-    if inputs:
-        tracking.retry(c.log_inputs, run_id, list(inputs.values()))
+    if not inputs:
+        return
+    # MLflow inserts a dataset row per (experiment, name, digest) after checking it is absent: two
+    # cells logging the same dataset at once can collide on that insert; the retry finds the row.
+    # The tags hold the same fingerprints, so a store that still refuses costs only the UI column
+    for attempt in range(3):
+        try:
+            tracking.retry(c.log_inputs, run_id, list(inputs.values()))
+            return
+        except Exception as e:  # noqa: BLE001 - MlflowException wraps the store's IntegrityError
+            if attempt == 2:
+                tracking.set_tags(c, run_id, {"sassl.data_inputs_error": short_error(e)[:500]})
+            time.sleep(0.2 * (attempt + 1))
 
 
 # max_retries=0: a retried cell task would open a second MLflow run for the same cell. The

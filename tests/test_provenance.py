@@ -211,3 +211,38 @@ def test_validate_states_read_the_store_without_creating_one(tmp_path):
     states = staleness.cell_states(exp)
     assert states[exp.cells[0].cell_id] == "finished"
     assert states[exp.cells[1].cell_id].startswith("stale: other code (commit aaaaaaaaaa")
+
+
+def test_dataset_inputs_survive_a_concurrent_insert_and_never_fail_a_cell(tmp_path, monkeypatch):
+    """Two cells logging one dataset at once collide in MLflow's insert (UNIQUE constraint failed:
+    datasets.experiment_id, datasets.name, datasets.digest, seen in the suite): retried; a store
+    that keeps refusing leaves a tag, not a failed cell."""
+    import yaml
+    from mlflow.exceptions import MlflowException
+
+    from orchestrator.cells import log_datasets
+    from orchestrator.experiment import load_experiment
+    from orchestrator.inputs import check_inputs
+    cfg = {"name": "inputs", "tracking": {"run_dir": str(tmp_path / "runs")},
+           "data": {"pretrain": {"name": "cifar10-kit"}, "image_size": 32}}
+    (tmp_path / "i.yaml").write_text(yaml.safe_dump(cfg))
+    exp = load_experiment(tmp_path / "i.yaml")
+    prints = check_inputs(exp)
+    c = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp_id = c.create_experiment("inputs", artifact_location=(tmp_path / "a").as_uri())
+    real, calls = c.log_inputs, []
+
+    def collide_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(c, "log_inputs", collide_once)
+    run = c.create_run(exp_id).info.run_id
+    log_datasets(c, run, exp.cells[0], prints)
+    assert len(calls) == 2
+    assert {d.dataset.name for d in c.get_run(run).inputs.dataset_inputs} == {"cifar10-kit/train", "cifar10-kit/test"}
+    monkeypatch.setattr(c, "log_inputs", lambda *a, **k: (_ for _ in ()).throw(MlflowException("refused")))
+    other = c.create_run(exp_id).info.run_id
+    log_datasets(c, other, exp.cells[0], prints)  # does not raise
+    assert "refused" in c.get_run(other).data.tags["sassl.data_inputs_error"]
