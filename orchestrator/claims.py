@@ -79,14 +79,19 @@ def conflicts(c: MlflowClient, experiment_id: str, cell_ids: list[str], me: str 
     return [lc for lc in live_claims(c, experiment_id, exclude=me) if lc.cells & mine]
 
 
-def refusal(experiment: str, found: list[LiveClaim], cell_ids: list[str]) -> str:
+def held(found: list[LiveClaim], cell_ids: list[str]) -> str:
+    """Which of ``cell_ids`` the first live claim holds, and whose it is."""
     lc = found[0]
     shared = sorted(lc.cells & set(cell_ids))
     more = f" and {len(shared) - 3} more" if len(shared) > 3 else ""
-    return (f"experiment {experiment!r}: {len(shared)} of its cells ({', '.join(shared[:3])}{more}) are being run by "
-            f"another invocation: {lc.owner} (MLflow run {lc.run_id}, heartbeat {lc.age_s:.0f} s ago). Wait for "
-            f"it to finish (or pass --wait); if that driver is dead, its claim expires {STALE_S:.0f} s after its "
-            "last heartbeat and the next run resumes its cells")
+    return (f"{len(shared)} of its cells ({', '.join(shared[:3])}{more}) are being run by another invocation: "
+            f"{lc.owner} (MLflow run {lc.run_id}, heartbeat {lc.age_s:.0f} s ago)")
+
+
+def refusal(experiment: str, found: list[LiveClaim], cell_ids: list[str]) -> str:
+    return (f"experiment {experiment!r}: {held(found, cell_ids)}. Wait for it to finish (or pass --wait); if that "
+            f"driver is dead, its claim expires {STALE_S:.0f} s after its last heartbeat and the next run resumes "
+            "its cells")
 
 
 def claim(c: MlflowClient, experiment: str, experiment_id: str, run_id: str, cell_ids: list[str], *,
@@ -102,7 +107,7 @@ def claim(c: MlflowClient, experiment: str, experiment_id: str, run_id: str, cel
         release(c, run_id)
         if not wait:
             raise ClaimError(refusal(experiment, found, cell_ids))
-        log(f"waiting: {refusal(experiment, found, cell_ids).split(': ', 1)[1].split('. Wait')[0]}")
+        log(f"waiting: {held(found, cell_ids)}")
         time.sleep(HEARTBEAT_S * random.uniform(0.5, 1.5))
 
 
