@@ -111,7 +111,8 @@ def annotate(tables: dict, cells: pd.DataFrame, strict: bool = False) -> None:
     if strict:
         check_strict(found)
     marks = {m.row: ", ".join(m.fields) for m in found}
-    lines = block(found) + ([footer(cells)] if footer(cells) else [])
+    last = footer(cells)
+    lines = block(found) + ([last] if last else [])
     for table in tables.values():
         for t in [table, *table.parts.values()]:
             t.marks = {row: why for row, why in marks.items() if row in t.frame.index}
