@@ -7,4 +7,4 @@ start=$(date +%s)
 bash scripts/setup_env.sh
 .venv/bin/sassl run experiments/quickstart.yaml "$@"
 echo "[quickstart] done in $(( $(date +%s) - start )) s; browse the runs with:"
-echo "  .venv/bin/sassl ui    # then open http://127.0.0.1:5000"
+echo "  .venv/bin/sassl ui    # then open the address it prints (on the runs)"
