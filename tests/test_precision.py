@@ -49,16 +49,30 @@ class _Rec(Callback):
         self.states.append(state())
 
 
-@pytest.mark.parametrize("method", sorted(SMALL))
-def test_every_method_pretrains_in_bf16(method):
-    cfg = cell(method, aug_mode="cassle", encoder_depth=2, encoder_width=16)
-    cfg["optim"]["precision"] = "bf16"
-    images = torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+# every method with its queue / predictor / symmetric variants and each conditioning mode, a few
+# real training steps in each precision: a bug of the second step (MoCo's queue took bf16 keys
+# into its fp32 buffer on CPU) shows only here
+VARIANTS = {"moco_v2": {}, "moco_v2-queue": {"queue_size": 64},
+            "moco_v2-queue-nopred": {"queue_size": 64, "predictor": False},
+            "moco_v2-queue-symmetric-cassle": {"queue_size": 64, "symmetric": True, "aug_mode": "cassle"},
+            "moco_v2-augself": {"aug_mode": "augself"}, "simclr": {}, "simclr-cassle": {"aug_mode": "cassle"},
+            "byol": {}, "byol-augself": {"aug_mode": "augself"}, "barlow_twins-cassle": {"aug_mode": "cassle"}}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_method_variant_pretrains_a_few_steps_in_each_precision(variant, precision):
+    cfg = cell(variant.split("-")[0], encoder_depth=2, encoder_width=16, augself_hidden_dim=16, **VARIANTS[variant])
+    cfg["optim"]["precision"] = precision
+    images = torch.randint(0, 256, (48, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     rec = _Rec()
-    model = pretrain(cfg, images, callback=rec)
+    model = pretrain(cfg, images, callback=rec)  # 3 steps of 16
     assert len(rec.losses) == 1 and torch.isfinite(torch.tensor(rec.losses[0]))
     assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay fp32
     assert "grad_scaler" not in rec.states[0]  # only fp16 scales the loss
+    if VARIANTS[variant].get("queue_size"):
+        assert model.queue.dtype == torch.float32 and int(model.queue_ptr) == 3 * 16 % 64
+        assert torch.allclose(model.queue.norm(dim=1), torch.ones(64), atol=1e-5)  # unit keys, in fp32
 
 
 def test_fp16_needs_a_gpu_and_sipl_stays_fp32():

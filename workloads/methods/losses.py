@@ -28,6 +28,13 @@ def full_precision(fn):
     return wrapper
 
 
+def unit_rows(z: torch.Tensor) -> torch.Tensor:
+    """Rows of z scaled to unit L2 norm, in fp32 for half-precision input on every device: CUDA's
+    autocast runs the norm in fp32 and CPU's does not, so without the cast a CPU test would
+    exercise other dtypes than a GPU run (MoCo's queue, for one, is fp32)."""
+    return F.normalize(z.float() if z.dtype in HALF else z, dim=1)
+
+
 @full_precision
 def info_nce(q: torch.Tensor, k: torch.Tensor, temperature: float,
              queue: torch.Tensor | None = None, k_all: torch.Tensor | None = None) -> torch.Tensor:

@@ -12,7 +12,7 @@ from torch import nn
 from .base import AugAwareMethod
 from .distributed import gather_no_grad
 from .heads import mlp
-from .losses import info_nce
+from .losses import info_nce, unit_rows
 
 
 class MoCoV2(AugAwareMethod):
@@ -42,13 +42,13 @@ class MoCoV2(AugAwareMethod):
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
 
     def _query(self, y: torch.Tensor, omega: torch.Tensor | None = None) -> torch.Tensor:
-        return F.normalize(self.predictor(self._project(self.projector, y, omega)), dim=1)
+        return unit_rows(self.predictor(self._project(self.projector, y, omega)))
 
     @torch.no_grad()
     def _key(self, x: torch.Tensor, omega: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(key tower's backbone features, normalised key)."""
         y = self.key_backbone(x)
-        return y, F.normalize(self._project(self.key_projector, y, omega), dim=1)
+        return y, unit_rows(self._project(self.key_projector, y, omega))
 
     def ssl_loss(self, v1, v2, omega1, omega2):
         y1 = self.backbone(v1)
@@ -72,7 +72,7 @@ class MoCoV2(AugAwareMethod):
         if n == 0:
             return
         idx = (self.queue_ptr + torch.arange(keys.shape[0], device=keys.device)) % n
-        self.queue[idx] = keys[: n]
+        self.queue[idx] = keys[: n].to(self.queue.dtype)  # keys of a half-precision tower, too
         self.queue_ptr.copy_((self.queue_ptr + keys.shape[0]) % n)
 
     def momentum_pairs(self):

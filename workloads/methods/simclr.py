@@ -5,11 +5,10 @@ hidden 2048, output 128; temperature 0.2 (the AugSelf code's). With several proc
 negatives are the views of every rank (gathered with gradients)."""
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import nn
 
 from .base import AugAwareMethod
-from .losses import nt_xent
+from .losses import nt_xent, unit_rows
 
 
 class SimCLR(AugAwareMethod):
@@ -27,6 +26,6 @@ class SimCLR(AugAwareMethod):
 
     def ssl_loss(self, v1, v2, omega1, omega2):
         y1, y2 = self.backbone(v1), self.backbone(v2)
-        z1 = F.normalize(self._project(self.projector, y1, omega1), dim=1)
-        z2 = F.normalize(self._project(self.projector, y2, omega2), dim=1)
+        z1 = unit_rows(self._project(self.projector, y1, omega1))
+        z2 = unit_rows(self._project(self.projector, y2, omega2))
         return nt_xent(z1, z2, self.temperature), y1, y2
