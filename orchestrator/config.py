@@ -7,7 +7,7 @@ import os
 import typing
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -47,7 +47,10 @@ class Cluster(Strict):
     num_workers: int = Field(1, ge=1, description="Ray Train workers per cell; more than one trains with DDP.")
     cpus_per_worker: float = Field(1.0, gt=0, description=(
         "CPUs each worker asks for; also its PyTorch thread count and the evaluation task's share."))
-    gpus_per_worker: float = Field(0.0, ge=0, description="GPUs each worker asks for (0: train on CPUs).")
+    gpus_per_worker: float = Field(0.0, ge=0, description=(
+        "GPUs each worker asks for (0: train on CPUs). A worker trains on one GPU, so at most 1; "
+        "with `num_workers` > 1 exactly 1 (NCCL refuses two ranks on one GPU). A fraction lets "
+        "single-worker cells share a GPU."))
     max_concurrent_cells: int | None = Field(None, ge=1, description=(
         "Cells trained at once. Unset: as many as the cluster's resources fit."))
     max_failures: int = Field(1, ge=0, description=(
@@ -58,6 +61,18 @@ class Cluster(Strict):
         "Where files handed between processes live (backbones, stylizers, style banks, Ray Train "
         "checkpoints): unset = the run directory, which works on one machine only; on a cluster of "
         "several nodes, a folder every node mounts or an object-store URI (`s3://bucket/prefix`)."))
+
+    @field_validator("gpus_per_worker")
+    @classmethod
+    def _gpus(cls, v: float, info: ValidationInfo) -> float:
+        if v > 1:
+            raise ValueError(f"{v:g} GPUs, but a worker trains on one, so the rest would sit idle; for N GPUs per cell "
+                             "set num_workers: N and gpus_per_worker: 1")
+        if 0 < v < 1 and info.data.get("num_workers", 1) > 1:
+            raise ValueError(f"{v:g} with num_workers {info.data['num_workers']}: Ray would place two ranks on "
+                             "one GPU, which NCCL refuses ('Duplicate GPU detected'); use 1 (or 0 for CPUs). "
+                             "A fraction suits single-worker cells, which then share a GPU")
+        return v
 
     @field_validator("storage")
     @classmethod

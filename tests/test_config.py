@@ -172,3 +172,13 @@ def test_base_file_is_deep_merged_and_its_grid_replaced(tmp_path):
     (tmp_path / "loop.yaml").write_text(yaml.safe_dump({"base": "loop.yaml", "name": "x"}))
     with pytest.raises(ConfigError, match="cycle"):
         load_experiment(tmp_path / "loop.yaml")
+
+
+def test_worker_layouts_nccl_refuses_or_that_waste_gpus_are_refused():
+    from orchestrator.experiment import ConfigError, build_experiment
+    with pytest.raises(ConfigError, match=r"cluster.gpus_per_worker: 2 GPUs, but a worker trains on one"):
+        build_experiment({"name": "g", "cluster": {"gpus_per_worker": 2}})
+    with pytest.raises(ConfigError, match=r"cluster.gpus_per_worker: 0.25 with num_workers 4: .*NCCL refuses"):
+        build_experiment({"name": "g", "cluster": {"num_workers": 4, "gpus_per_worker": 0.25}})
+    for ok in ({"gpus_per_worker": 0.5}, {"num_workers": 4, "gpus_per_worker": 1}, {"num_workers": 2}):
+        assert build_experiment({"name": "g", "cluster": ok}).config.cluster.gpus_per_worker == ok.get("gpus_per_worker", 0)
