@@ -88,3 +88,25 @@ def test_stylized_layers_and_sources_are_validated(net):
         StyleAugment(net, source="external", bank=None)
     with pytest.raises(ValueError):
         aug(net, p=1.0, stylized_layers=5)
+
+
+def test_the_picture_grid_draws_without_touching_the_training_hook(net, tmp_path):
+    """The grid is drawn on step 0 while the prefetch thread stylizes the next batches with the
+    same hook: it must neither set the hook's p or generator (a training batch could be fully
+    stylized) nor advance its random stream."""
+    from workloads.stylize.pictures import save_style_grid
+
+    class Frozen(StyleAugment):
+        def __setattr__(self, name, value):
+            if self.__dict__.get("guard") is self:  # the training hook itself (a copy may change)
+                raise AssertionError(f"the picture grid set the training hook's {name}")
+            object.__setattr__(self, name, value)
+
+    hook = aug(net, p=0.3, source="external")
+    hook.__class__ = Frozen
+    hook.guard = hook
+    state, last = hook.generator.get_state(), hook.last
+    x = (batch(4) * 255).to(torch.uint8)
+    save_style_grid(x, hook, 32, tmp_path / "grid.png", n=4)
+    assert torch.equal(hook.generator.get_state(), state) and hook.last is last and hook.p == 0.3
+    assert (tmp_path / "grid.png").stat().st_size > 0

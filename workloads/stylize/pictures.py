@@ -1,6 +1,7 @@
 """Picture grids for style transfer: shapes must survive, texture and colour must change."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -47,13 +48,9 @@ def save_style_grid(x_uint8: torch.Tensor, hook: StyleAugment, size: int, path: 
         t = net.transformer(work, z, z_content=z_c, stylized_layers=hook.stylized_layers)
         t = hook.resize(t, content.shape[-2:]).clamp(0, 1)
         columns.append(beta * t + (1 - beta) * content)
-    # the sampled column uses its own generator: logging must not shift training's random stream
-    p, g = hook.p, hook.generator
-    hook.p, hook.generator = 1.0, torch.Generator(device=dev).manual_seed(0)
-    try:
-        columns.append(hook(content))
-    finally:
-        hook.p, hook.generator = p, g
+    # the sampled column draws with a copy of the hook (its own p and generator): the training
+    # hook is in use by the prefetch thread meanwhile, so it must not change, not even for a moment
+    columns.append(_drawing_copy(hook, dev)(content))
     labels = ["content"] + [f"a={a:g} b={b:g}" for a, b in SETTINGS] + ["sampled a, b"]
     if final is not None:
         columns.append(final[:n].to(dev))
@@ -63,6 +60,13 @@ def save_style_grid(x_uint8: torch.Tensor, hook: StyleAugment, size: int, path: 
     save_image(make_grid(_tiles(columns, 96), nrow=len(columns), padding=2, pad_value=1.0), path)
     _label_columns(path, labels, tile=96 + 2)
     return path
+
+
+def _drawing_copy(hook: StyleAugment, device: torch.device) -> StyleAugment:
+    """The hook with p = 1 and a generator of its own; the network and bank are shared (read only)."""
+    mine = copy.copy(hook)
+    mine.p, mine.generator, mine.last = 1.0, torch.Generator(device=device).manual_seed(0), None
+    return mine
 
 
 def _label_columns(path: Path, labels: list[str], tile: int) -> None:
