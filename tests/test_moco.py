@@ -1,4 +1,5 @@
 """MoCo v2 loss, momentum schedule, EMA, queue; optimiser schedule; backbone shapes."""
+import copy
 import math
 
 import pytest
@@ -95,3 +96,34 @@ def test_lars_excludes_biases_and_norms():
     loss = model(torch.randn(8, 4)).pow(2).mean()
     loss.backward()
     opt.step()
+
+
+def test_multi_tensor_lars_and_ema_do_the_loops_arithmetic():
+    """LARS and the momentum towers' EMA run as multi-tensor (foreach) kernels, a few launches
+    per step instead of thousands on a GPU; the result is the per-parameter loop's, step by step
+    (decayed and excluded groups, a parameter without gradient, a zero weight, BN buffers)."""
+    from workloads.methods.ema import ema_update
+    torch.manual_seed(0)
+    base = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 3),
+                               torch.nn.Linear(3, 3))
+    with torch.no_grad():
+        base[2].weight.zero_()  # trust ratio 1 for a zero weight
+    models = {k: copy.deepcopy(base) for k in ("foreach", "loop")}
+    targets = {k: copy.deepcopy(base).requires_grad_(False) for k in models}
+    opts = {k: build_optimizer(m, "lars", 0.1, 0.9, 1e-3) for k, m in models.items()}
+    opts["loop"].foreach = False
+    assert opts["foreach"].foreach
+    x = torch.randn(16, 4)
+    for step in range(3):
+        for k, m in models.items():
+            opts[k].zero_grad(set_to_none=True)
+            m[:3](x).pow(2).mean().backward()  # the last Linear gets no gradient
+            opts[k].step()
+            ema_update([(m, targets[k])], 0.9 + 0.03 * step, foreach=k == "foreach")
+        for (name, a), b in zip(models["foreach"].state_dict().items(), models["loop"].state_dict().values()):
+            assert torch.allclose(a.float(), b.float(), rtol=1e-6, atol=1e-7), (step, name)
+        for (name, a), b in zip(targets["foreach"].state_dict().items(), targets["loop"].state_dict().values()):
+            assert torch.allclose(a.float(), b.float(), rtol=1e-6, atol=1e-7), (step, name)
+    assert not torch.equal(models["foreach"][0].weight, base[0].weight)  # it trained
+    assert torch.equal(models["foreach"][3].weight, base[3].weight)  # no gradient: untouched
+    assert torch.equal(targets["foreach"][1].running_mean, models["foreach"][1].running_mean)  # buffers copied

@@ -11,34 +11,64 @@ class LARS(torch.optim.Optimizer):
     """SGD with momentum and layer-wise trust ratio (You et al. 2017).
 
     Parameter groups with ``lars_exclude=True`` (biases, BN) get neither weight decay
-    nor adaptation, as in SimCLR/BYOL/SASSL."""
+    nor adaptation, as in SimCLR/BYOL/SASSL.
+
+    ``foreach`` (default): each group's update as a handful of multi-tensor kernels instead of
+    ~10 per parameter (a ResNet-50 method has ~300 parameters: thousands of small launches per
+    step on a GPU); ``foreach=False`` is the same arithmetic a parameter at a time, which the
+    tests compare it with and benchmarks/optim_foreach.py times."""
 
     def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 trust_coefficient: float = 0.001, eps: float = 1e-8):
+                 trust_coefficient: float = 0.001, eps: float = 1e-8, foreach: bool = True):
         defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
                         trust_coefficient=trust_coefficient, eps=eps, lars_exclude=False)
         super().__init__(params, defaults)
+        self.foreach = foreach
 
     @torch.no_grad()
     def step(self, closure=None):
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                d = p.grad
-                if not group["lars_exclude"]:
-                    d = d.add(p, alpha=group["weight_decay"])
-                    w_norm, g_norm = torch.norm(p), torch.norm(d)
-                    trust = torch.where((w_norm > 0) & (g_norm > 0),
-                                        group["trust_coefficient"] * w_norm / (g_norm + group["eps"]),
-                                        torch.ones_like(w_norm))
-                    d = d.mul(trust)
-                buf = self.state[p].get("momentum_buffer")
-                if buf is None:
-                    buf = self.state[p]["momentum_buffer"] = d.clone()
-                else:
-                    buf.mul_(group["momentum"]).add_(d)
-                p.add_(buf, alpha=-group["lr"])
+            params = [p for p in group["params"] if p.grad is not None]
+            if params:
+                (self._group_foreach if self.foreach else self._group_loop)(group, params)
+
+    def _group_foreach(self, group: dict, params: list[torch.Tensor]) -> None:
+        grads = [p.grad for p in params]
+        if group["lars_exclude"]:
+            d = grads
+        else:
+            d = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+            w_norm, g_norm = torch.stack(torch._foreach_norm(params)), torch.stack(torch._foreach_norm(d))
+            trust = torch.where((w_norm > 0) & (g_norm > 0),
+                                group["trust_coefficient"] * w_norm / (g_norm + group["eps"]),
+                                torch.ones_like(w_norm))
+            torch._foreach_mul_(d, list(trust.unbind()))
+        bufs = [self.state[p].get("momentum_buffer") for p in params]
+        if any(b is None for b in bufs):  # the first step: the buffers start as the update itself
+            for p, u in zip(params, d):
+                self.state[p]["momentum_buffer"] = u.clone()
+            bufs = [self.state[p]["momentum_buffer"] for p in params]
+        else:
+            torch._foreach_mul_(bufs, group["momentum"])
+            torch._foreach_add_(bufs, d)
+        torch._foreach_add_(params, bufs, alpha=-group["lr"])
+
+    def _group_loop(self, group: dict, params: list[torch.Tensor]) -> None:
+        for p in params:
+            d = p.grad
+            if not group["lars_exclude"]:
+                d = d.add(p, alpha=group["weight_decay"])
+                w_norm, g_norm = torch.norm(p), torch.norm(d)
+                trust = torch.where((w_norm > 0) & (g_norm > 0),
+                                    group["trust_coefficient"] * w_norm / (g_norm + group["eps"]),
+                                    torch.ones_like(w_norm))
+                d = d.mul(trust)
+            buf = self.state[p].get("momentum_buffer")
+            if buf is None:
+                buf = self.state[p]["momentum_buffer"] = d.clone()
+            else:
+                buf.mul_(group["momentum"]).add_(d)
+            p.add_(buf, alpha=-group["lr"])
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:

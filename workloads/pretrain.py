@@ -132,7 +132,10 @@ def pretrain(cfg: dict[str, Any], images: "torch.Tensor | ShardStream", *, callb
     warmup_steps = int(round(opt_cfg["warmup_epochs"] * epoch_steps[0]))
     for epoch in range(start_epoch, epochs):
         model.train()
-        t0, seen, loss_sum = time.perf_counter(), 0, 0.0
+        t0, seen = time.perf_counter(), 0
+        # the loss stays on the device and is read every half second, not every step: a read is
+        # a host sync, which would stall a GPU's queue of kernels once per step
+        loss_sum, first_bad = torch.zeros((), device=device), torch.full((), -1, device=device)
         last_report = 0.0
         steps_per_epoch = epoch_steps[epoch]
         # pinned host memory lets the copy to a GPU run asynchronously
@@ -153,16 +156,14 @@ def pretrain(cfg: dict[str, Any], images: "torch.Tensor | ShardStream", *, callb
             with autocast(device.type, dtype):
                 out = forward(v1, v2, **omegas)
             loss = out["loss"]
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(f"pretraining loss became {loss.item()} at epoch {epoch + 1}, "
-                                         f"step {step + 1}; lower optim.lr or check the data")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)  # with fp16: skipped when the scaled gradients overflowed
             scaler.update()
             model.after_step((gstep + 1) / total_steps)
+            loss_sum += loss.detach()
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step, first_bad)
             callback.on_step(STAGE, epoch + 1, step + 1, steps_per_epoch)
-            loss_sum += loss.item()
             seen += x.shape[0] * world_size()
             if epoch == start_epoch and step == 0 and rank() == 0:
                 if streaming:  # no square original on this path: show view 1's crop as the image
@@ -174,10 +175,11 @@ def pretrain(cfg: dict[str, Any], images: "torch.Tensor | ShardStream", *, callb
             now = time.perf_counter()
             if now - last_report > 0.5 or step == steps_per_epoch - 1:
                 last_report = now
+                mean_loss = _checked_mean(loss_sum, first_bad, step + 1, epoch)
                 callback.on_progress(STAGE, epoch + 1, step + 1, steps_per_epoch,
-                                     {"loss": loss_sum / (step + 1), "images_per_s": seen / (now - t0)})
+                                     {"loss": mean_loss, "images_per_s": seen / (now - t0)})
         elapsed = time.perf_counter() - t0
-        metrics = {"loss": loss_sum / steps_per_epoch, "lr": lr, "images_per_s": seen / elapsed,
+        metrics = {"loss": mean_loss, "lr": lr, "images_per_s": seen / elapsed,
                    "epoch_seconds": elapsed, "momentum": getattr(model, "current_momentum", math.nan)}
         if streaming:
             metrics["skipped_images"] = float(images.skipped)  # damaged rows, so far (this rank)
@@ -191,6 +193,17 @@ def pretrain(cfg: dict[str, Any], images: "torch.Tensor | ShardStream", *, callb
                     **({"grad_scaler": scaler.state_dict()} if scaler.is_enabled() else {})}
         callback.on_epoch_end(STAGE, epoch + 1, metrics, state)
     return model
+
+
+def _checked_mean(loss_sum: torch.Tensor, first_bad: torch.Tensor, steps: int, epoch: int) -> float:
+    """The epoch's mean loss so far, read from the device (one sync); a NonFiniteLossError naming
+    the first step whose loss was NaN or inf. The checkpoint of the epoch before stays the last one
+    written: the check runs before every epoch's end."""
+    total, bad = loss_sum.item(), int(first_bad.item())
+    if bad >= 0:
+        raise NonFiniteLossError(f"pretraining loss became {total} at epoch {epoch + 1}, step {bad + 1} "
+                                 f"(read at step {steps}); lower optim.lr or check the data")
+    return total / steps
 
 
 def _on_host(batch: "torch.Tensor | CroppedViews") -> bool:

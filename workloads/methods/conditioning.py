@@ -97,7 +97,11 @@ class ConditionedProjector(nn.Module):
             raise ValueError("a projector needs at least 1 layer")
         self.cond_mode = cond_mode
         self.parts = parse_parts(omega_parts)
-        self.register_buffer("omega_mask", omega_mask(self.parts), persistent=False)
+        # the kept columns as indices, decided once here: a boolean mask (or a tensor's truth value)
+        # read in every call is a host sync per step on a GPU
+        mask = omega_mask(self.parts)
+        self.all_parts = bool(mask.all())
+        self.register_buffer("omega_index", mask.nonzero().flatten(), persistent=False)
         a = omega_dim(self.parts)
         self.in_dim, self.out_dim = in_dim, out_dim
         if cond_mode == "concat":
@@ -125,7 +129,7 @@ class ConditionedProjector(nn.Module):
 
     def embed(self, omega: torch.Tensor) -> torch.Tensor:
         """γ(ω) of a full ``B x 14`` ω (its selected parts)."""
-        w = omega[:, self.omega_mask] if not bool(self.omega_mask.all()) else omega
+        w = omega if self.all_parts else omega.index_select(1, self.omega_index)
         # ω arrives as fp32 from the augmentation; cast to the encoder's own dtype (fp64 in tests)
         dtype = next((p.dtype for p in self.encoder.parameters()), torch.float32)
         return self.encoder(w.to(dtype))

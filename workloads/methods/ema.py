@@ -30,10 +30,23 @@ class MomentumSchedule:
 
 
 @torch.no_grad()
-def ema_update(pairs: list[tuple[nn.Module, nn.Module]], momentum: float) -> None:
-    """target ← m·target + (1 − m)·online for every parameter; buffers (BN statistics) copied."""
+def ema_update(pairs: list[tuple[nn.Module, nn.Module]], momentum: float, foreach: bool = True) -> None:
+    """target ← m·target + (1 − m)·online for every parameter (as a lerp: one pass over memory,
+    exactly the target at m = 1); buffers (BN statistics) copied. ``foreach``: as multi-tensor
+    kernels (a few launches instead of one per tensor on a GPU); False: a tensor at a time, the
+    same arithmetic (tests compare the two, benchmarks/optim_foreach.py times them)."""
+    online_p, target_p, online_b, target_b = [], [], [], []
     for online, target in pairs:
-        for po, pt in zip(online.parameters(), target.parameters()):
-            pt.mul_(momentum).add_(po.detach(), alpha=1.0 - momentum)
-        for bo, bt in zip(online.buffers(), target.buffers()):
-            bt.copy_(bo)
+        online_p += [p.detach() for p in online.parameters()]
+        target_p += list(target.parameters())
+        online_b += list(online.buffers())
+        target_b += list(target.buffers())
+    if foreach and target_p:
+        torch._foreach_lerp_(target_p, online_p, 1.0 - momentum)
+        if target_b:
+            torch._foreach_copy_(target_b, online_b)
+        return
+    for po, pt in zip(online_p, target_p):
+        pt.lerp_(po, 1.0 - momentum)
+    for bo, bt in zip(online_b, target_b):
+        bt.copy_(bo)
