@@ -489,6 +489,10 @@ class Optim(Strict):
         "Autocast dtype of the pretraining forward passes; weights, losses and optimiser stay fp32. "
         "fp16 adds a GradScaler and needs a GPU."))
     compile: bool = Field(False, description="`torch.compile` the method's forward (the first steps pay for compiling).")
+    deterministic: bool = Field(False, description=(
+        "Reproducible GPU runs: cuDNN's deterministic algorithms, no autotuner, no TF32, torch's "
+        "deterministic kernels and `CUBLAS_WORKSPACE_CONFIG` in every worker (slower). Off: TF32 "
+        "and `cudnn.benchmark` on GPUs. CPU runs are reproducible either way."))
 
 
 class Target(Strict):

@@ -33,6 +33,8 @@ def _evaluate_target(cfg: dict[str, Any], target: dict[str, Any], storage: str, 
     import torch  # here, not at the top: the cell task that imports this module needs no PyTorch
     torch.set_num_threads(max(1, threads))
     device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
+    from workloads.backends import configure_backends
+    configure_backends(torch.device(device), deterministic=bool(cfg["optim"].get("deterministic")))
     store = Storage(storage)
     state = torch.load(store.fetch(backbone_key, cache_dir), map_location="cpu", weights_only=True)
     method_key = f"{backbone_key.rsplit('/', 1)[0]}/{METHOD_FILE}"

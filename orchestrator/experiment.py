@@ -269,7 +269,8 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], where: str)
 # ---------------------------------------------------------------- grid
 # fields added after stores with finished cells existed: at these values they leave a cell's
 # identity as it was, so upgrading sassl does not rerun finished work
-IDENTITY_NEUTRAL = {"optim.precision": "fp32", "optim.compile": False, "backbone.sync_bn": False,
+IDENTITY_NEUTRAL = {"optim.precision": "fp32", "optim.compile": False, "optim.deterministic": False,
+                    "backbone.sync_bn": False,
                     "data.loader": "auto", "data.memory_budget_gb": 2.0, "data.stream_decode": "worker",
                     "data.stream_decode_cpus": 1.0}
 

@@ -12,6 +12,7 @@ from typing import Any
 import ray.train
 import torch
 
+from workloads.backends import configure_backends
 from workloads.callbacks import Callback
 from workloads.data.device_decode import DeviceDecodeStream
 from workloads.data.prepare import pretrain_data
@@ -89,6 +90,8 @@ def _setup(loop_cfg: dict[str, Any]) -> tuple[torch.device, bool, dict[str, Any]
     torch.set_num_threads(max(1, int(loop_cfg["cpus_per_worker"])))
     use_gpu = torch.cuda.is_available() and loop_cfg["use_gpu"]
     device = ray.train.torch.get_device() if use_gpu else torch.device("cpu")
+    # before the first kernel: cuBLAS reads its workspace setting when it makes its handle
+    configure_backends(device, deterministic=bool(loop_cfg.get("cell", {}).get("optim", {}).get("deterministic")))
     resume = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:

@@ -63,7 +63,11 @@ class StyleAugment:
         self.net = fold_batch_norms(copy.deepcopy(net).eval()).requires_grad_(False).to(
             memory_format=torch.channels_last)
         self.p, self.alpha, self.beta, self.source, self.shift = p, alpha, beta, source, shift
-        self.bank, self.stylized_layers, self.generator = bank, stylized_layers, generator
+        # the bank moves to the stylizer's device once here, not from pageable memory every batch
+        # (a Painter-by-Numbers bank is ~32 MB)
+        device = next(self.net.parameters()).device
+        self.bank = bank.to(device) if bank is not None else None
+        self.stylized_layers, self.generator = stylized_layers, generator
         self.amp_dtype = amp_dtype  # autocast dtype of the stylizer's passes (None: fp32)
         self.last: StyleDraw | None = None
 
@@ -102,7 +106,7 @@ class StyleAugment:
             z_c = self.net.embed(work)
             if self.source == "external":
                 style_index = torch.randint(len(self.bank), (m,), generator=g, device=dev)
-                z_s = self.bank.to(dev)[style_index]
+                z_s = self.bank[style_index]
             elif self.source == "noise":
                 z_s = torch.randn(z_c.shape, generator=g, device=dev)
             else:  # content: the stylizer as an autoencoder of its own style

@@ -35,7 +35,7 @@ def save_style_grid(x_uint8: torch.Tensor, hook: StyleAugment, size: int, path: 
     work = hook.resize(content)  # the stylizer's working size, as in training
     z_c = net.embed(work)
     if hook.source == "external":
-        z_s = hook.bank.to(dev)[torch.arange(len(content), device=dev) % len(hook.bank)]
+        z_s = hook.bank[torch.arange(len(content), device=dev) % len(hook.bank)]
     elif hook.source == "in_batch":
         z_s = z_c.roll(-hook.shift, dims=0)
     elif hook.source == "noise":
