@@ -10,7 +10,9 @@ any machine with a CUDA build of torch and run
 
 It prints images/s per setting, the SASSL / default and CASSLE / default ratios, the peak GPU
 memory and the final loss, then the streamed path's JPEG decode on the device (nvJPEG) against
-PIL on one CPU thread, and exits 1 on a non-finite loss or an error (after running the rest).
+PIL on one CPU thread, then one ResNet-50 step at the paper profiles' per-GPU batch (512 at
+224 px) with plain and with synchronised batch norm (peak memory and time of each), and exits 1
+on a non-finite loss or an error (after running the rest).
 Without a converted Magenta checkpoint (`sassl stylize` or any SASSL run writes one to
 ~/.cache/sassl/weights/) the stylizer is the same architecture, randomly initialised: the same
 cost, not the same pictures. The test suite runs it on CPU at a tiny size (`--device cpu`) so it
@@ -30,9 +32,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, when not installed
 
 from workloads.augment import TwoViewAugment  # noqa: E402
+from workloads.backends import configure_backends  # noqa: E402
 from workloads.augment.prefetch import Prefetcher, make_views  # noqa: E402
 from workloads.methods import build_method  # noqa: E402
 from workloads.models.backbones import build_backbone  # noqa: E402
+from workloads.models.sync_bn import SyncBatchNorm, convert_sync_bn  # noqa: E402
 from workloads.optim import build_optimizer  # noqa: E402
 from workloads.precision import amp_dtype, autocast  # noqa: E402
 from workloads.stylize import magenta  # noqa: E402
@@ -141,6 +145,44 @@ def check_decode(args, device: torch.device) -> dict:
             "bad": bad}
 
 
+def check_sync_bn(args, device: torch.device) -> dict[str, dict[str, float]]:
+    """One ResNet-50 training step (forward under autocast, backward, SGD) at the paper
+    profiles' per-GPU batch, with plain and with synchronised batch norm (its collectives
+    skipped on one device, ``always_sync``): peak memory and seconds per step of each."""
+    size = args.syncbn_size
+    out = {}
+    for kind in ("plain", "sync"):
+        torch.manual_seed(0)
+        net = build_backbone("resnet50", args.width, "imagenet").to(device, memory_format=torch.channels_last)
+        if kind == "sync":
+            convert_sync_bn(net)
+        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+        x = torch.randn(args.syncbn_batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
+        dtype = amp_dtype(args.precision, device)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        SyncBatchNorm.always_sync = kind == "sync"
+        try:
+            times = []
+            for _ in range(3):
+                t = time.perf_counter()
+                with autocast(device.type, dtype):
+                    loss = net(x).float().pow(2).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                times.append(time.perf_counter() - t)
+        finally:
+            SyncBatchNorm.always_sync = False
+        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else math.nan
+        out[kind] = {"peak_mib": peak, "seconds": min(times[1:])}
+        del net, opt, x, loss
+    return out
+
+
 def _mib(v: float) -> str:
     return f"{v:>8.0f}" if math.isfinite(v) else f"{'n/a':>8}"  # no CUDA memory counter on CPU
 
@@ -157,11 +199,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stylizer", default="~/.cache/sassl/weights/magenta-arbitrary-v1.pt")
     ap.add_argument("--decode-images", type=int, default=512, help="JPEGs for the decode check (0: skip it)")
     ap.add_argument("--decode-size", type=int, default=224)
+    ap.add_argument("--syncbn-batch", type=int, default=512,
+                    help="per-GPU batch of the sync-BN memory check (the paper profiles': 512; 0: skip it)")
+    ap.add_argument("--syncbn-size", type=int, default=224)
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda but torch.cuda.is_available() is False (use --device cpu)", file=sys.stderr)
         return 2
+    configure_backends(device)  # as a training worker: TF32 and cuDNN's autotuner on a GPU
     net, which = load_net(args.stylizer, device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device {name}; torch {torch.__version__}; precision {args.precision}; stylizer: {which}")
@@ -194,6 +240,19 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # noqa: BLE001
             failures.append("decode")
             print(f"jpeg decode FAILED: {type(e).__name__}: {e}", flush=True)
+            traceback.print_exc()
+    if args.syncbn_batch:
+        try:
+            b = check_sync_bn(args, device)
+            p, q = b["plain"], b["sync"]
+            ratio = q["peak_mib"] / p["peak_mib"] if math.isfinite(p["peak_mib"]) else math.nan
+            print(f"sync BN: resnet50 {args.syncbn_size} px batch {args.syncbn_batch} {args.precision}: plain BN peak "
+                  f"{_mib(p['peak_mib']).strip()} MiB {p['seconds'] * 1e3:.0f} ms/step, sync BN peak "
+                  f"{_mib(q['peak_mib']).strip()} MiB {q['seconds'] * 1e3:.0f} ms/step; ratio sync / plain: memory "
+                  f"{ratio:.2f}, time {q['seconds'] / p['seconds']:.2f}", flush=True)
+        except Exception as e:  # noqa: BLE001
+            failures.append("sync_bn")
+            print(f"sync BN FAILED: {type(e).__name__}: {e}", flush=True)
             traceback.print_exc()
     for (size, method, variant), r in results.items():
         base = results.get((size, method, "default"))

@@ -236,3 +236,23 @@ def test_crop_box_follows_the_batched_rule(monkeypatch):
                 return self.row.astype(np.float32).astype(np.float64)
         mine = [list(crop_box(h, w, (0.08, 1.0), (3 / 4, 4 / 3), Fixed(row))) for row in u]
         assert mine == ref, (h, w)
+
+
+def test_rows_the_device_decoder_refuses_fall_back_to_pil_as_on_the_thread_path():
+    """ImageNet has CMYK JPEGs and PNG bytes under a .JPEG name: PIL reads them, so the device
+    path must keep them too (decoded on the CPU, moved to the device), skipping only what
+    neither reads, so both paths train on the same rows with the same boxes."""
+    from workloads.data.device_decode import decode_rows_on_device
+    g = np.random.default_rng(0)
+    rows = []
+    for fmt, mode in (("JPEG", "RGB"), ("PNG", "RGB"), ("JPEG", "CMYK"), ("JPEG", "L")):
+        buf = io.BytesIO()
+        Image.fromarray(g.integers(0, 256, (40, 48, 3), dtype=np.uint8)).convert(mode).save(buf, fmt)
+        rows.append(buf.getvalue())
+    rows.append(b"\xff\xd8 not an image")
+    kw = dict(views=VIEWS, size=32, seed=0, epoch=0)
+    cpu, bad_cpu = decode_rows(rows, list(range(5)), **kw)
+    dev, bad_dev = decode_rows_on_device(rows, list(range(5)), device=torch.device("cpu"), **kw)
+    assert bad_cpu == bad_dev == 1 and cpu.index.tolist() == dev.index.tolist() == [0, 1, 2, 3]
+    assert torch.equal(cpu.crop1, dev.crop1) and torch.equal(cpu.crop2, dev.crop2)
+    assert (cpu.view1.float() - dev.view1.float()).abs().mean() < 3.0

@@ -17,12 +17,14 @@ import torch.nn.functional as F
 
 from ..augment.batched import CroppedViews
 from ..augment.params import ViewConfig
-from .stream import EpochPlan, ShardStream, crop_box, seed_of
+from .stream import EpochPlan, ShardStream, crop_box, open_rgb, seed_of
 
 
 def _decode_all(jpegs: Sequence[bytes], device: torch.device) -> list[torch.Tensor | None]:
-    """Every JPEG as a uint8 3 x H x W tensor on ``device``; None where it cannot be decoded.
-    One batched call (what nvJPEG is fast at); image by image only if the batch has a bad one."""
+    """Every row as a uint8 3 x H x W tensor on ``device``; None where it cannot be decoded.
+    One batched call (what nvJPEG is fast at); if the batch has a row it refuses, image by image,
+    and a row the device decoder refuses goes to PIL on the CPU (as the thread path decodes it:
+    CMYK JPEGs, PNG bytes under a .JPEG name), so both paths keep the same rows."""
     # imported here: torchvision costs seconds of CPU per process, and only this decoder needs it
     from torchvision.io import ImageReadMode, decode_jpeg
     data = [torch.frombuffer(bytearray(j), dtype=torch.uint8) for j in jpegs]
@@ -30,12 +32,22 @@ def _decode_all(jpegs: Sequence[bytes], device: torch.device) -> list[torch.Tens
         return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
     except RuntimeError:
         out: list[torch.Tensor | None] = []
-        for d in data:
+        for raw, d in zip(jpegs, data):
             try:
                 out.append(decode_jpeg(d, mode=ImageReadMode.RGB, device=device))
-            except RuntimeError:  # a damaged row: skipped and counted, as on the other paths
-                out.append(None)
+            except RuntimeError:
+                out.append(_decode_on_cpu(raw, device))
         return out
+
+
+def _decode_on_cpu(raw: bytes, device: torch.device) -> torch.Tensor | None:
+    """PIL's decode of one row, moved to ``device``; None for a damaged row (skipped and counted,
+    as on the other paths)."""
+    try:
+        img = open_rgb(raw)
+    except Exception:  # noqa: BLE001 - PIL raises many types for damaged data
+        return None
+    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).to(device)
 
 
 def _resize(crop: torch.Tensor, size: int) -> torch.Tensor:

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from .sources import ImageSource
 
@@ -51,6 +50,7 @@ def load_in_memory(source: ImageSource, *, progress: bool = True, cache_dir: str
                 return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
 
     images = torch.empty((n, 3, s, s), dtype=torch.uint8)
+    from tqdm.auto import tqdm  # here: the data package imports without it (benchmarks/gpu_check.py)
     with tqdm(total=n, disable=not progress, desc=f"decode {source.name}/{source.split}",
               unit="img", leave=False) as bar:
         if num_workers > 0:

@@ -110,6 +110,15 @@ def crop_box(h: int, w: int, scale: tuple[float, float], ratio: tuple[float, flo
     return (h - ch) // 2, (w - cw) // 2, ch, cw
 
 
+def open_rgb(data: bytes) -> Image.Image:
+    """A row's bytes as a loaded RGB image (any format PIL reads: CMYK JPEGs, PNGs under a .JPEG
+    name, as ImageNet has); raises on damaged data."""
+    img = Image.open(io.BytesIO(data))
+    img = img.convert("RGB") if img.mode != "RGB" else img
+    img.load()
+    return img
+
+
 def decode_rows(jpegs: Sequence[bytes], indices: Sequence[int], *, views: tuple[ViewConfig, ViewConfig],
                 size: int, seed: int, epoch: int) -> tuple[CroppedViews, int]:
     """Both views' crops of each row (decoded once), and how many rows could not be decoded
@@ -122,9 +131,7 @@ def decode_rows(jpegs: Sequence[bytes], indices: Sequence[int], *, views: tuple[
     kept, bad = [], 0
     for data, index in zip(jpegs, indices):
         try:
-            img = Image.open(io.BytesIO(data))
-            img = img.convert("RGB") if img.mode != "RGB" else img
-            img.load()
+            img = open_rgb(data)
         except Exception:  # a damaged row: skipped and counted, as the in-memory path does
             bad += 1
             continue
