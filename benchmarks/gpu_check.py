@@ -6,16 +6,17 @@ It needs only torch, torchvision and numpy (no Ray, MLflow or pydantic): copy th
 any machine with a CUDA build of torch and run
 
     python benchmarks/gpu_check.py                          # cuda, bf16, 32 and 224 px
-    python benchmarks/gpu_check.py --stylizer ~/.cache/sassl/weights/magenta-arbitrary-v1.pt
+    python benchmarks/gpu_check.py --stylizer path/to/magenta-arbitrary-v1.pt
 
 It prints images/s per setting, the SASSL / default and CASSLE / default ratios, the peak GPU
 memory and the final loss, then the streamed path's JPEG decode on the device (nvJPEG) against
 PIL on one CPU thread, then one ResNet-50 step at the paper profiles' per-GPU batch (512 at
 224 px) with plain and with synchronised batch norm (peak memory and time of each), and exits 1
 on a non-finite loss or an error (after running the rest).
-Without a converted Magenta checkpoint (`sassl stylize` or any SASSL run writes one to
-~/.cache/sassl/weights/) the stylizer is the same architecture, randomly initialised: the same
-cost, not the same pictures. The test suite runs it on CPU at a tiny size (`--device cpu`) so it
+The stylizer is the converted Magenta checkpoint that `sassl stylize` or any SASSL run writes to
+its run directory's `cache/weights/` (by default `runs/cache/weights/magenta-arbitrary-v1.pt`
+in the repository, where the default looks); without one it is the same architecture, randomly
+initialised: the same cost, not the same pictures. The test suite runs it on CPU at a tiny size (`--device cpu`) so it
 cannot rot; on one modern GPU the defaults take well under 5 minutes.
 """
 from __future__ import annotations
@@ -29,7 +30,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, when not installed
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the repository, when not installed
 
 from workloads.augment import TwoViewAugment  # noqa: E402
 from workloads.backends import configure_backends  # noqa: E402
@@ -196,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--width", type=float, default=1.0, help="backbone width multiplier")
-    ap.add_argument("--stylizer", default="~/.cache/sassl/weights/magenta-arbitrary-v1.pt")
+    ap.add_argument("--stylizer", default=str(REPO / "runs" / "cache" / "weights" / "magenta-arbitrary-v1.pt"),
+                    help="converted Magenta checkpoint (a run directory's cache/weights/); missing: random init")
     ap.add_argument("--decode-images", type=int, default=512, help="JPEGs for the decode check (0: skip it)")
     ap.add_argument("--decode-size", type=int, default=224)
     ap.add_argument("--syncbn-batch", type=int, default=512,

@@ -86,7 +86,7 @@ class DatasetRef(Strict):
     """A dataset by name: a kit shipped with the repository (`cifar10-kit`, `paintings-kit`, …), a
     torchvision dataset, `imagefolder`/`stylefolder` (a folder of images), or `packed` (shards made
     by `sassl pack`)."""
-    name: str = Field(description="Dataset name (the configuration reference lists them with their splits).")
+    name: str = Field(description="Dataset name: one of the [dataset names](#dataset-names), each with its splits.")
     split: str = Field("train", description="Split to read (e.g. `train`, `test`, `val`, `all`).")
     root: str | None = Field(None, description=(
         "Folder (or, for `packed`, an object-store URI) holding the dataset. Unset: the kit's own "
@@ -686,7 +686,7 @@ METHOD_NAMES = tuple(m.model_fields["name"].default for m in METHOD_SCHEMAS)
 
 class CellConfig(Strict):
     """Everything one pretraining + evaluation cell needs; its hash is the cell's identity."""
-    seed: int = Field(0, description="The cell's seed (set from `seeds`; one cell per seed).")
+    seed: int = Field(0, description="The cell's seed, set from `seeds` (one cell per entry); writing it is refused.")
     data: Data = Field(Data(), description="Pretraining data.")
     backbone: Backbone = Field(Backbone(), description="The encoder.")
     method: Union[METHOD_SCHEMAS] = Field(MoCoV2(), discriminator="name", description=(  # noqa: UP007

@@ -147,9 +147,27 @@ def read_with_base(path: str | Path, _seen: tuple = ()) -> dict[str, Any]:
 def load_experiment(path: str | Path, profile: str | None = None,
                     overrides: dict[str, Any] | None = None) -> Experiment:
     raw = read_with_base(path)
+    refuse_cell_seed(raw, profile, overrides)
     exp = build_experiment(raw, profile, overrides, written=written_by(read_yaml(path), profile))
     exp.path = Path(path).resolve()  # Ray may change the working directory of a job's driver later
     return exp
+
+
+def refuse_cell_seed(raw: dict[str, Any], profile: str | None, overrides: dict[str, Any] | None) -> None:
+    """A written ``seed`` would be replaced by each entry of ``seeds`` without a word: refuse it
+    wherever a user can write it (the file and its bases, the chosen profile, a row, ``--set``)."""
+    profiles = raw.get("profiles") if isinstance(raw.get("profiles"), dict) else {}
+    variants = (raw.get("grid") or {}).get("variants") if isinstance(raw.get("grid"), dict) else None
+    places = ["seed"] if "seed" in raw else []
+    if profile and isinstance(profiles.get(profile), dict) and "seed" in profiles[profile]:
+        places.append(f"profiles.{profile}.seed")
+    places += [f"grid.variants[{i}].set.seed" for i, v in enumerate(variants or [])
+               if isinstance(v, dict) and isinstance(v.get("set"), dict) and "seed" in v["set"]]
+    if overrides and "seed" in overrides:
+        places.append("--set seed")
+    if places:
+        raise ConfigError(f"{', '.join(places)}: a cell's seed comes from `seeds` (one cell per entry), so this "
+                          "value would be replaced; write `seeds: [N]` instead")
 
 
 def written_by(own: dict[str, Any], profile: str | None) -> set[str]:
