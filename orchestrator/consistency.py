@@ -7,7 +7,11 @@ overrides, its rows and `--set`), not what it inherits through `base:`: a base f
 several experiments, and its settings for SASSL rows are not a mistake in a table without any.
 A field counts as unused when it is unused in every cell that writes it, so a base value meant
 for some rows only is fine. The rules are listed in the configuration reference (generated
-from RULES)."""
+from RULES).
+
+Besides the rules, warnings about whole resolved cells, whatever file wrote their settings:
+a field of an evaluation target that its own other field overrides, and a cell at a paper's
+scale (SCALE_ARCHS, or crops of SCALE_IMAGE_SIZE px and more) on workers without a GPU."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -145,6 +149,31 @@ def find(cells: list[tuple[Cfg, set[str]]]) -> list[Finding]:
 
 
 def target_warnings(cells: list[Cfg]) -> list[str]:
+    """The warnings about whole cells (their `cluster` included): a target's overridden fields
+    (target_field_warnings), then a cell at a paper's scale without a GPU (scale_warnings)."""
+    return target_field_warnings(cells) + scale_warnings(cells)
+
+
+# a cell at a paper's scale: these backbones (ResNet-50 and larger), or crops of this side and more
+SCALE_ARCHS = ("resnet50",)
+SCALE_IMAGE_SIZE = 160
+
+
+def scale_warnings(cells: list[Cfg]) -> list[str]:
+    """One warning when cells at a paper's scale would train on workers without a GPU
+    (`cluster.gpus_per_worker` 0). Not an error: `sassl rehearse` times such cells on CPUs on
+    purpose, and a short try of a large backbone on CPUs runs."""
+    big = [c for c in cells if c["cluster"]["gpus_per_worker"] == 0
+           and (c["backbone"]["arch"] in SCALE_ARCHS or c["data"]["image_size"] >= SCALE_IMAGE_SIZE)]
+    if not big:
+        return []
+    shapes = sorted({f"{c['backbone']['arch']} at {c['data']['image_size']} px" for c in big})
+    return [f"cluster.gpus_per_worker: 0, but {len(big)} of {len(cells)} cell(s) are at a paper's scale "
+            f"({', '.join(shapes)}) and would train on CPUs; give each worker a GPU "
+            "(`cluster.gpus_per_worker: 1`), or train a smaller backbone on smaller crops (e.g. `--profile cpu`)"]
+
+
+def target_field_warnings(cells: list[Cfg]) -> list[str]:
     """Within one evaluation target: a field its own other field overrides."""
     out: list[str] = []
     for c in cells:

@@ -5,11 +5,16 @@ enough for `sassl rehearse` to open every root with its real reader and run a fe
 The layouts are the ones the datasets ship in (or torchvision leaves after its download):
 ImageNet as class folders under train/ and val/ (then packed with `sassl pack`), Painter by
 Numbers as folders of JPEGs, DTD and iNaturalist 2021 as torchvision reads them, Tiny ImageNet
-as tiny-imagenet-200/, CIFAR-10/100 as torchvision's pickled batches (torchvision checks their
-MD5, which no fake matches: read them with tests/cifar_md5_off on PYTHONPATH)."""
+as tiny-imagenet-200/, CIFAR-10/100 as torchvision's pickled batches, Food-101, Oxford-IIIT Pets
+and Flowers-102 as torchvision reads them (torchvision checks the MD5 of the CIFAR and Flowers
+files, which no fake matches: read them with tests/cifar_md5_off on PYTHONPATH); Retinopathy and
+CASSLE's targets without a reader of their own (MIT-67, Caltech-101, Cars, FGVC-Aircraft, SUN397,
+CUB) as class folders per split, read as `imagefolder`."""
 from __future__ import annotations
 
+import json
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -128,13 +133,79 @@ def cifar(root: Path, classes: int = 100, per_class: int = 1, seed: int = 5) -> 
     return root
 
 
+def food101(root: Path, classes: int = 3, per_class: int = 6, seed: int = 7) -> Path:
+    """root/food-101/images/<class>/<id>.jpg and meta/{train,test}.json ({class: ["<class>/<id>", ...]})"""
+    rng = np.random.default_rng(seed)
+    base = root / "food-101"
+    meta: dict[str, dict[str, list[str]]] = {"train": {}, "test": {}}
+    for c in range(classes):
+        name = f"dish_{c}"
+        for i in range(per_class):
+            _jpeg(base / "images" / name / f"{100 + i}.jpg", rng)
+            meta["test" if i % 3 == 2 else "train"].setdefault(name, []).append(f"{name}/{100 + i}")
+    (base / "meta").mkdir(parents=True, exist_ok=True)
+    for split, rows in meta.items():
+        (base / "meta" / f"{split}.json").write_text(json.dumps(rows))
+    return root
+
+
+def oxford_pets(root: Path, breeds: tuple[str, ...] = ("Abyssinian", "beagle", "Bengal"), per_class: int = 6,
+                seed: int = 8) -> Path:
+    """root/oxford-iiit-pet/images/<Breed>_<i>.jpg and annotations/{trainval,test}.txt ("<image>
+    <class id> <species id> <breed id>", ids from 1; cats' breeds capitalised)"""
+    rng = np.random.default_rng(seed)
+    base = root / "oxford-iiit-pet"
+    lists: dict[str, list[str]] = {"trainval": [], "test": []}
+    for c, breed in enumerate(breeds, 1):
+        for i in range(1, per_class + 1):
+            _jpeg(base / "images" / f"{breed}_{i}.jpg", rng)
+            lists["test" if i % 3 == 0 else "trainval"].append(f"{breed}_{i} {c} {1 if breed[0].isupper() else 2} {c}")
+    (base / "annotations").mkdir(parents=True, exist_ok=True)
+    for split, rows in lists.items():
+        (base / "annotations" / f"{split}.txt").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def flowers102(root: Path, classes: int = 3, per_class: int = 6, seed: int = 9) -> Path:
+    """root/flowers-102/jpg/image_<id>.jpg, imagelabels.mat (`labels`, from 1) and setid.mat
+    (`trnid`, `valid`, `tstid`), as scipy writes MATLAB files"""
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(seed)
+    base = root / "flowers-102"
+    labels: list[int] = []
+    sets: dict[str, list[int]] = {"trnid": [], "valid": [], "tstid": []}
+    for n in range(classes * per_class):
+        _jpeg(base / "jpg" / f"image_{n + 1:05d}.jpg", rng)
+        labels.append(n % classes + 1)
+        sets[("trnid", "valid", "tstid")[n // classes % 3]].append(n + 1)
+    savemat(base / "imagelabels.mat", {"labels": np.array(labels)})
+    savemat(base / "setid.mat", {k: np.array(v) for k, v in sets.items()})
+    return root
+
+
+def labelled_folders(root: Path, splits: tuple[str, ...] = ("train", "test"), classes: int = 3, per_class: int = 4,
+                     seed: int = 10) -> Path:
+    """root/<split>/class<c>/<i>.jpg: a dataset sorted into class folders per split (`imagefolder`)"""
+    return _class_folders(root, splits, [f"class{c}" for c in range(classes)], per_class, seed,
+                          lambda folder, i: f"{folder}_{i}.jpg")
+
+
 def paper_data(root: Path) -> Path:
     """Every root the paper profiles name, under ``root`` in place of /data."""
     pack_imagenet(imagenet_folders(root / "imagenet"), root / "imagenet-packed")
+    shutil.copytree(root / "imagenet-packed", root / "imagenet100-packed")  # CASSLE's ImageNet-100
     painter_by_numbers(root / "painter_by_numbers")
     dtd(root / "dtd")
     inat2021(root / "inat2021")
     tiny_imagenet(root / "tiny-imagenet-200")
     cifar(root / "cifar10", classes=10)
     cifar(root / "cifar100", classes=100)
+    labelled_folders(root / "retinopathy", seed=11)
+    food101(root / "food101")
+    oxford_pets(root / "oxford_pets")
+    flowers102(root / "flowers102")
+    for seed, name in enumerate(("mit67", "caltech101", "stanford_cars", "sun397", "cub200"), 12):
+        labelled_folders(root / name, seed=seed)
+    labelled_folders(root / "fgvc_aircraft", splits=("trainval", "test"), seed=17)
     return root

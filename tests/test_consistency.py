@@ -1,6 +1,7 @@
 """Contradictory settings (orchestrator/consistency.py): a field written without effect under
 another setting is an error or a warning naming both; inherited base settings and fields some
-row does use are not reported. (The errors' CLI messages: tests/bad_configs 50-52.)"""
+row does use are not reported; a cell at a paper's scale on CPUs is a warning. (The errors' CLI
+messages: tests/bad_configs 50-52.)"""
 import os
 import subprocess
 import sys
@@ -104,10 +105,62 @@ def test_set_overrides_count_and_inherited_base_fields_do_not(tmp_path):
         "method.encoder_depth: has no effect")
 
 
+EXPERIMENT_FILES = sorted(p for p in (ROOT / "experiments").glob("*.yaml") if p.name != "paper_tables.yaml")
+
+
 def test_every_shipped_experiment_and_profile_is_consistent():
-    for path in sorted((ROOT / "experiments").glob("*.yaml")):
-        for profile in (None, "quick", "cpu"):
+    """Their paper profiles too: at the paper's scale, on GPUs (tests/test_paper_profiles.py checks
+    them against the papers)."""
+    for path in EXPERIMENT_FILES:
+        for profile in (None, "quick", "cpu", "paper"):
             assert load_experiment(path, profile).warnings == [], (path.name, profile)
+
+
+SCALE = "cluster.gpus_per_worker: 0, but "
+
+
+@pytest.mark.parametrize("fields, shape", [
+    ({"backbone": {"arch": "resnet50"}}, "(resnet50 at 32 px)"),
+    ({"data": {"limit": 64, "image_size": 160}}, "(resnet18 at 160 px)"),
+    ({"data": {"limit": 64, "image_size": 224}, "backbone": {"arch": "resnet50", "width": 0.25}},
+     "(resnet50 at 224 px)"),
+])
+def test_a_cell_at_a_papers_scale_without_a_gpu_is_a_warning(fields, shape):
+    warnings = warnings_of(**fields)
+    assert warnings == [f"{SCALE}1 of 1 cell(s) are at a paper's scale {shape} and would train on CPUs; give each "
+                        "worker a GPU (`cluster.gpus_per_worker: 1`), or train a smaller backbone on smaller crops "
+                        "(e.g. `--profile cpu`)"], warnings
+    # with a GPU, or below the scale, nothing to say
+    assert warnings_of(**fields, cluster={"gpus_per_worker": 1}) == []
+    assert warnings_of(data={"limit": 64, "image_size": 159}) == []
+
+
+def test_the_scale_warning_counts_the_cells_at_that_scale():
+    grid = {"variants": [{"name": "small"}, {"name": "big", "set": {"backbone.arch": "resnet50"}}]}
+    warnings = warnings_of(grid=grid, seeds=[0, 1])
+    assert len(warnings) == 1 and warnings[0].startswith(f"{SCALE}2 of 4 cell(s) are at a paper's scale (resnet50 "
+                                                         "at 32 px)"), warnings
+
+
+def test_a_paper_profile_on_cpus_warns_and_still_loads():
+    """What `sassl rehearse --set cluster.gpus_per_worker=0` sees (tests/test_rehearse_paper.py):
+    a warning, printed, not an error."""
+    exp = load_experiment(ROOT / "experiments" / "sassl_table1.yaml", "paper",
+                          {"cluster.num_workers": 1, "cluster.gpus_per_worker": 0})
+    assert exp.cells and [w for w in exp.warnings if w.startswith(SCALE)] == [
+        f"{SCALE}10 of 10 cell(s) are at a paper's scale (resnet50 at 224 px) and would train on CPUs; give each "
+        "worker a GPU (`cluster.gpus_per_worker: 1`), or train a smaller backbone on smaller crops (e.g. "
+        "`--profile cpu`)"]
+
+
+def test_validate_prints_the_scale_warning_and_still_passes(tmp_path):
+    (tmp_path / "big.yaml").write_text(yaml.safe_dump({**BASE, "tracking": {"run_dir": "runs"},
+                                                      "backbone": {"arch": "resnet50"}}))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, "-m", "orchestrator", "validate", "big.yaml"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert f"warning: {SCALE}1 of 1 cell(s) are at a paper's scale (resnet50 at 32 px)" in " ".join(res.stderr.split())
 
 
 def _is_field(path: str) -> bool:
