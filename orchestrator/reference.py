@@ -228,10 +228,12 @@ def _dataset_names() -> list[str]:
     lines = ["## Dataset names {#dataset-names}", "",
              "What `name` may be in a [dataset reference](#dataset), with the splits each has.", "",
              "| Name | Splits |", "| --- | --- |"]
+    any_split = {"imagefolder": "any (ignored): the whole folder at `root`, one subfolder per class",
+                 "stylefolder": "any (ignored): every image under `root`, no labels",
+                 "packed": "any: the shards in `root/<split>` written by `sassl pack`"}
     for name, splits in SPLITS.items():
         lines.append(f"| `{name}` | " + (", ".join(f"`{s}`" for s in splits) if splits else
-                                         "any: `imagefolder`/`stylefolder` read the whole folder at `root`; "
-                                         "`packed` reads `root/<split>`") + " |")
+                                         any_split.get(name, "any")) + " |")
     return lines + [""]
 
 
