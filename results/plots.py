@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.colors import Normalize  # noqa: E402
-
-from .collect import cell_runs, search_runs  # noqa: E402
-from .paired import experiment_mapping, paired_means  # noqa: E402
-from .sipl import downstream_curves, is_sipl, plot_downstream_curves  # noqa: E402
-from .sensitivity import has_sensitivity, sensitivity_plot  # noqa: E402
-from .search import SearchSummary, search_stems, summarize  # noqa: E402
-from .transfer import KINDS, kinds, needs_transfer_table, targets  # noqa: E402
+from .collect import cell_runs, search_runs
+from .figures import save
+from .paired import experiment_mapping, paired_means
+from .sipl import downstream_curves, is_sipl, plot_downstream_curves
+from .sensitivity import has_sensitivity, sensitivity_plot
+from .search import SearchSummary, search_stems, summarize
+from .transfer import KINDS, kinds, needs_transfer_table, targets
 
 
 def build_plots(experiment: str, tracking_uri: str, out_dir: str | Path,
@@ -46,14 +45,27 @@ def build_plots(experiment: str, tracking_uri: str, out_dir: str | Path,
 
 
 def transfer_heatmap(cells: pd.DataFrame, mapping: dict[str, str], path: Path, experiment: str) -> Path | None:
-    """Δ top-1 of each row against its baseline row (mean over seeds of the paired differences,
-    as the tables' paired part), one panel per evaluation kind."""
+    """:func:`transfer_figure` as a PNG at ``path``; None when there is nothing to draw."""
+    fig = transfer_figure(cells, mapping, experiment)
+    return None if fig is None else save(fig, path)
+
+
+def transfer_deltas(cells: pd.DataFrame, mapping: dict[str, str]) -> dict[str, pd.DataFrame]:
+    """Panel title (evaluation kind) → rows × target labels: Δ top-1 of each row against its
+    baseline row (mean over seeds of the paired differences, as the tables' paired part)."""
     panels = {}
     for kind in kinds(cells):
         delta = pd.DataFrame({label: paired_means(cells, f"{kind}/{key}/top1", mapping)
                               for key, label in targets(cells)}, index=list(mapping), dtype=float)
         if not delta.empty:
             panels[KINDS[kind][0]] = delta
+    return panels
+
+
+def transfer_figure(cells: pd.DataFrame, mapping: dict[str, str], experiment: str) -> Figure | None:
+    """One heat map panel per evaluation kind of :func:`transfer_deltas` (a cell's text is its
+    value; grey: no pairs), on one colour scale symmetric about 0."""
+    panels = transfer_deltas(cells, mapping)
     if not panels:
         return None
     finite = np.concatenate([d.to_numpy(float).ravel() for d in panels.values()])
@@ -62,8 +74,8 @@ def transfer_heatmap(cells: pd.DataFrame, mapping: dict[str, str], path: Path, e
     bases = sorted(set(mapping.values()))
     norm = Normalize(-lim, lim)  # symmetric limits keep 0 at the colormap's neutral centre
     n_rows, n_cols = max(len(d) for d in panels.values()), max(d.shape[1] for d in panels.values())
-    fig, axes = plt.subplots(1, len(panels), squeeze=False, layout="constrained",
-                             figsize=(2.5 + 1.3 * n_cols * len(panels) + 1.0, 1.5 + 0.5 * n_rows))
+    fig = Figure(figsize=(2.5 + 1.3 * n_cols * len(panels) + 1.0, 1.5 + 0.5 * n_rows), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for i, (ax, (name, delta)) in enumerate(zip(axes[0], panels.items())):
         values = delta.to_numpy(float)
         image = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu", norm=norm, aspect="auto")
@@ -78,17 +90,24 @@ def transfer_heatmap(cells: pd.DataFrame, mapping: dict[str, str], path: Path, e
     fig.colorbar(image, ax=axes[0].tolist(), label=f"Δ top-1 vs {bases[0] if len(bases) == 1 else 'the row’s baseline'}"
                  " (mean of per-seed differences)")
     fig.suptitle(f"{experiment}: top-1 change against the baseline row")
-    return _save(fig, path)
+    return fig
 
 
 def search_plot(s: SearchSummary, path: Path, experiment: str) -> Path | None:
+    """:func:`search_figure` as a PNG at ``path``; None when no trial finished with a value."""
+    fig = search_figure(s, experiment)
+    return None if fig is None else save(fig, path)
+
+
+def search_figure(s: SearchSummary, experiment: str) -> Figure | None:
     """Objective per trial (in start order) with the running best, and importances when known."""
     t = s.trials.sort_values("number")
     done = t[t["status"] == "FINISHED"]
     if done["objective"].dropna().empty:
         return None
     panels = 2 if s.importances is not None else 1
-    fig, axes = plt.subplots(1, panels, squeeze=False, layout="constrained", figsize=(5.5 * panels, 4))
+    fig = Figure(figsize=(5.5 * panels, 4), layout="constrained")
+    axes = fig.subplots(1, panels, squeeze=False)
     ax = axes[0][0]
     for label, part, marker in (("completed", done[~done["stopped_early"].astype(bool)], "o"),
                                 ("stopped early", done[done["stopped_early"].astype(bool)], "x")):
@@ -98,6 +117,7 @@ def search_plot(s: SearchSummary, path: Path, experiment: str) -> Path | None:
     running = running.cummax() if s.search.mode == "max" else running.cummin()
     ax.step(running.index, running.to_numpy(), where="post", color="k", lw=1, label="best so far")
     ax.set_xlabel("trial (start order)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials and epochs are whole numbers
     ax.set_ylabel(s.search.metric)
     ax.legend(fontsize=8)
     ax.set_title(f"search {s.search.name}")
@@ -107,11 +127,4 @@ def search_plot(s: SearchSummary, path: Path, experiment: str) -> Path | None:
         axes[0][1].set_xlabel("importance (fANOVA)")
         axes[0][1].set_title("parameter importances")
     fig.suptitle(f"{experiment}: search objective")
-    return _save(fig, path)
-
-
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return fig

@@ -9,13 +9,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .tables import Table, metric_table  # noqa: E402
+from .figures import save
+from .tables import Table, metric_table
 
 METRIC = re.compile(r"^sensitivity/([^/]+)/([^/]+)$")
 BACKBONE_OUTPUT = ("layer4", "backbone")  # ResNet's last stage, or a backbone without stages
@@ -43,16 +41,32 @@ def sensitivity_table(cells: pd.DataFrame, title: str) -> Table:
 
 
 def sensitivity_plot(cells: pd.DataFrame, path: Path, experiment: str) -> Path | None:
-    """One panel per augmentation: InfoNCE against stage, one line per row (mean over finished seeds)."""
+    """:func:`sensitivity_figure` as a PNG at ``path``; None without sensitivity metrics."""
+    fig = sensitivity_figure(cells, experiment)
+    return None if fig is None else save(fig, path)
+
+
+def sensitivity_curves(cells: pd.DataFrame) -> dict[str, dict[str, list[float]]]:
+    """augmentation → row (in the cells' order) → InfoNCE per stage (mean over finished seeds; NaN
+    where a row did not log the stage), the stages in :func:`_present`'s order."""
     done = cells[cells["status"] == "FINISHED"]
     augs, stages = _present(done)
-    if not augs:
+    return {aug: {row: [group[f"sensitivity/{aug}/{s}"].mean() if f"sensitivity/{aug}/{s}" in group else float("nan")
+                        for s in stages]
+                  for row, group in done.groupby("row", sort=False)}
+            for aug in augs}
+
+
+def sensitivity_figure(cells: pd.DataFrame, experiment: str) -> Figure | None:
+    """One panel per augmentation: InfoNCE against stage, one line per row (mean over finished seeds)."""
+    curves = sensitivity_curves(cells)
+    if not curves:
         return None
-    fig, axes = plt.subplots(1, len(augs), figsize=(3.2 * len(augs), 3.4), dpi=120, squeeze=False)
-    for ax, aug in zip(axes[0], augs):
-        for row, group in done.groupby("row", sort=False):
-            ys = [group[f"sensitivity/{aug}/{s}"].mean() if f"sensitivity/{aug}/{s}" in group else float("nan")
-                  for s in stages]
+    stages = _present(cells[cells["status"] == "FINISHED"])[1]
+    fig = Figure(figsize=(3.2 * len(curves), 3.4), dpi=120)
+    axes = fig.subplots(1, len(curves), squeeze=False)
+    for ax, (aug, rows) in zip(axes[0], curves.items()):
+        for row, ys in rows.items():
             ax.plot(range(len(stages)), ys, marker="o", label=row)
         ax.set_xticks(range(len(stages)), stages, rotation=45, fontsize=7)
         ax.set_title(aug)
@@ -61,7 +75,4 @@ def sensitivity_plot(cells: pd.DataFrame, path: Path, experiment: str) -> Path |
     fig.legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))  # off the panels
     fig.suptitle(f"{experiment}: augmentation sensitivity")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return fig

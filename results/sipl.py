@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from mlflow.tracking import MlflowClient
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
-
-from .tables import Table, metric_table  # noqa: E402
-from .transfer import targets  # noqa: E402
+from .figures import save
+from .tables import Table, metric_table
+from .transfer import targets
 
 PRETEXT = "sipl/best_val_pretext_acc"
 
@@ -43,18 +42,27 @@ def downstream_curves(tracking_uri: str, cells: pd.DataFrame) -> dict[str, np.nd
     return {row: np.mean([h[:min(map(len, hs))] for h in hs], axis=0) for row, hs in out.items()}
 
 
+CURVES_SAVE = {"bbox_inches": None}  # the figure's own tight layout, uncropped
+
+
 def plot_downstream_curves(curves: dict[str, np.ndarray], path: Path, experiment: str) -> Path | None:
+    """:func:`downstream_figure` as a PNG at ``path``; None without curves."""
+    fig = downstream_figure(curves, experiment)
+    return None if fig is None else save(fig, path, **CURVES_SAVE)
+
+
+def downstream_figure(curves: dict[str, np.ndarray], experiment: str) -> Figure | None:
+    """Figure 3: one line per row, validation accuracy against downstream epoch (1, 2, …)."""
     if not curves:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    fig = Figure(figsize=(6, 4), dpi=120)
+    ax = fig.subplots()
     for row, ys in curves.items():
         ax.plot(np.arange(1, len(ys) + 1), ys, label=row)
     ax.set_xlabel("downstream epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials and epochs are whole numbers
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(f"{experiment}: frozen encoder + MLP head (mean over seeds)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from mlflow.tracking import MlflowClient
+from sklearn.manifold import TSNE
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
-from sklearn.manifold import TSNE  # noqa: E402
+from orchestrator import tracking
 
-from orchestrator import tracking  # noqa: E402
-
-from .collect import NoRunsError  # noqa: E402
+from .collect import NoRunsError
+from .figures import save
 
 BANK_FOLDER = "style_banks"
 
@@ -43,8 +41,20 @@ def download_banks(tracking_uri: str, run_id: str, dest: Path) -> dict[str, np.n
     return banks
 
 
+EMBEDDINGS_SAVE = {"bbox_inches": None}  # the figure's own tight layout, uncropped
+
+
 def plot_style_embeddings(banks: dict[str, np.ndarray], path: str | Path, *, seed: int = 0,
                           max_per_dataset: int = 1800, title: str = "Style embeddings (t-SNE, PCA init)") -> Path:
+    """:func:`style_embeddings_figure` as a PNG at ``path``."""
+    fig = style_embeddings_figure(banks, seed=seed, max_per_dataset=max_per_dataset, title=title)
+    return save(fig, path, **EMBEDDINGS_SAVE)
+
+
+def style_embeddings_figure(banks: dict[str, np.ndarray], *, seed: int = 0, max_per_dataset: int = 1800,
+                            title: str = "Style embeddings (t-SNE, PCA init)") -> Figure:
+    """One scatter per style dataset (sorted by name, labelled "name (points)"): the t-SNE of the
+    banks together, each bank subsampled to at most ``max_per_dataset`` embeddings."""
     if not banks:
         raise ValueError("no style banks to plot")
     rng = np.random.default_rng(seed)
@@ -57,7 +67,8 @@ def plot_style_embeddings(banks: dict[str, np.ndarray], path: str | Path, *, see
     z = np.concatenate(parts).astype(np.float64)
     perplexity = float(min(30.0, max(2.0, (len(z) - 1) / 4)))
     xy = TSNE(n_components=2, init="pca", random_state=seed, perplexity=perplexity).fit_transform(z)
-    fig, ax = plt.subplots(figsize=(6.5, 5.5), dpi=120)
+    fig = Figure(figsize=(6.5, 5.5), dpi=120)
+    ax = fig.subplots()
     labels = np.array(names)
     for name in sorted(banks):
         pts = xy[labels == name]
@@ -67,8 +78,4 @@ def plot_style_embeddings(banks: dict[str, np.ndarray], path: str | Path, *, see
     ax.set_yticks([])
     ax.legend(markerscale=3, fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig

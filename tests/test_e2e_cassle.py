@@ -4,9 +4,16 @@ tables are rebuilt from MLflow alone in the YAML's row order."""
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
 import yaml
 from mlflow.tracking import MlflowClient
+
+from results import build_tables, cell_runs
+from results.figures import pixels
+from results.sensitivity import sensitivity_figure
+from workloads.evaluation.sensitivity import SensitivityResult, plot_sensitivity
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("shared_ray")]
 
@@ -56,8 +63,11 @@ def test_cassle_grid_end_to_end(tmp_path):
         assert m["lbfgs/cifar10/C"] == pytest.approx(1 / (2 * m["lbfgs/cifar10/l2"]))
         assert m["lbfgs/cifar10/iterations"] >= 1  # the first fit starts from zeros
         assert all(m[f"sensitivity/{a}/{s}"] >= 0 for a in AUGS for s in STAGES)
-        assert any(f.path.endswith("augmentation_sensitivity.png")
-                   for f in c.list_artifacts(r.info.run_id, "pictures"))
+        # the cell's picture is the sensitivity plot of exactly the values it logged
+        logged = SensitivityResult(AUGS, STAGES, torch.tensor([[m[f"sensitivity/{a}/{s}"] for s in STAGES]
+                                                              for a in AUGS], dtype=torch.float64))
+        png = c.download_artifacts(r.info.run_id, "pictures/augmentation_sensitivity.png", str(tmp_path / row))
+        np.testing.assert_array_equal(pixels(png), pixels(plot_sensitivity(logged, "augmentation sensitivity (simclr)")))
     assert cells["SimCLR + CASSLE"].data.params["method.aug_mode"] == "cassle"
     assert cells["SimCLR + CASSLE"].data.params["method.omega_parts"] == "cj"
 
@@ -69,7 +79,7 @@ def test_cassle_grid_end_to_end(tmp_path):
     assert "Avg. rank" in ranks
     sens = (tmp_path / "runs" / "tables" / "cassle-e2e-sensitivity.md").read_text()
     assert all(a in sens for a in AUGS)
-    assert (tmp_path / "runs" / "tables" / "cassle-e2e-sensitivity.png").stat().st_size > 10_000
+    _check_sensitivity_plot(tmp_path, cells, ["SimCLR + CASSLE", "SimCLR"])
 
     # the YAML reordered: nothing re-runs, and the rebuilt tables follow the new order
     cfg["grid"]["variants"].reverse()
@@ -79,3 +89,23 @@ def test_cassle_grid_end_to_end(tmp_path):
     ranks = (tmp_path / "runs" / "tables" / "cassle-e2e-ranks.md").read_text()
     rows = [line.split("|")[1].strip() for line in ranks.splitlines() if line.startswith("| ")]
     assert [r for r in rows if r.startswith("SimCLR")] == ["SimCLR", "SimCLR + CASSLE"]
+    _check_sensitivity_plot(tmp_path, cells, ["SimCLR", "SimCLR + CASSLE"])  # the plot was redrawn too
+
+
+def _check_sensitivity_plot(tmp_path, cells, rows):
+    """The tables' sensitivity plot: one panel per augmentation, one line per row in the YAML's order
+    through each cell's logged values (one seed: the mean is the value), the table's at layer4;
+    and the PNG written is that figure."""
+    uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
+    table = build_tables("cassle-e2e", uri)["cassle-e2e-sensitivity"].numeric
+    fig = sensitivity_figure(cell_runs(uri, "cassle-e2e"), "cassle-e2e")
+    assert [ax.get_title() for ax in fig.axes] == list(AUGS)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == rows
+    for ax in fig.axes:
+        assert [t.get_text() for t in ax.get_xticklabels()] == list(STAGES)
+        assert [line.get_label() for line in ax.lines] == rows
+        for line in ax.lines:
+            m = cells[line.get_label()].data.metrics
+            assert list(line.get_ydata()) == [m[f"sensitivity/{ax.get_title()}/{s}"] for s in STAGES]
+            assert line.get_ydata()[STAGES.index("layer4")] == pytest.approx(table.loc[line.get_label(), ax.get_title()])
+    np.testing.assert_array_equal(pixels(tmp_path / "runs" / "tables" / "cassle-e2e-sensitivity.png"), pixels(fig))

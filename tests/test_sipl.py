@@ -11,12 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from results.figures import pixels
 from workloads.callbacks import Callback, NonFiniteLossError
 from workloads.sipl import (PatchGeometry, SiplAugment, SiplNet, downstream_mlp, make_problems,
                             pretrain_sipl, relic_augment, remove_chromatic_aberration, sample_pairs, sipl_loss,
                             symmetric_kl)
 from workloads.sipl.augment import finalize
-from workloads.sipl.embeddings import plot_style_embeddings_2d, style_pairs_embeddings
+from workloads.sipl.embeddings import plot_style_embeddings_2d, style_pairs_embeddings, style_pairs_figure
 
 TINY = {"arch": "resnet18", "width": 0.125, "stem": "imagenet", "embed_dim": 32, "head_hidden": 64}
 
@@ -366,8 +367,19 @@ def test_style_pairs_embeddings_and_plot(tmp_path):
     assert cls.tolist() == [0] * 6 + [1] * 6 + [0] * 6 + [1] * 6 and style.tolist() == [0] * 12 + [1] * 12
     assert out["image"][:12].tolist() == out["image"][12:].tolist()
     assert _differ(emb[:12], emb[12:])  # two distinct styles
+    # one scatter per (class, style) with its 6 points: colour = class, marker = style
+    fig = style_pairs_figure(emb, cls, style, title="test")
+    (ax,) = fig.axes
+    labels = ["class 0, style A1", "class 0, style A2", "class 1, style A1", "class 1, style A2"]
+    assert [col.get_label() for col in ax.collections] == labels
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == labels and ax.get_title() == "test"
+    assert [len(col.get_offsets()) for col in ax.collections] == [6] * 4
+    assert np.isfinite(np.concatenate([col.get_offsets() for col in ax.collections])).all()
+    colour = [tuple(col.get_facecolor()[0]) for col in ax.collections]
+    marker = [col.get_paths()[0].vertices.tobytes() for col in ax.collections]
+    assert colour[0] == colour[1] != colour[2] == colour[3] and marker[0] == marker[2] != marker[1] == marker[3]
     path = plot_style_embeddings_2d(emb, cls, style, tmp_path / "styles.png", title="test")
-    assert path.exists() and path.stat().st_size > 1000
+    np.testing.assert_array_equal(pixels(path), pixels(fig))  # the PNG written is this figure
     with pytest.raises(ValueError, match="fewer than n_per_class"):
         style_pairs_embeddings(POOL, x, y, classes=(0, 1), n_per_class=1000, input_size=16)
 

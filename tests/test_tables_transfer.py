@@ -3,14 +3,18 @@ import itertools
 import json
 import math
 
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
 from orchestrator import tracking
-from results import build_tables
-from results.plots import build_plots
+from results import build_tables, cell_runs, experiment_mapping, search_runs, summarize
+from results.figures import pixels
+from results.plots import build_plots, search_figure, transfer_figure
+from results.sensitivity import sensitivity_figure
 
 TARGETS = json.dumps([["cifar10", "CIFAR-10"], ["dtd", "DTD-10"]])
+NAN = math.nan
 _clock = itertools.count(1_700_000_000_000, 1000)  # explicit start times: row order must not hang on ms ties
 
 
@@ -215,8 +219,40 @@ def test_plots_are_written(store):
     paths = build_plots("transfer", uri, tmp / "plots") + build_plots("search-only", uri, tmp / "plots")
     names = [p.name for p in paths]
     assert names[0] == "transfer-transfer-delta.png" and "search-only-search.png" in names and len(names) == 3
-    for p in paths:
-        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 1000
+    # the heat map: each row's paired Δ (the paired table's numbers) per kind and target, labelled
+    cells = cell_runs(uri, "transfer")
+    fig = transfer_figure(cells, experiment_mapping(cells, uri, "transfer")[0], "transfer")
+    paired = build_tables("transfer", uri)["transfer-transfer"].parts["paired"].numeric
+    panels = [ax for ax in fig.axes if ax.get_title()]  # not the colorbar
+    assert [ax.get_title() for ax in panels] == ["Linear probe", "Fine-tune"]
+    expected = {"Linear": [[3.0, 5.0], [1.0, 3.0], [NAN, NAN]], "Fine-tune": [[0.0, 4.0], [4.0, 1.0], [NAN, NAN]]}
+    for ax, (short, delta) in zip(panels, expected.items()):
+        drawn = ax.images[0].get_array().filled(NAN)
+        np.testing.assert_array_equal(drawn, delta)
+        np.testing.assert_array_equal(drawn, paired[[f"Δ {short} · CIFAR-10", f"Δ {short} · DTD-10"]])
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["CIFAR-10", "DTD-10"]
+    assert [t.get_text() for t in panels[0].get_yticklabels()] == list(paired.index) == [
+        "DTD", "Monet paintings", "In-batch (CIFAR-10)"]
+    assert fig.axes[-1].get_ylabel() == "Δ top-1 vs None (baseline) (mean of per-seed differences)"
+    np.testing.assert_array_equal(pixels(paths[0]), pixels(fig))  # the PNG written is this figure
+    # the search: each finished trial's objective (the table's) at its start order, the running best,
+    # and the table's importances, largest on top
+    searches, trials = search_runs(uri, "search-only")
+    summary = summarize(searches[-1], trials)
+    fig = search_figure(summary, "search-only")
+    table = build_tables("search-only", uri)["search-only-search"]
+    objective = {int(i.rsplit("-t", 1)[1]) + 1: v for i, v in table.numeric["objective"].dropna().items()}
+    assert len(objective) == 6  # the failed trial has none
+    completed, stopped = fig.axes[0].collections
+    assert stopped.get_offsets().tolist() == [[1, 40.0]]
+    assert completed.get_offsets().tolist() == [[n, objective[n]] for n in range(2, 7)]
+    assert list(fig.axes[0].lines[0].get_ydata()) == [objective[n] for n in range(1, 7)]  # rising: best so far
+    assert fig.axes[0].get_ylabel() == "val_top1"
+    importance = table.parts["importance"].numeric["Importance"]
+    assert [b.get_width() for b in fig.axes[1].containers[0]] == importance.tolist()[::-1]
+    assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == list(importance.index)[::-1]
+    assert importance.index[0] == "optim.lr"
+    np.testing.assert_array_equal(pixels(tmp / "plots" / "search-only-search.png"), pixels(fig))
     exp_id = c.create_experiment("single")
     _cell(c, exp_id, "baseline", 0, False, metrics={"linear/cifar10/top1": 40.0},
           targets=json.dumps([["cifar10", "CIFAR-10"]]))
@@ -292,7 +328,17 @@ def test_sensitivity_table_and_plot(store):
     assert table.numeric.loc["CASSLE", "jitter"] == pytest.approx(3.8)
     assert table.frame.loc["CASSLE", "crop"] == "2.80 ± 0.71"
     paths = build_plots("sens", uri, tmp / "plots")
-    assert tmp / "plots" / "sens-sensitivity.png" in paths and (tmp / "plots" / "sens-sensitivity.png").stat().st_size > 10_000
+    assert paths == [tmp / "plots" / "sens-sensitivity.png"]
+    # one panel per augmentation, one line per row: the mean over seeds at each stage; at layer4, the table's
+    fig = sensitivity_figure(cell_runs(uri, "sens"), "sens")
+    assert [ax.get_title() for ax in fig.axes] == ["crop", "jitter"]
+    for i, ax in enumerate(fig.axes):
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["layer1", "layer2", "layer3", "layer4", "projector"]
+        assert [line.get_label() for line in ax.lines] == ["vanilla", "CASSLE"]
+        for line, base in zip(ax.lines, (1.0, 2.0)):
+            assert line.get_ydata() == pytest.approx([base + i + j / 10 + 0.5 for j in range(5)])
+            assert line.get_ydata()[3] == pytest.approx(table.numeric.loc[line.get_label(), ax.get_title()])
+    np.testing.assert_array_equal(pixels(paths[0]), pixels(fig))
 
 
 def test_a_trial_stopped_early_ranks_after_the_finalists(store):

@@ -16,7 +16,7 @@ from torch import nn
 from .augment import SiplAugment, apply_relic, finalize, repeat_params, sample_relic_params
 from .patches import resize_images
 
-__all__ = ["style_pairs_embeddings", "plot_style_embeddings_2d"]
+__all__ = ["style_pairs_embeddings", "plot_style_embeddings_2d", "style_pairs_figure"]
 
 
 @torch.no_grad()
@@ -57,11 +57,20 @@ def style_pairs_embeddings(encoder: nn.Module, images: torch.Tensor, labels: tor
 
 def plot_style_embeddings_2d(emb: torch.Tensor, cls: torch.Tensor, style: torch.Tensor, path: str | Path,
                              title: str = "", seed: int = 0) -> Path:
-    """PCA to 50 dims, then t-SNE to 2 (as the paper); colour = class, marker = style. Returns the PNG path."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """:func:`style_pairs_figure` as a PNG at ``path``; returns the path."""
+    fig = style_pairs_figure(emb, cls, style, title=title, seed=seed)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path
+
+
+def style_pairs_figure(emb: torch.Tensor, cls: torch.Tensor, style: torch.Tensor, title: str = "", seed: int = 0):
+    """PCA to 50 dims, then t-SNE to 2 (as the paper); one scatter per (class, style), labelled
+    "class c, style A1|A2": colour = class, marker = style. Returns a matplotlib Figure."""
+    import matplotlib as mpl
     import numpy as np
+    from matplotlib.figure import Figure
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
@@ -72,8 +81,9 @@ def plot_style_embeddings_2d(emb: torch.Tensor, cls: torch.Tensor, style: torch.
     x = PCA(n_components=min(50, n, x.shape[1]), random_state=seed).fit_transform(x)
     xy = TSNE(n_components=2, perplexity=min(30.0, (n - 1) / 3), init="pca", random_state=seed).fit_transform(x)
     cls, style = np.asarray(cls.cpu()), np.asarray(style.cpu())
-    fig, ax = plt.subplots(figsize=(5, 5))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
+    colours = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
     for ci, c in enumerate(np.unique(cls)):
         for s, marker in zip(np.unique(style), "o^sv"):
             m = (cls == c) & (style == s)
@@ -83,8 +93,4 @@ def plot_style_embeddings_2d(emb: torch.Tensor, cls: torch.Tensor, style: torch.
     ax.set_xticks([])
     ax.set_yticks([])
     ax.legend(fontsize=7, loc="best")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return fig
