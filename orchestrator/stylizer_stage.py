@@ -111,7 +111,7 @@ def _train(cfg: dict[str, Any], sid: str, ctx, board, run_id: str, data: dict[st
     identity) says whether the content split is decoded first or read batch by batch."""
     fit_trainer("stylizer_loop", {"stylizer": cfg, "cell_id": f"stylizer-{sid}", "run_id": run_id, "board": board,
                                 "epochs": CHUNKS, "stylizer_key": stylizer_key(sid),
-                                "data": {k: data[k] for k in ("loader", "memory_budget_gb") if k in data}},
+                                "data": {"loader": data["loader"], "memory_budget_gb": data["memory_budget_gb"]}},
                 ctx, name=f"stylizer-{sid}", num_workers=1)  # one worker is the sensible scale
 
 

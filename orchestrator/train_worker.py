@@ -177,7 +177,7 @@ def stylizer_loop(loop_cfg: dict[str, Any]) -> None:
     cfg = loop_cfg["stylizer"]
     device, _, resume = _setup(loop_cfg)
     # content and styles batch by batch when data.loader says they are too large to decode first
-    data, size = loop_cfg.get("data", {}), cfg["image_size"]
+    data, size = loop_cfg["data"], cfg["image_size"]
     content, _, _ = load_images(cfg["content_data"], size, loop_cfg["cache_dir"],
                                 lazy=reads_lazily(data, cfg["content_data"], size))
     style = style_pool(cfg["style_data"], size, loop_cfg["cache_dir"],

@@ -48,7 +48,7 @@ def pretrain_images(cfg: dict[str, Any], cache_dir: str | Path | None, progress:
     """uint8 N×3×S×S of the pretraining split (labels are never used)."""
     ref = cfg["data"]["pretrain"]
     src = open_ref(ref, cfg["data"]["image_size"])
-    if cfg["data"].get("loader", "memory") != "memory":
+    if cfg["data"]["loader"] != "memory":  # no default here: the schema's (auto) is the only one
         choose_loader(cfg, len(src))  # auto: refuses a split too large to hold (and not packed)
     images, _ = load_in_memory(src, progress=progress, cache_dir=str(cache_dir) if cache_dir else None)
     keep = limited_positions(len(images), cfg["data"].get("limit"))
@@ -105,7 +105,7 @@ def reads_lazily(data: dict[str, Any], ref: dict[str, Any], image_size: int) -> 
     """Whether the split ``ref`` is read batch by batch (data.loader: stream, or auto when it
     decoded at ``image_size`` exceeds data.memory_budget_gb) instead of decoded first; ``data``
     is the cell's data section."""
-    loader = data.get("loader", "memory")
+    loader = data["loader"]  # no default here: the schema's (auto) is the only one
     if loader != "auto":
         return loader == "stream"
     n = len(open_ref(ref, image_size))
