@@ -38,7 +38,7 @@ from workloads.backends import configure_backends  # noqa: E402
 from workloads.augment.prefetch import Prefetcher, make_views  # noqa: E402
 from workloads.methods import build_method  # noqa: E402
 from workloads.models.backbones import build_backbone  # noqa: E402
-from workloads.models.sync_bn import SyncBatchNorm, convert_sync_bn  # noqa: E402
+from workloads.models.sync_bn import convert_sync_bn, sync_alone  # noqa: E402
 from workloads.optim import build_optimizer  # noqa: E402
 from workloads.precision import amp_dtype, autocast  # noqa: E402
 from workloads.stylize import magenta  # noqa: E402
@@ -150,7 +150,7 @@ def check_decode(args, device: torch.device) -> dict:
 def check_sync_bn(args, device: torch.device) -> dict[str, dict[str, float]]:
     """One ResNet-50 training step (forward under autocast, backward, SGD) at the paper
     profiles' per-GPU batch, with plain and with synchronised batch norm (its collectives
-    skipped on one device, ``always_sync``): peak memory and seconds per step of each."""
+    skipped on one device, ``sync_alone``): peak memory and seconds per step of each."""
     size = args.syncbn_size
     out = {}
     for kind in ("plain", "sync"):
@@ -164,9 +164,8 @@ def check_sync_bn(args, device: torch.device) -> dict[str, dict[str, float]]:
         if device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
-        SyncBatchNorm.always_sync = kind == "sync"
-        try:
-            times = []
+        times = []
+        with sync_alone():  # the plain network has no SyncBatchNorm: unaffected
             for _ in range(3):
                 t = time.perf_counter()
                 with autocast(device.type, dtype):
@@ -177,8 +176,6 @@ def check_sync_bn(args, device: torch.device) -> dict[str, dict[str, float]]:
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 times.append(time.perf_counter() - t)
-        finally:
-            SyncBatchNorm.always_sync = False
         peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else math.nan
         out[kind] = {"peak_mib": peak, "seconds": min(times[1:])}
         del net, opt, x, loss

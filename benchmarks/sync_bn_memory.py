@@ -4,7 +4,7 @@ backward, so their ratio carries over to a GPU at any batch size.
 
     .venv/bin/python benchmarks/sync_bn_memory.py [--arch resnet50] [--size 224] [--batch 4]
 
-The synchronised path runs on one process (``SyncBatchNorm.always_sync``): its collectives are
+The synchronised path runs on one process (``sync_alone``): its collectives are
 skipped, what it saves is the same as with several ranks.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, when not installed
 
 from workloads.models.backbones import build_backbone  # noqa: E402
-from workloads.models.sync_bn import SyncBatchNorm, convert_sync_bn  # noqa: E402
+from workloads.models.sync_bn import convert_sync_bn, sync_alone  # noqa: E402
 
 
 def saved_bytes(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None) -> dict[torch.dtype, int]:
@@ -42,11 +42,8 @@ def compare(arch: str, size: int, batch: int, dtype: torch.dtype | None, width: 
     plain = build_backbone(arch, width, "imagenet").train().to(memory_format=torch.channels_last)
     synced = convert_sync_bn(copy.deepcopy(plain))
     x = torch.randn(batch, 3, size, size).to(memory_format=torch.channels_last)
-    before, SyncBatchNorm.always_sync = SyncBatchNorm.always_sync, True
-    try:
+    with sync_alone():
         return {"plain": saved_bytes(plain, x, dtype), "sync": saved_bytes(synced, x, dtype)}
-    finally:
-        SyncBatchNorm.always_sync = before
 
 
 def main(argv: list[str] | None = None) -> int:

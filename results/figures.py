@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 SAVE = {"dpi": 120, "bbox_inches": "tight"}  # every results/ plot but the two with their own layout
+UNCROPPED = {"bbox_inches": None}  # those two: the figure's own tight layout, not cropped again
 
 
 def save(fig: Figure, path: str | Path, **options) -> Path:

@@ -117,7 +117,7 @@ def search_figure(s: SearchSummary, experiment: str) -> Figure | None:
     running = running.cummax() if s.search.mode == "max" else running.cummin()
     ax.step(running.index, running.to_numpy(), where="post", color="k", lw=1, label="best so far")
     ax.set_xlabel("trial (start order)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials and epochs are whole numbers
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are whole numbers
     ax.set_ylabel(s.search.metric)
     ax.legend(fontsize=8)
     ax.set_title(f"search {s.search.name}")

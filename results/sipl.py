@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from mlflow.tracking import MlflowClient
 
-from .figures import save
+from .figures import UNCROPPED, save
 from .tables import Table, metric_table
 from .transfer import targets
 
@@ -42,13 +42,10 @@ def downstream_curves(tracking_uri: str, cells: pd.DataFrame) -> dict[str, np.nd
     return {row: np.mean([h[:min(map(len, hs))] for h in hs], axis=0) for row, hs in out.items()}
 
 
-CURVES_SAVE = {"bbox_inches": None}  # the figure's own tight layout, uncropped
-
-
 def plot_downstream_curves(curves: dict[str, np.ndarray], path: Path, experiment: str) -> Path | None:
     """:func:`downstream_figure` as a PNG at ``path``; None without curves."""
     fig = downstream_figure(curves, experiment)
-    return None if fig is None else save(fig, path, **CURVES_SAVE)
+    return None if fig is None else save(fig, path, **UNCROPPED)
 
 
 def downstream_figure(curves: dict[str, np.ndarray], experiment: str) -> Figure | None:
@@ -60,7 +57,7 @@ def downstream_figure(curves: dict[str, np.ndarray], experiment: str) -> Figure 
     for row, ys in curves.items():
         ax.plot(np.arange(1, len(ys) + 1), ys, label=row)
     ax.set_xlabel("downstream epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials and epochs are whole numbers
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(f"{experiment}: frozen encoder + MLP head (mean over seeds)")
     ax.legend(fontsize=8)

@@ -14,7 +14,7 @@ from sklearn.manifold import TSNE
 from orchestrator import tracking
 
 from .collect import NoRunsError
-from .figures import save
+from .figures import UNCROPPED, save
 
 BANK_FOLDER = "style_banks"
 
@@ -41,14 +41,11 @@ def download_banks(tracking_uri: str, run_id: str, dest: Path) -> dict[str, np.n
     return banks
 
 
-EMBEDDINGS_SAVE = {"bbox_inches": None}  # the figure's own tight layout, uncropped
-
-
 def plot_style_embeddings(banks: dict[str, np.ndarray], path: str | Path, *, seed: int = 0,
                           max_per_dataset: int = 1800, title: str = "Style embeddings (t-SNE, PCA init)") -> Path:
     """:func:`style_embeddings_figure` as a PNG at ``path``."""
     fig = style_embeddings_figure(banks, seed=seed, max_per_dataset=max_per_dataset, title=title)
-    return save(fig, path, **EMBEDDINGS_SAVE)
+    return save(fig, path, **UNCROPPED)
 
 
 def style_embeddings_figure(banks: dict[str, np.ndarray], *, seed: int = 0, max_per_dataset: int = 1800,

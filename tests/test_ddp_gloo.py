@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 
 from orchestrator.ray_exec import free_port
 from workloads.augment.omega import OMEGA_DIM
-from workloads.models.sync_bn import SyncBatchNorm, convert_sync_bn
+from workloads.models.sync_bn import SyncBatchNorm, convert_sync_bn, sync_alone
 from workloads.pretrain import build_model, epoch_batches, pretrain
 
 from test_methods_pretrain import cell
@@ -157,7 +157,7 @@ def test_convert_sync_bn_keeps_parameters_buffers_and_single_process_behaviour()
     assert torch.allclose(fresh(x, x.flip(-1))["loss"], expected, atol=1e-6)
 
 
-# ---- what the synchronised batch norm costs and computes on one process (always_sync)
+# ---- what the synchronised batch norm costs and computes on one process (sync_alone)
 def _bench_module(name: str):
     import importlib.util
     from pathlib import Path
@@ -188,8 +188,7 @@ def test_sync_bn_on_one_process_computes_plain_batch_norm_and_its_gradients():
     x = torch.randn(5, 6, 4, 3, dtype=torch.float64)
     dy = torch.randn(5, 6, 4, 3, dtype=torch.float64)
     outs = []
-    SyncBatchNorm.always_sync = True
-    try:
+    with sync_alone():
         for m in (plain, synced):
             xi = x.clone().requires_grad_(True)
             m(xi).backward(dy)
@@ -199,7 +198,6 @@ def test_sync_bn_on_one_process_computes_plain_batch_norm_and_its_gradients():
         assert torch.autograd.gradcheck(lambda t: synced(t), (x[:, :, :2, :2].clone().requires_grad_(True),))
         with torch.autocast("cpu", dtype=torch.bfloat16):  # the output keeps the input's dtype
             assert convert_sync_bn(torch.nn.BatchNorm2d(6))(x.float().bfloat16()).dtype == torch.bfloat16
-    finally:
-        SyncBatchNorm.always_sync = False
+    assert not SyncBatchNorm.always_sync  # restored
     for a, b in zip(*outs):
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)

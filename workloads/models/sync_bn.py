@@ -22,6 +22,9 @@ batch lose digits.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -103,8 +106,8 @@ class _SyncBatchNormFunction(torch.autograd.Function):
 class SyncBatchNorm(_BatchNorm):
     """BatchNorm over the global batch in training (running statistics updated from it, the
     unbiased variance as torch's); per-rank running statistics in eval, as plain batch norm.
-    A single process trains as plain batch norm, unless ``always_sync`` (set on the class by
-    the memory test and benchmark, which measure this path on one device)."""
+    A single process trains as plain batch norm, unless inside :func:`sync_alone` (the memory
+    test and benchmarks measure this path on one device)."""
 
     always_sync = False
 
@@ -127,6 +130,17 @@ class SyncBatchNorm(_BatchNorm):
         invstd = torch.rsqrt(var + self.eps)
         weight, bias = (self.weight, self.bias) if self.affine else (None, None)
         return _SyncBatchNormFunction.apply(x, weight, bias, mean, invstd, count)
+
+
+@contextmanager
+def sync_alone() -> Iterator[None]:
+    """Within: every SyncBatchNorm takes its synchronised path even on one process (collectives
+    skipped), so that what it saves and costs can be measured on one device."""
+    before, SyncBatchNorm.always_sync = SyncBatchNorm.always_sync, True
+    try:
+        yield
+    finally:
+        SyncBatchNorm.always_sync = before
 
 
 def convert_sync_bn(module: nn.Module) -> nn.Module:
@@ -155,4 +169,4 @@ def _device_of(module: nn.Module) -> torch.device | None:
     return None if t is None else t.device
 
 
-__all__ = ["SyncBatchNorm", "convert_sync_bn", "global_moments"]
+__all__ = ["SyncBatchNorm", "convert_sync_bn", "global_moments", "sync_alone"]
