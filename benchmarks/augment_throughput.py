@@ -26,7 +26,7 @@ from workloads.augment import TwoViewAugment
 from workloads.augment.prefetch import Prefetcher, make_views
 from workloads.data import load_in_memory, open_source
 
-from common import make_moco_v2, train_step  # noqa: E402 - benchmarks/common.py
+from common import default_views, make_moco_v2, train_step  # noqa: E402 - benchmarks/common.py
 from workloads.stylize import magenta
 from workloads.stylize.augment import StyleAugment
 from workloads.stylize.model import StyleTransferNet, load_stylizer
@@ -65,7 +65,7 @@ def main() -> None:
     images, _ = load_in_memory(open_source("cifar10-kit", split="train", image_size=size), progress=False)
     n = args.steps + args.warmup
     batches = [images[(torch.arange(b) + i * b) % len(images)] for i in range(max(n, args.aug_repeats))]
-    augment = TwoViewAugment(out_size=size)
+    augment = TwoViewAugment(*default_views(), out_size=size)
     bank = torch.randn(300, 100)
 
     def aug_rate(hook) -> float:

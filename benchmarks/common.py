@@ -1,4 +1,5 @@
-"""What the benchmarks share: the MoCo v2 model they time, one training step, and the timer."""
+"""What the benchmarks share: the schema's default views and cells, the MoCo v2 model they time,
+one training step, and the timer."""
 from __future__ import annotations
 
 import time
@@ -8,6 +9,19 @@ import torch
 from workloads.methods import build_method
 from workloads.models.backbones import build_backbone
 from workloads.optim import build_optimizer
+from workloads.spec import CellSpec, ViewConfig
+
+
+def cell_spec(**sections) -> CellSpec:
+    """A cell's spec from partial sections ({"optim": {"epochs": 1}}) over the schema's defaults."""
+    from orchestrator.config import CellConfig
+    return CellSpec.from_dict(CellConfig(**sections).model_dump(mode="json"))
+
+
+def default_views() -> tuple[ViewConfig, ViewConfig]:
+    """augmentation.view1 and view2 as the schema resolves them (BYOL's two views)."""
+    aug = cell_spec().augmentation
+    return aug.view1, aug.view2
 
 
 def make_moco_v2(width: float, channels_last: bool = True):

@@ -42,13 +42,13 @@ def one_run(packed: str, loader: str, image_size: int) -> None:
 
     from workloads.data.prepare import pretrain_data
     from workloads.pretrain import pretrain
-    cfg = cell("simclr")
-    cfg["data"].update(pretrain={"name": "packed", "root": packed, "split": "train", "download": False},
-                       loader=loader, image_size=image_size)
-    cfg["optim"]["batch_size"] = 128
+    from specs import changed  # tests/: specs with dotted fields replaced
+    from workloads.spec import DatasetRef
     # width 0.25: at 0.125 the stem leaves 8 channels, and torch 2.14.1's CPU backward of the
     # strided 1x1 downsample conv on 8 channels-last channels at >= 48 px crashes (SIGSEGV)
-    cfg["backbone"]["width"] = 0.25
+    cfg = changed(cell("simclr"), {"data.pretrain": DatasetRef(name="packed", split="train", root=packed, download=False),
+                                   "data.loader": loader, "data.image_size": image_size, "optim.batch_size": 128,
+                                   "backbone.width": 0.25})
     t0 = time.perf_counter()
     pretrain(cfg, pretrain_data(cfg, None, threads=2))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

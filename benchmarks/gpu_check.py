@@ -41,6 +41,7 @@ from workloads.models.backbones import build_backbone  # noqa: E402
 from workloads.models.sync_bn import convert_sync_bn, sync_alone  # noqa: E402
 from workloads.optim import build_optimizer  # noqa: E402
 from workloads.precision import amp_dtype, autocast  # noqa: E402
+from workloads.spec import ViewConfig  # noqa: E402
 from workloads.stylize import magenta  # noqa: E402
 from workloads.stylize.augment import StyleAugment  # noqa: E402
 from workloads.stylize.model import load_stylizer  # noqa: E402
@@ -48,6 +49,12 @@ from workloads.stylize.model import load_stylizer  # noqa: E402
 METHODS = {"moco_v2": dict(proj_hidden_dim=2048, proj_dim=128, predictor=False, temperature=0.2),
            "simclr": dict(proj_hidden_dim=2048, proj_dim=128, temperature=0.2)}
 VARIANTS = ("default", "sassl", "cassle")
+# BYOL's two views as the schema's augmentation.view1/view2 defaults have them, written out: this
+# script runs where the schema (pydantic) is not installed (tests/test_gpu_check.py keeps them equal)
+VIEW = dict(crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_p=0.5, jitter_p=0.8, brightness=0.4, contrast=0.4,
+            saturation=0.2, hue=0.1, grayscale_p=0.2, blur_sigma=(0.1, 2.0), blur_kernel_frac=0.1,
+            solarize_threshold=0.5)
+VIEWS = (ViewConfig(**VIEW, blur_p=1.0, solarize_p=0.0), ViewConfig(**VIEW, blur_p=0.1, solarize_p=0.2))
 ARCH = {32: "resnet18"}  # larger sizes: resnet50, the papers' backbone
 
 
@@ -67,7 +74,7 @@ def run_setting(method: str, variant: str, size: int, args, device: torch.device
         fields.update(aug_mode="cassle")
     model = build_method(method, backbone, **fields).to(device, memory_format=torch.channels_last)
     opt = build_optimizer(model, "sgd", 0.03, 0.9, 1e-4)
-    augment = TwoViewAugment(out_size=size, omega=variant == "cassle").to(device)
+    augment = TwoViewAugment(*VIEWS, out_size=size, omega=variant == "cassle").to(device)
     dtype = amp_dtype(args.precision, device)
     gen = torch.Generator(device=device).manual_seed(0)
     hook = None
@@ -118,7 +125,6 @@ def check_decode(args, device: torch.device) -> dict:
     import numpy as np
     from PIL import Image
 
-    from workloads.augment import ViewConfig
     from workloads.data.device_decode import decode_rows_on_device
     from workloads.data.stream import decode_rows
 
@@ -128,7 +134,7 @@ def check_decode(args, device: torch.device) -> dict:
         buf = io.BytesIO()
         Image.fromarray(g.integers(0, 256, (240, 320, 3), dtype=np.uint8)).save(buf, "JPEG", quality=90)
         jpegs.append(buf.getvalue())
-    kw = dict(views=(ViewConfig.byol_view1(), ViewConfig.byol_view2()), size=args.decode_size, seed=0, epoch=0)
+    kw = dict(views=VIEWS, size=args.decode_size, seed=0, epoch=0)
     idx = list(range(len(jpegs)))
     t = time.perf_counter()
     cpu, _ = decode_rows(jpegs, idx, **kw)

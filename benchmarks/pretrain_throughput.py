@@ -21,12 +21,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from workloads.augment import TwoViewAugment, ViewConfig
+from workloads.augment import TwoViewAugment
 from workloads.data import load_in_memory, open_source
 from workloads.data.shards import PackedShards, pack_split
 from workloads.data.stream import ShardStream
 
-from common import make_moco_v2, timed, train_step  # noqa: E402 - benchmarks/common.py
+from common import default_views, make_moco_v2, timed, train_step  # noqa: E402 - benchmarks/common.py
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -66,7 +66,7 @@ def main() -> None:
     size, b, n = 32, args.batch, args.steps + args.warmup
     images, _ = load_in_memory(open_source("cifar10-kit", split="train", image_size=size), progress=False)
     g = torch.Generator().manual_seed(0)
-    augment = TwoViewAugment(ViewConfig.byol_view1(), ViewConfig.byol_view2(), out_size=size, mean=MEAN, std=STD)
+    augment = TwoViewAugment(*default_views(), out_size=size, mean=MEAN, std=STD)
 
     def batch_indices(i):
         return torch.arange(i * b, (i + 1) * b) % len(images)

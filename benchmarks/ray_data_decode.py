@@ -22,12 +22,12 @@ from pathlib import Path
 
 import torch
 
-from workloads.augment import TwoViewAugment, ViewConfig
+from workloads.augment import TwoViewAugment
 from workloads.data import open_source
 from workloads.data.shards import PackedShards, pack_split
 from workloads.data.stream import ShardStream
 
-from common import make_moco_v2, timed, train_step  # benchmarks/common.py
+from common import default_views, make_moco_v2, timed, train_step  # benchmarks/common.py
 from data_memory import make_folder  # benchmarks/data_memory.py
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -47,7 +47,7 @@ def main() -> None:
 
     from orchestrator.ray_data_stream import RayDataShardStream
 
-    views = (ViewConfig.byol_view1(), ViewConfig.byol_view2())
+    views = default_views()
     augment = TwoViewAugment(*views, out_size=args.size, mean=MEAN, std=STD)
     g = torch.Generator().manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,5 +1,5 @@
 """How well `sassl rehearse` predicts L-BFGS's seconds per iteration: its figure
-(orchestrator/rehearsal_evaluation.py: the run's solver for a few iterations on at most 4,096
+(workloads/rehearse/evaluation.py: the run's solver for a few iterations on at most 4,096
 rows, scaled in rows) against a real fit on all rows (max_iter 40, the grid's weakest λ), on
 random features of a few target sizes. Prints both and their ratio (real / rehearsal; the
 rehearsal is meant to be within a factor 1.5). Run it on an idle machine:
@@ -12,14 +12,15 @@ import time
 
 import torch
 
-from orchestrator.rehearsal_evaluation import lbfgs_cost
+from workloads.rehearse.evaluation import lbfgs_cost
+from workloads.spec import LbfgsSpec
 from workloads.evaluation.lbfgs import fit_logistic_lbfgs
 
 SIZES = ((4500, 512, 10), (13500, 2048, 100), (40000, 2048, 100))  # (train rows, feature width, classes)
 
 
 def main() -> None:
-    lb = {"l2_exponents": (-6.0, 5.0, 45), "max_iter": 1000}
+    lb = LbfgsSpec(enabled=True, l2_exponents=(-6.0, 5.0, 45), select_by="top1", max_iter=1000)  # the schema's
     for n, d, c in SIZES:
         predicted = lbfgs_cost(lb, n, 0, c, d)["lbfgs_s_per_iteration"]
         g = torch.Generator().manual_seed(1)

@@ -22,6 +22,7 @@ import time
 import torch
 
 from workloads.data.prepare import load_images
+from workloads.spec import DatasetRef
 from workloads.stylize import magenta
 from workloads.stylize.augment import StyleAugment
 from workloads.stylize.model import load_stylizer
@@ -29,7 +30,7 @@ from workloads.stylize.quality import colour_distance, psnr, ssim
 
 
 def kit(name: str, split: str, size: int) -> torch.Tensor:
-    return load_images({"name": name, "split": split, "root": None, "download": False}, size, None)[0]
+    return load_images(DatasetRef(name=name, split=split, root=None, download=False), size, None)[0]
 
 
 def main() -> None:

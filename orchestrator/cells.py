@@ -18,6 +18,7 @@ from .inputs import dataset_refs, cell_data_keys
 from .experiment import Cell, flatten
 from .pipelines import pipeline
 from .ray_exec import RunContext, fit_trainer
+from .train_job import TrainJob
 
 
 def backbone_key(cell: Cell) -> str:
@@ -104,9 +105,9 @@ def run_cell(cell: Cell, ctx: RunContext, board, style_inputs: dict[str, str] | 
             tracking.set_tags(c, run_id, {tracking.TAG_BACKBONE_REUSED: store.uri(key)})
             tracking.retry(c.log_artifact, run_id, str(store.fetch(key, ctx.cache_dir)), "model")
         else:  # rank 0 stores the backbone and logs it on the run
-            fit_trainer("train_loop", {"cell": cell.config, "cell_id": cell.cell_id, "run_id": run_id, "board": board,
-                                     "epochs": cell.config["optim"]["epochs"], "backbone_key": key,
-                                     **(style_inputs or {})}, ctx, name=cell.pretrain_id, num_workers=ctx.num_workers)
+            job = TrainJob(pipeline(cell.config).train, cell.spec, cell.cell_id, run_id, cell.spec.optim.epochs,
+                           board=board, backbone_key=key, **(style_inputs or {}))
+            fit_trainer(job, ctx, name=cell.pretrain_id, num_workers=ctx.num_workers)
             if store.exists(key):  # the stored backbone is what a rerun reuses: its checkpoints are dead weight
                 store.delete(checkpoints)
         board.update.remote(cell.cell_id, {"status": "evaluating"})

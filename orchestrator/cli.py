@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 import typer
@@ -369,17 +370,20 @@ def style_embeddings(experiment: str = typer.Argument(..., help="Experiment name
     with tempfile.TemporaryDirectory() as tmp:
         if extra:
             from workloads.stylize.model import load_stylizer
+            from workloads.spec import DatasetRef
             from workloads.stylize.train import bank_size, style_bank, style_pool
             net_path = c.download_artifacts(rid, ARTIFACT, tmp)
             arch = torch.load(net_path, map_location="cpu", weights_only=True)["config"]
             net = load_stylizer(net_path, expected=arch)
             params = {k: run.data.params.get(f"stylizer.{k}") for k in ("pretrained", "style_size", "image_size")}
             params = {k: None if v in (None, "None", "") else v for k, v in params.items()}
-            size = bank_size({**params, "image_size": params["image_size"] or 64})
+            # the three of the run's stylizer params that bank_size reads (MLflow keeps them as text)
+            size = bank_size(SimpleNamespace(pretrained=params["pretrained"], image_size=int(params["image_size"] or 64),
+                                             style_size=int(params["style_size"]) if params["style_size"] else None))
             for spec in extra:
                 name, _, split = spec.partition(":")
-                bank = style_bank(net, style_pool([{"name": name, "split": split or "train", "root": None,
-                                                    "download": False}], size, str(run_dir / "cache")), size)
+                ref = DatasetRef(name=name, split=split or "train", root=None, download=False)
+                bank = style_bank(net, style_pool([ref], size, str(run_dir / "cache")), size)
                 p = Path(tmp) / f"{name}-{split or 'train'}.pt"
                 torch.save(bank, p)
                 tracking.retry(c.log_artifact, rid, str(p), BANK_FOLDER)

@@ -15,6 +15,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from workloads.spec import CellSpec
+
 from .config import CELL_FIELDS, METHOD_NAMES, CellConfig, ExperimentConfig, models_at
 from .consistency import find, target_warnings, written_paths
 from .pipelines import pipeline
@@ -36,6 +38,9 @@ class Cell:
     # one pretrained backbone (the DAG's pretraining node)
     pretrain_id: str = ""
     row_index: int = 0    # the row's position in the YAML's grid: tables list rows in this order
+    # the typed form the data plane reads, built before the stylizer is dropped from ``config``
+    # (which stays a dict for the hash, the MLflow params and overrides)
+    spec: CellSpec | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -331,6 +336,7 @@ def expand_cells(exp: ExperimentConfig) -> list[Cell]:
         cfg_dict = apply_overrides(base, {**overrides, "seed": seed}, where)
         cfg = validate(cfg_dict, CellConfig, prefix=f"cell '{row}' (seed {seed}):")
         resolved = cfg.model_dump(mode="json")
+        spec = CellSpec.from_dict(resolved)
         if not resolved["augmentation"]["style"]["enabled"]:
             resolved.pop("stylizer")  # not part of this cell's identity
         if resolved["optim"]["precision"] == "fp16" and exp.cluster.gpus_per_worker == 0:
@@ -347,7 +353,8 @@ def expand_cells(exp: ExperimentConfig) -> list[Cell]:
             raise ConfigError(f"grid: cells {seen[cid]} and '{row}' (seed {seed}) resolve to the same "
                               "configuration; remove the duplicate")
         seen[cid] = f"'{row}' (seed {seed})"
-        cells.append(Cell(cid, row, seed, overrides, resolved, pretrain_hash(resolved), rows.setdefault(row, len(rows))))
+        cells.append(Cell(cid, row, seed, overrides, resolved, pretrain_hash(resolved), rows.setdefault(row, len(rows)),
+                          spec))
     return cells
 
 

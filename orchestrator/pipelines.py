@@ -5,13 +5,13 @@ method's name. The functions are named as ``module:function`` and imported when 
 schema can consult the registry without importing PyTorch."""
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from pydantic import BaseModel
 
 from .config import BYOL, BarlowTwins, MoCoV2, SimCLR, Sipl
+from .train_job import SIPL_LOOP, SSL_LOOP, resolve
 
 # what a cell's training hands its evaluation besides backbone.pt: the whole trained method
 # (projector too), in the same folder, for the sensitivity analysis
@@ -22,8 +22,8 @@ METHOD_FILE = "method.pt"
 class Pipeline:
     schema: type[BaseModel]           # the method section's pydantic model
     label: str                        # how messages name it
-    train: str                        # Ray Train loop of a cell: (loop_cfg) -> None
-    evaluate: str                     # (cfg, target, backbone state, cache_dir=, device=, progress=,
+    train: str                        # Ray Train loop of a cell: (TrainJob) -> None
+    evaluate: str                     # (spec, target, backbone state, cache_dir=, device=, progress=,
     #                                   artifact_dir=, method_state=) -> {"metrics", "split_file", ...}
     headline: str                     # the live table's metric, {target} filled in
     max_workers: int | None = None    # a pipeline without DDP trains on one worker per cell
@@ -36,11 +36,11 @@ class Pipeline:
     # file writes one), and why, as the warning says it
     ignores: tuple[str, ...] = ()
     ignores_reason: str = ""
-    # `sassl rehearse`: a few of its training steps, (cfg, cache_dir, steps, threads, device) ->
-    # figures (orchestrator/rehearsal.py), and one target's evaluation timed, (cfg, target, first,
-    # device) -> figures (orchestrator/rehearsal_evaluation.py)
-    rehearse: str = "orchestrator.rehearsal:ssl_steps"
-    rehearse_evaluation: str = "orchestrator.rehearsal_evaluation:ssl_evaluation"
+    # `sassl rehearse`: a few of its training steps, (spec, cache_dir, steps, threads, device) ->
+    # figures (workloads/rehearse/steps.py), and one target's evaluation timed, (spec, target, first,
+    # device) -> figures (workloads/rehearse/evaluation.py)
+    rehearse: str = "workloads.rehearse.steps:ssl_steps"
+    rehearse_evaluation: str = "workloads.rehearse.evaluation:ssl_evaluation"
     # the method fields its evaluation reads: the rehearsal times one evaluation per distinct value
     evaluation_reads: tuple[str, ...] = ()
 
@@ -49,8 +49,7 @@ class Pipeline:
         return self.schema.model_fields["name"].default
 
     def function(self, which: str) -> Callable[..., Any]:
-        module, _, attr = getattr(self, which).partition(":")
-        return getattr(importlib.import_module(module), attr)
+        return resolve(getattr(self, which))
 
     def limits(self, cfg: dict[str, Any], num_workers: int) -> str | None:
         """Why a resolved cell config cannot run under this pipeline (None when it can)."""
@@ -71,7 +70,7 @@ class Pipeline:
         return None
 
 
-_SSL = dict(train="orchestrator.train_worker:ssl_loop", evaluate="workloads.evaluation.evaluate:evaluate_target",
+_SSL = dict(train=SSL_LOOP, evaluate="workloads.evaluation.evaluate:evaluate_target",
             headline="linear/{target}/top1")
 
 PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
@@ -79,7 +78,7 @@ PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
     Pipeline(SimCLR, "SimCLR", **_SSL),
     Pipeline(BYOL, "BYOL", **_SSL),
     Pipeline(BarlowTwins, "Barlow Twins", **_SSL),
-    Pipeline(Sipl, "SIPL", train="orchestrator.train_worker:sipl_loop", evaluate="workloads.sipl.cell:evaluate_target",
+    Pipeline(Sipl, "SIPL", train=SIPL_LOOP, evaluate="workloads.sipl.cell:evaluate_target",
              headline="mlp/{target}/top1", max_workers=1, optimizers=("adam",),
              optimizer_reason="SIPL trains with Adam (the paper's optimiser)", mixed_precision=False,
              stream_decoders=("worker",),  # its pretext decodes on the worker's threads (workloads/sipl/data.py)
@@ -87,8 +86,8 @@ PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
                       "optim.momentum", "optim.schedule", "optim.warmup_epochs", "evaluation.linear_probe",
                       "evaluation.fine_tune", "evaluation.few_shot", "evaluation.lbfgs", "evaluation.sensitivity"),
              ignores_reason="SIPL has its own patch augmentations, Adam at a constant rate and an MLP head",
-             rehearse="orchestrator.rehearsal:sipl_steps",
-             rehearse_evaluation="orchestrator.rehearsal_evaluation:sipl_evaluation",
+             rehearse="workloads.rehearse.steps:sipl_steps",
+             rehearse_evaluation="workloads.rehearse.evaluation:sipl_evaluation",
              evaluation_reads=("embed_dim", "geometry", "downstream")),
 )}
 

@@ -8,7 +8,7 @@ import functools
 import math
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import ray
 
 from .experiment import ConfigError, Experiment
 from .storage import Storage
+from .train_job import TrainJob, WorkerEnv, resolve
 
 
 @dataclass
@@ -239,28 +240,28 @@ def lean_trainer_class():
     return LeanTorchTrainer
 
 
-def worker_loop(loop_cfg: dict[str, Any]) -> None:
-    """What every Ray Train worker runs: the loop of orchestrator.train_worker that ``loop_cfg``
-    names. Only the worker imports that module (PyTorch, the workloads, MLflow: ~10 s of CPU on
-    a 2-core machine), not the cell task or trial that calls fit_trainer."""
-    from . import train_worker
-    getattr(train_worker, loop_cfg["loop"])(loop_cfg)
+def worker_loop(config: dict[str, Any]) -> None:
+    """What every Ray Train worker runs: the loop its job names (orchestrator/train_worker.py).
+    Only the worker imports that module (PyTorch, the workloads, MLflow: ~10 s of CPU on a
+    2-core machine), not the cell task or trial that calls fit_trainer."""
+    job = config["job"]
+    resolve(job.loop)(job)
 
 
-def fit_trainer(loop: str, loop_config: dict[str, Any], ctx: RunContext, *, name: str, num_workers: int,
+def fit_trainer(job: TrainJob, ctx: RunContext, *, name: str, num_workers: int,
                 callbacks: list | None = None) -> None:
-    """One Ray Train run (a cell's pretraining or a stylizer: ``loop`` names its function in
-    orchestrator.train_worker) with the invocation's per-worker resources, retries and storage
-    (checkpoints under the storage key ctx.ray_storage / name)."""
+    """One Ray Train run of ``job`` (a cell's pretraining, a trial's, a stylizer's) with the
+    invocation's per-worker resources, retries and storage (checkpoints under the storage key
+    ctx.ray_storage / name)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     use_gpu = ctx.gpus_per_worker > 0
     resources = {"CPU": ctx.cpus_per_worker, **({"GPU": ctx.gpus_per_worker} if use_gpu else {})}
+    env = WorkerEnv(tracking_uri=ctx.tracking_uri, cache_dir=ctx.cache_dir, storage=ctx.storage,
+                    cpus_per_worker=ctx.cpus_per_worker, use_gpu=use_gpu)
     with lean_train_settings():
         lean_trainer_class()(
             worker_loop,
-            train_loop_config={**loop_config, "loop": loop, "tracking_uri": ctx.tracking_uri, "cache_dir": ctx.cache_dir,
-                               "storage": ctx.storage,
-                               "cpus_per_worker": ctx.cpus_per_worker, "use_gpu": use_gpu},
+            train_loop_config={"job": replace(job, env=env)},
             scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=resources),
             run_config=RunConfig(name=name, **ctx.store.ray_train(ctx.ray_storage), callbacks=callbacks,
                                  failure_config=FailureConfig(max_failures=ctx.max_failures),

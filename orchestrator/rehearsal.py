@@ -7,7 +7,8 @@ settings, through the code the run uses, before a cluster is booked.
    are one piece) trains a few steps in a Ray task with one worker's resources (the device a
    cell's worker gets), at the per-worker batch, with its stylizer and a style bank of a few
    images; each stylizer stage embeds a few style images (or trains a few steps); each target's
-   evaluation is timed as its pipeline says (orchestrator/rehearsal_evaluation.py).
+   evaluation is timed as its pipeline says (workloads/rehearse/evaluation.py). The steps run
+   through the entries the run calls (workloads/cell.py, via workloads/rehearse/steps.py).
 3. The full grid's wall time is estimated from those figures (cells × epochs × steps per epoch
    × seconds per step, evaluation, a fixed per-cell start-up cost), with the cells scheduled on
    the cluster's slots, and everything is logged to MLflow as a run with role `rehearsal`.
@@ -17,11 +18,13 @@ from __future__ import annotations
 import heapq
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import ray
+
+from workloads.spec import CellSpec, DatasetRef, TargetSpec, build, to_dict
 
 from . import provenance, tracking
 from .experiment import ConfigError, Experiment, cell_hash, pretrain_hash
@@ -29,6 +32,7 @@ from .inputs import check_inputs, distinct_dataset_refs
 from .pipelines import pipeline
 from .ray_exec import cell_slots, connect
 from .search import concurrent_trials
+from .train_job import resolve
 
 # wall seconds a cell costs before any work: its Ray Train run's start and teardown, measured
 # at 11.6 s on a 2-core machine (benchmarks/train_run_overhead.py), plus the evaluation task's
@@ -84,7 +88,7 @@ def check_data(exp: Experiment) -> list[Piece]:
     for where, ref, size in distinct_dataset_refs(exp):
         reader = f"reader {ref['name']!r}, split {ref['split']!r}, root {ref['root'] or '(built in)'}"
         try:
-            src = open_ref(ref, size)
+            src = open_ref(build(DatasetRef, ref), size)
             if len(src) == 0:
                 raise DatasetError("no images")
             t0 = time.perf_counter()
@@ -110,100 +114,6 @@ def _device(gpus: float):
     return torch.device("cuda" if gpus > 0 and torch.cuda.is_available() else "cpu")
 
 
-def _stylizer_for(cfg: dict[str, Any], cache_dir: str):
-    """The cell's stylizer, loaded as the run loads it (pretrained: converted once per node;
-    self-trained: its architecture, untrained, which costs the same per step)."""
-    from workloads.stylize.model import load_stylizer
-    from workloads.stylize.train import build_stylizer, stylizer_arch
-
-    from .stylizer_stage import pretrained_path
-    st = cfg["stylizer"]
-    if st["pretrained"]:
-        return load_stylizer(str(pretrained_path(st, Path(cache_dir))), expected=stylizer_arch(st))
-    if st["checkpoint"] and Path(st["checkpoint"]).expanduser().is_file():
-        return load_stylizer(str(Path(st["checkpoint"]).expanduser()), expected=stylizer_arch(st))
-    return build_stylizer(st)
-
-
-def _small_bank(cfg: dict[str, Any], net, cache_dir: str, device, ref: dict[str, Any] | None = None
-                ) -> tuple[Any, dict[str, float]]:
-    """A style bank of SAMPLE images of the external style set (``ref``, default the cell's), and
-    the seconds per image it took."""
-    from workloads.data.prepare import load_images
-    from workloads.rehearse import SAMPLE
-    from workloads.stylize.train import bank_size, style_bank
-    style = cfg["augmentation"]["style"]
-    if ref is None and style["source"] != "external":
-        return None, {}
-    images = load_images(ref or style["style_data"], bank_size(cfg["stylizer"]), cache_dir, lazy=True)[0]
-    x = images[:min(SAMPLE, len(images))]
-    t0 = time.perf_counter()
-    bank = style_bank(net, x, bank_size(cfg["stylizer"]), device=device)
-    per_image = (time.perf_counter() - t0) / len(x)
-    return bank, {"bank_s_per_image": per_image, "bank_images": float(len(images)),
-                  "bank_s": per_image * len(images)}
-
-
-def ssl_steps(cfg: dict[str, Any], cache_dir: str, steps: int, threads: int, device) -> dict[str, float]:
-    """An SSL cell's pretraining (workloads.pretrain.pretrain) for a few steps on one worker."""
-    from workloads.data.prepare import pretrain_data
-    from workloads.pretrain import pretrain
-    from workloads.rehearse import StepTimer, run_steps
-    t0 = time.perf_counter()
-    images = pretrain_data(cfg, cache_dir, threads=threads)
-    stylizer = bank = None
-    figures: dict[str, float] = {}
-    if cfg["augmentation"]["style"]["enabled"]:
-        stylizer = _stylizer_for(cfg, cache_dir)
-        bank, figures = _small_bank(cfg, stylizer, cache_dir, device)
-    figures["setup_s"] = time.perf_counter() - t0
-    timer = StepTimer(steps)
-    figures.update(run_steps(lambda: pretrain(cfg, images, callback=timer, device=device, stylizer=stylizer,
-                                              style_bank=bank), timer))
-    return figures
-
-
-def sipl_steps(cfg: dict[str, Any], cache_dir: str, steps: int, threads: int, device) -> dict[str, float]:
-    """A SIPL cell's pretext training (workloads.sipl.train.pretrain_sipl) for a few steps."""
-    from workloads.rehearse import StepTimer, run_steps
-    from workloads.sipl.cell import sipl_config
-    from workloads.sipl.data import sipl_pretext_data
-    from workloads.sipl.train import pretrain_sipl
-    t0 = time.perf_counter()
-    images = sipl_pretext_data(cfg, cache_dir, threads=threads)
-    figures = {"setup_s": time.perf_counter() - t0}
-    timer = StepTimer(steps)
-    figures.update(run_steps(lambda: pretrain_sipl(sipl_config(cfg), images, callback=timer, device=device), timer))
-    return figures
-
-
-def stylizer_steps(cfg: dict[str, Any], banks: list[dict[str, Any]], cache_dir: str, steps: int,
-                    device) -> dict[str, float]:
-    """A stylizer stage: loading (or a few training steps) and each of its style banks' embedding."""
-    from workloads.rehearse import StepTimer, run_steps
-    st = cfg["stylizer"]
-    t0 = time.perf_counter()
-    net = _stylizer_for(cfg, cache_dir)
-    figures = {"load_s": time.perf_counter() - t0}
-    if not st["pretrained"] and not st["checkpoint"]:  # trained by the run: time its steps
-        from workloads.data.prepare import load_images
-        from workloads.stylize.loss_networks import build_loss_network
-        from workloads.stylize.train import style_pool, train_stylizer
-        content = load_images(st["content_data"], st["image_size"], cache_dir, lazy=True)[0]
-        style = style_pool(st["style_data"], st["image_size"], cache_dir, lazy=True)
-        loss_net = build_loss_network(st["loss_network"], weights=st["loss_weights"],
-                                      cache_dir=str(Path(cache_dir) / "weights"))
-        timer = StepTimer(steps)
-        figures.update(run_steps(lambda: train_stylizer(st, content, style, loss_net, callback=timer,
-                                                        device=device), timer))
-        figures["steps_per_epoch"] = float(st["steps"])  # one "epoch" = the whole training
-    for ref in banks:  # the run computes each bank once, in sequence
-        _, bank = _small_bank(cfg, net, cache_dir, device, ref)
-        figures["bank_images"] = figures.get("bank_images", 0.0) + bank["bank_images"]
-        figures["bank_s"] = figures.get("bank_s", 0.0) + bank["bank_s"]
-    return figures
-
-
 # The pieces reuse Ray's worker processes, each resetting its peak memory when it starts
 # (_on_worker). A fresh process per piece (max_calls=1) made Ray start workers, ~3 s of
 # imports each, while other pieces were timing their steps: on 2 cores the quickstart's SASSL
@@ -220,23 +130,24 @@ def _on_worker(cpus: float, gpus: float, work) -> dict[str, Any]:
 
 
 @ray.remote
-def _pretraining_task(cfg: dict[str, Any], cache_dir: str, steps: int, cpus: float, gpus: float) -> dict[str, float]:
-    return _on_worker(cpus, gpus, lambda device: pipeline(cfg).function("rehearse")(
-        cfg, cache_dir, steps, _threads(cpus), device))
+def _pretraining_task(rehearse: str, spec: CellSpec, cache_dir: str, steps: int, cpus: float,
+                      gpus: float) -> dict[str, float]:
+    """``rehearse``: the pipeline's step function (Pipeline.rehearse)."""
+    return _on_worker(cpus, gpus, lambda device: resolve(rehearse)(spec, cache_dir, steps, _threads(cpus), device))
 
 
 @ray.remote
-def _stylizer_task(cfg: dict[str, Any], banks: list[dict[str, Any]], cache_dir: str, steps: int, cpus: float,
+def _stylizer_task(spec: CellSpec, banks: list[DatasetRef], cache_dir: str, steps: int, cpus: float,
                    gpus: float) -> dict[str, float]:
-    return _on_worker(cpus, gpus, lambda device: stylizer_steps(cfg, banks, cache_dir, steps, device))
+    from workloads.rehearse.steps import stylizer_steps
+    return _on_worker(cpus, gpus, lambda device: stylizer_steps(spec, banks, cache_dir, steps, device))
 
 
 @ray.remote
-def _evaluation_task(cfg: dict[str, Any], target: dict[str, Any], first: bool, cpus: float,
+def _evaluation_task(rehearse: str, spec: CellSpec, target: TargetSpec, first: bool, cpus: float,
                      gpus: float) -> dict[str, Any]:
-    """One target's evaluation in a cell, as its pipeline times it (orchestrator/rehearsal_evaluation.py)."""
-    return _on_worker(cpus, gpus, lambda device: pipeline(cfg).function("rehearse_evaluation")(
-        cfg, target, first, device))
+    """One target's evaluation in a cell, as its pipeline times it (Pipeline.rehearse_evaluation)."""
+    return _on_worker(cpus, gpus, lambda device: resolve(rehearse)(spec, target, first, device))
 
 
 # ---------------------------------------------------------------- 3. the estimate
@@ -277,37 +188,40 @@ def rehearse(exp: Experiment, *, steps: int = 3, address: str | None = None, con
     distinct: dict[str, list] = {}
     for cell in to_run:
         distinct.setdefault(pretrain_hash({**cell.config, "seed": 0}), []).append(cell)
-    stylizers: dict[str, dict] = {}
-    banks: dict[str, dict[str, dict]] = {}  # stylizer -> its external style sets
+    stylizers: dict[str, Any] = {}   # stylizer id -> the spec of its first cell
+    banks: dict[str, dict[str, Any]] = {}  # stylizer -> its external style sets
     for cells in distinct.values():
-        c = cells[0].config
+        c, spec = cells[0].config, cells[0].spec
         if c["augmentation"]["style"]["enabled"]:
             sid = cell_hash(c["stylizer"])  # a section, not a cell: no evaluation to drop
-            stylizers.setdefault(sid, c)
+            stylizers.setdefault(sid, spec)
             if c["augmentation"]["style"]["source"] == "external":
                 ref = c["augmentation"]["style"]["style_data"]
-                banks.setdefault(sid, {})[cell_hash(ref)] = ref
+                banks.setdefault(sid, {})[cell_hash(ref)] = spec.augmentation.style.style_data
     run_as = {"steps": steps, "cache_dir": cache_dir, **opts}   # what every piece's figures depend on
     pre_refs = {}
     for pid, cells in distinct.items():
-        c = cells[0].config
+        c, spec = cells[0].config, cells[0].spec
         one = {**c, "seed": 0, "optim": {**c["optim"], "batch_size": c["optim"]["batch_size"] // workers}}
+        spec = replace(spec, seed=0, optim=replace(spec.optim, batch_size=spec.optim.batch_size // workers))
         pre_refs[pid] = shared.start(f"pretraining {pretrain_hash({**one, **run_as})}",  # evaluation left out
-                                     lambda one=one: _pretraining_task.options(**opts).remote(one, cache_dir, steps,
-                                                                                              cpus, gpus))
+                                     lambda spec=spec, c=c: _pretraining_task.options(**opts).remote(
+                                         pipeline(c).rehearse, spec, cache_dir, steps, cpus, gpus))
     sty_refs = {}
-    for sid, c in stylizers.items():
+    for sid, spec in stylizers.items():
         bank_refs = list(banks.get(sid, {}).values())
-        stage = cell_hash({"stylizer": c["stylizer"], "banks": bank_refs, **run_as})
-        sty_refs[sid] = shared.start(f"stylizer {stage}", lambda c=c, b=bank_refs: _stylizer_task.options(
-            **opts).remote(c, b, cache_dir, steps, cpus, gpus))
+        stage = cell_hash({"stylizer": to_dict(spec.stylizer), "banks": to_dict(bank_refs), **run_as})
+        sty_refs[sid] = shared.start(f"stylizer {stage}", lambda spec=spec, b=bank_refs: _stylizer_task.options(
+            **opts).remote(spec, b, cache_dir, steps, cpus, gpus))
     targets: dict[str, tuple] = {}   # one evaluation piece per (target, protocols, backbone, size)
     for cell in to_run if not search else []:  # a trial is judged by its monitor, not the targets
         for i, t in enumerate(cell.config["evaluation"]["targets"]):
-            targets.setdefault(_evaluation_key(cell.config, t, i == 0), (t, cell.config, i == 0))
+            targets.setdefault(_evaluation_key(cell.config, t, i == 0),
+                               (cell.spec.evaluation.targets[i], cell, i == 0))
     ev_refs = {key: shared.start(f"evaluation {cell_hash({'target': key, **run_as})}",
-                                 lambda c=c, t=t, first=first: _evaluation_task.options(**opts).remote(
-                                     c, t, first, cpus, gpus)) for key, (t, c, first) in targets.items()}
+                                 lambda cell=cell, t=t, first=first: _evaluation_task.options(**opts).remote(
+                                     pipeline(cell.config).rehearse_evaluation, cell.spec, t, first, cpus, gpus))
+               for key, (t, cell, first) in targets.items()}
     reused = shared.reused - reused_before
     say(f"{len(distinct)} pretraining piece(s), {len(stylizers)} stylizer stage(s), {len(targets)} evaluation "
         f"piece(s); {steps} timed steps each" + (f"; {reused} timed for an earlier file" if reused else ""))
@@ -317,7 +231,7 @@ def rehearse(exp: Experiment, *, steps: int = 3, address: str | None = None, con
         res = _get(ref, f"stylizer stage {sid}")
         total = res.get("bank_s", 0.0) + res.get("seconds_per_step", 0.0) * res.get("steps_per_epoch", 0.0)
         stylizer_s += total
-        pieces.append(Piece("stylizer", f"stylizer {sid} ({stylizers[sid]['stylizer']['pretrained'] or 'trained'})",
+        pieces.append(Piece("stylizer", f"stylizer {sid} ({stylizers[sid].stylizer.pretrained or 'trained'})",
                             {**res, "estimate_s": total}))
     pre_s: dict[str, float] = {}
     for pid, ref in pre_refs.items():
@@ -332,10 +246,10 @@ def rehearse(exp: Experiment, *, steps: int = 3, address: str | None = None, con
     ev_s: dict[str, float] = {}
     for key, ref in ev_refs.items():
         t = targets[key][0]
-        res = _get(ref, f"evaluation on {t['key']}")
+        res = _get(ref, f"evaluation on {t.key}")
         ev_s[key] = res["estimate_s"]
         protocols, note = res.pop("timed"), res.pop("note")
-        pieces.append(Piece("evaluation", f"{t['key']} ({protocols})", res, note=note))
+        pieces.append(Piece("evaluation", f"{t.key} ({protocols})", res, note=note))
     duration = {cell.cell_id: pre_s[pid] + CELL_OVERHEAD_S + sum(
                     ev_s.get(_evaluation_key(cell.config, t, i == 0), 0.0)
                     for i, t in enumerate(cell.config["evaluation"]["targets"]))
@@ -358,9 +272,7 @@ def costliest_trials(exp: Experiment) -> list:
     """A search's cells with every searched value at the top of its range (the largest choice of a
     numeric categorical, else its first): for the spaces shipped the slowest, largest-memory trial
     (p = 1 stylizes every image; the deepest, widest encoder; the largest batch)."""
-    from dataclasses import replace
-
-    from .search import trial_config
+    from .search import trial_cell
     top = {}
     for path, space in exp.config.search.space.items():
         if space.type == "categorical":
@@ -368,8 +280,7 @@ def costliest_trials(exp: Experiment) -> list:
             top[path] = max(space.values) if numeric else space.values[0]
         else:
             top[path] = int(space.high) if space.type == "int" else space.high
-    return [replace(c, config=trial_config(c.config, top), row=f"{c.row} (top of the search space)")
-            for c in exp.cells]
+    return [replace(trial_cell(c, top), row=f"{c.row} (top of the search space)") for c in exp.cells]
 
 
 def _evaluation_key(cfg: dict[str, Any], target: dict[str, Any], first: bool) -> str:

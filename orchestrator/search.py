@@ -7,21 +7,25 @@ import json
 import math
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 from rich.console import Console
 
+from workloads.spec import CellSpec, MonitorSpec, build, to_dict
+
 from . import provenance, stylizer_stage, tracking
 from .config import CellConfig
-from .experiment import ConfigError, Experiment, apply_overrides, flatten, validate
+from .experiment import Cell, ConfigError, Experiment, apply_overrides, flatten, validate
 from .errors import short_error
 from .inputs import cell_data_keys
+from .pipelines import pipeline
 from .progress import LiveProgress, ProgressBoard
 from .ray_exec import RunContext, fit_trainer, on_driver_node
 from .runner import start_invocation
+from .train_job import TrainJob
 
 from .tracking import TAG_SEARCH_ID, TAG_SEARCH_METRIC as TAG_METRIC, TAG_SEARCH_MODE as TAG_MODE  # noqa: E402
 from .tracking import TAG_SEARCH_SPACE as TAG_SPACE, TAG_STOPPED_EARLY as TAG_STOPPED, TAG_TRIAL_ID as TAG_TRIAL  # noqa: E402
@@ -54,6 +58,14 @@ def trial_config(base: dict[str, Any], sampled: dict[str, Any]) -> dict[str, Any
                 node = node[part]
             node[:] = sorted(node)
     return validate(cfg, CellConfig, prefix="search trial:").model_dump(mode="json")
+
+
+def trial_cell(cell: Cell, sampled: dict[str, Any]) -> Cell:
+    """``cell`` with a trial's sampled values (trial_config), its spec built from them with the
+    experiment's stylizer (which the cell's config drops when its style is off)."""
+    config = trial_config(cell.config, sampled)
+    spec = CellSpec.from_dict(trial_config({**cell.config, "stylizer": to_dict(cell.spec.stylizer)}, sampled))
+    return replace(cell, config=config, spec=spec)
 
 
 def concurrent_trials(search: dict[str, Any], slots: int) -> int:
@@ -89,12 +101,11 @@ def _trial(config: dict[str, Any], *, base: dict[str, Any], ctx: RunContext, sea
     try:
         cfg = trial_config(base, config)
         tracking.log_params(c, run_id, flatten(cfg))
-        fit_trainer("train_loop", {"cell": cfg, "cell_id": trial_id, "run_id": run_id, "board": board,
-                                 "epochs": cfg["optim"]["epochs"], "monitor": search["monitor"],
-                                 "objective_key": search["metric"],
-                                 "backbone_key": f"search/{search_run_id}/{trial_id}.pt",
-                                 **(style_inputs or {})},
-                    ctx, name=f"search-{search_run_id[:8]}-{trial_id}", num_workers=ctx.num_workers,
+        spec = CellSpec.from_dict(cfg)
+        job = TrainJob(pipeline(cfg).train, spec, trial_id, run_id, spec.optim.epochs, board=board,
+                       monitor=build(MonitorSpec, search["monitor"]), objective_key=search["metric"],
+                       backbone_key=f"search/{search_run_id}/{trial_id}.pt", **(style_inputs or {}))
+        fit_trainer(job, ctx, name=f"search-{search_run_id[:8]}-{trial_id}", num_workers=ctx.num_workers,
                     callbacks=[TuneReportCallback()])
     except Exception as e:  # noqa: BLE001 - re-raised for Tune
         # Tune also ends trials it stops (ASHA, or max_t reached) through an error inside fit();
@@ -149,7 +160,7 @@ def run_search(exp: Experiment, *, address: str | None = None, console: Console 
     cfg = exp.config
     search = cfg.search.model_dump(mode="json")
     cell = exp.cells[0]
-    base = cell.config if "stylizer" in cell.config else {**cell.config, "stylizer": cfg.stylizer.model_dump(mode="json")}
+    base = {**cell.config, "stylizer": to_dict(cell.spec.stylizer)}  # a trial may turn the style on
     c, ctx, _, slots = start_invocation(exp, address=address, rerun=True, role="search", tags={
         TAG_METRIC: search["metric"], TAG_MODE: search["mode"], TAG_SPACE: json.dumps(search["space"])})
     with tempfile.TemporaryDirectory() as tmp:  # what `sassl run --from-search` starts from

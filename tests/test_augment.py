@@ -9,7 +9,8 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from workloads.augment import TwoViewAugment, ViewConfig, denormalize
+from specs import view1, view2
+from workloads.augment import TwoViewAugment, denormalize
 from workloads.augment import batched as A
 
 NO_AUG = dict(flip_p=0.0, jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, solarize_p=0.0)
@@ -36,7 +37,7 @@ def _pixel_boxes(info_crop: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 # ------------------------------------------------------------------ ViewConfig
 def test_byol_constructors():
-    v1, v2 = ViewConfig.byol_view1(), ViewConfig.byol_view2()
+    v1, v2 = view1(), view2()
     assert (v1.blur_p, v1.solarize_p) == (1.0, 0.0)
     assert (v2.blur_p, v2.solarize_p) == (0.1, 0.2)
     for v in (v1, v2):
@@ -50,7 +51,7 @@ def test_byol_constructors():
     assert v1.blur_kernel_size(96) == 9
     with pytest.raises(dataclasses.FrozenInstanceError):
         v1.flip_p = 0.1  # type: ignore[misc]
-    assert ViewConfig(crop_scale=[0.2, 1.0]).crop_scale == (0.2, 1.0)
+    assert view1(crop_scale=[0.2, 1.0]).crop_scale == (0.2, 1.0)
 
 
 @pytest.mark.parametrize(
@@ -80,20 +81,20 @@ def test_byol_constructors():
 )
 def test_viewconfig_rejects_bad_values(field, value):
     with pytest.raises(ValueError, match=field):
-        ViewConfig(**{field: value})
+        view1(**{field: value})
 
 
 def test_twoview_rejects_bad_size():
     with pytest.raises(ValueError, match="out_size"):
-        TwoViewAugment(out_size=0)
+        TwoViewAugment(view1(), view2(), out_size=0)
     with pytest.raises(ValueError, match="std"):
-        TwoViewAugment(out_size=8, std=(0.2, 0.0, 0.2))
+        TwoViewAugment(view1(), view2(), out_size=8, std=(0.2, 0.0, 0.2))
 
 
 # ------------------------------------------------------------ shapes / ranges
 def test_shapes_dtypes_ranges_and_info():
     x = _images(b=16, h=40, w=48)
-    aug = TwoViewAugment(out_size=24)
+    aug = TwoViewAugment(view1(), view2(), out_size=24)
     v1, v2, info = aug(x, generator=_gen(1))
     for v in (v1, v2):
         assert v.shape == (16, 3, 24, 24) and v.dtype == torch.float32
@@ -129,7 +130,7 @@ def test_shapes_dtypes_ranges_and_info():
 
 def test_float_input_accepted():
     x = _images(b=4)
-    aug = TwoViewAugment(out_size=16)
+    aug = TwoViewAugment(view1(), view2(), out_size=16)
     a = aug(x, generator=_gen(3))
     b = aug(x.float() / 255.0, generator=_gen(3))
     torch.testing.assert_close(a[0], b[0], atol=1e-4, rtol=0)
@@ -325,7 +326,7 @@ def test_blur_small_sigma_identity_large_sigma_smooths():
 def test_p0_only_crops_and_p1_flip_mirrors():
     x = _images(b=8, h=24, w=28)
     g = _gen(9)
-    out, info = A.augment_view(x, ViewConfig(**NO_AUG), 16, generator=g)
+    out, info = A.augment_view(x, view1(**NO_AUG), 16, generator=g)
     crop = A.resized_crop(x, _pixel_boxes(info["crop"], 24, 28), 16)
     torch.testing.assert_close(out, crop, atol=1e-6, rtol=0)
     assert not info["flip"].any() and not info["jitter"].any() and not info["grayscale"].any()
@@ -333,7 +334,7 @@ def test_p0_only_crops_and_p1_flip_mirrors():
     assert torch.equal(info["jitter_factors"], torch.tensor([[1.0, 1.0, 1.0, 0.0]] * 8))
     torch.testing.assert_close(info["mean_before_jitter"], info["mean_after_jitter"], atol=0, rtol=0)
 
-    out, info = A.augment_view(x, ViewConfig(**{**NO_AUG, "flip_p": 1.0}), 16, generator=_gen(9))
+    out, info = A.augment_view(x, view1(**{**NO_AUG, "flip_p": 1.0}), 16, generator=_gen(9))
     crop = A.resized_crop(x, _pixel_boxes(info["crop"], 24, 28), 16)
     assert info["flip"].all()
     torch.testing.assert_close(out, crop.flip(-1), atol=1e-6, rtol=0)
@@ -342,7 +343,7 @@ def test_p0_only_crops_and_p1_flip_mirrors():
 def test_info_is_consistent_with_config():
     n = 2048
     x = _images(b=n, h=16, w=16)
-    cfg = ViewConfig.byol_view2()
+    cfg = view2()
     _, info = A.augment_view(x, cfg, 8, generator=_gen(2))
     for key, p in (("flip", 0.5), ("jitter", 0.8), ("grayscale", 0.2), ("solarize", 0.2)):
         assert abs(info[key].float().mean().item() - p) < 0.04, key
@@ -361,11 +362,11 @@ def test_info_is_consistent_with_config():
 
 def test_info_means_come_from_the_jitter():
     x = _images(b=16)
-    cfg = ViewConfig(**{**NO_AUG, "jitter_p": 1.0, "brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0})
+    cfg = view1(**{**NO_AUG, "jitter_p": 1.0, "brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0})
     out, info = A.augment_view(x, cfg, 16, generator=_gen(4))
     torch.testing.assert_close(info["mean_after_jitter"], out.mean(dim=(2, 3)), atol=1e-6, rtol=0)
     torch.testing.assert_close(info["mean_before_jitter"], info["mean_after_jitter"], atol=1e-5, rtol=0)
-    cfg = ViewConfig(**{**NO_AUG, "jitter_p": 1.0, "brightness": 0.4, "contrast": 0.0, "saturation": 0.0, "hue": 0.0})
+    cfg = view1(**{**NO_AUG, "jitter_p": 1.0, "brightness": 0.4, "contrast": 0.0, "saturation": 0.0, "hue": 0.0})
     out, info = A.augment_view(x, cfg, 16, generator=_gen(4))
     crop = A.resized_crop(x, _pixel_boxes(info["crop"], 32, 32), 16)
     torch.testing.assert_close(info["mean_before_jitter"], crop.mean(dim=(2, 3)), atol=1e-6, rtol=0)
@@ -375,7 +376,7 @@ def test_info_means_come_from_the_jitter():
 
 def test_same_seed_same_output():
     x = _images(b=16)
-    aug = TwoViewAugment(out_size=32)
+    aug = TwoViewAugment(view1(), view2(), out_size=32)
     a1, a2, ia = aug(x, generator=_gen(42))
     b1, b2, ib = aug(x, generator=_gen(42))
     assert torch.equal(a1, b1) and torch.equal(a2, b2)
@@ -394,8 +395,8 @@ def test_same_seed_same_output():
 
 def test_left_hook_seam():
     x = _images(b=8)
-    v1cfg = ViewConfig.byol_view1(flip_p=1.0)  # every image flipped: the hook must see the unflipped crop
-    aug = TwoViewAugment(v1cfg, out_size=16)
+    v1cfg = view1(flip_p=1.0)  # every image flipped: the hook must see the unflipped crop
+    aug = TwoViewAugment(v1cfg, view2(), out_size=16)
     calls = []
 
     def hook(t):
@@ -436,7 +437,7 @@ def test_denormalize_inverts_normalize():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu_with_cpu_generator():
     x = _images(b=8)
-    aug = TwoViewAugment(out_size=32)
+    aug = TwoViewAugment(view1(), view2(), out_size=32)
     c1, c2, _ = aug(x, generator=_gen(1))
     g1, g2, info = aug(x.cuda(), generator=_gen(1))
     assert g1.is_cuda and info["view1"]["crop"].is_cuda

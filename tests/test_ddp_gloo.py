@@ -14,8 +14,11 @@ import torch.multiprocessing as mp
 from orchestrator.ray_exec import free_port
 from workloads.augment.omega import OMEGA_DIM
 from workloads.models.sync_bn import SyncBatchNorm, convert_sync_bn, sync_alone
-from workloads.pretrain import build_model, epoch_batches, pretrain
+from workloads.methods.build import build_model
+from workloads.pretrain import epoch_batches, pretrain
+from workloads.spec import CellSpec
 
+from specs import changed
 from test_methods_pretrain import cell
 
 N, BATCH = 64, 16
@@ -30,9 +33,8 @@ def _worker(rank: int, world: int, port: int, method: str, out_dir: str) -> None
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        cfg = cell(method)
-        cfg["optim"]["batch_size"] = BATCH
-        mine = [b.tolist() for b in epoch_batches(N, BATCH, cfg["seed"], 0)]  # what this rank trains on
+        cfg = changed(cell(method), {"optim.batch_size": BATCH})
+        mine = [b.tolist() for b in epoch_batches(N, BATCH, cfg.seed, 0)]  # what this rank trains on
         model = pretrain(cfg, _images(), wrap_model=torch.nn.parallel.DistributedDataParallel)
         params = {k: v.detach().clone() for k, v in model.named_parameters()}
         params.update({f"momentum:{k}": v.detach().clone() for online, ema in model.momentum_pairs()
@@ -46,7 +48,7 @@ def _worker(rank: int, world: int, port: int, method: str, out_dir: str) -> None
 def test_two_ranks_split_every_batch_and_end_with_the_same_weights(method, tmp_path):
     mp.spawn(_worker, args=(2, free_port(), method, str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
-    whole = [b.tolist() for b in epoch_batches(N, BATCH, cell(method)["seed"], 0)]  # one process, world 1
+    whole = [b.tolist() for b in epoch_batches(N, BATCH, cell(method).seed, 0)]  # one process, world 1
     assert len(r0["batches"]) == len(r1["batches"]) == len(whole) == N // BATCH
     for a, b, full in zip(r0["batches"], r1["batches"], whole):
         assert len(a) == len(b) == BATCH // 2 and not set(a) & set(b) and sorted(a + b) == sorted(full)
@@ -64,10 +66,8 @@ CASES = {"moco_v2": {}, "simclr": {}, "barlow_twins": {}, "byol": {},
          "moco_v2-augself": {"aug_mode": "augself", "augself_hidden_dim": 16}}
 
 
-def _case_cfg(case: str, sync_bn: bool) -> dict:
-    cfg = cell(case.split("-")[0], **CASES[case])
-    cfg["backbone"]["sync_bn"] = sync_bn
-    return cfg
+def _case_cfg(case: str, sync_bn: bool) -> CellSpec:
+    return changed(cell(case.split("-")[0], **CASES[case]), {"backbone.sync_bn": sync_bn})
 
 
 def _global_batch() -> dict[str, torch.Tensor]:
@@ -78,9 +78,9 @@ def _global_batch() -> dict[str, torch.Tensor]:
             "omega2": torch.rand(GLOBAL, OMEGA_DIM, generator=g, dtype=torch.float64)}
 
 
-def _one_step(cfg: dict, batch: dict[str, torch.Tensor], wrap=None) -> dict:
+def _one_step(cfg: CellSpec, batch: dict[str, torch.Tensor], wrap=None) -> dict:
     """Loss, gradients and batch-norm running means after one training step (float64)."""
-    torch.manual_seed(int(cfg["seed"]))
+    torch.manual_seed(cfg.seed)
     model = build_model(cfg).double().train()
     forward = wrap(model) if wrap else model
     out = forward(batch["v1"], batch["v2"], **({"omega1": batch["omega1"], "omega2": batch["omega2"]}

@@ -9,6 +9,8 @@ from workloads.evaluation.evaluate import evaluate_target
 from workloads.evaluation.features import cached_features, state_digest
 from workloads.models.backbones import build_backbone
 
+from specs import changed
+
 
 def test_state_digest_follows_every_weight():
     torch.manual_seed(0)
@@ -43,13 +45,13 @@ def cell_config():
            "seeds": [0], "evaluation": {
                "targets": [{"key": "dtd", "data": {"name": "dtd-kit", "split": "train"}, "val_split": "val"}],
                "linear_probe": {"lrs": [0.1], "epochs": 1, "random_init_control": False}}}
-    return build_experiment(raw).cells[0].config
+    return build_experiment(raw).cells[0].spec
 
 
 def test_a_re_evaluation_with_other_settings_reuses_the_features(tmp_path, cell_config):
     torch.manual_seed(0)
     state = build_backbone(arch="resnet18", width=0.125).state_dict()
-    target = cell_config["evaluation"]["targets"][0]
+    target = cell_config.evaluation.targets[0]
 
     def run(cfg, weights):
         said = []
@@ -59,8 +61,8 @@ def test_a_re_evaluation_with_other_settings_reuses_the_features(tmp_path, cell_
     m1, hit1 = run(cell_config, state)
     m2, hit2 = run(cell_config, state)
     assert not hit1 and hit2 and m1 == m2
-    with_lbfgs = copy.deepcopy(cell_config)
-    with_lbfgs["evaluation"]["lbfgs"].update(enabled=True, l2_exponents=[-1, 1, 3], max_iter=20)
+    with_lbfgs = changed(cell_config, {"evaluation.lbfgs.enabled": True, "evaluation.lbfgs.l2_exponents": (-1, 1, 3),
+                                       "evaluation.lbfgs.max_iter": 20})
     m3, hit3 = run(with_lbfgs, state)
     assert hit3 and m3["linear/dtd/top1"] == m1["linear/dtd/top1"] and "lbfgs/dtd/top1" in m3
     other = {k: v.clone() for k, v in state.items()}

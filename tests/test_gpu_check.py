@@ -46,3 +46,8 @@ def test_gpu_check_reports_a_failing_setting_and_exits_1(capsys):
     assert _module().main(TINY + ["--precision", "fp16"]) == 1
     out = capsys.readouterr().out
     assert out.count("FAILED: ValueError: optim.precision fp16 needs a CUDA device") == 7  # 6 settings + sync BN
+
+
+def test_gpu_checks_written_out_views_are_the_schemas():
+    from specs import view1, view2
+    assert _module().VIEWS == (view1(), view2())

@@ -1,10 +1,13 @@
 """Every SSL method × augmentation-awareness mode trains through the real pretraining loop."""
+from dataclasses import replace
+
 import pytest
 import torch
 
 from orchestrator.experiment import ConfigError, build_experiment
 from workloads.callbacks import Callback
-from workloads.pretrain import build_model, pretrain
+from workloads.methods.build import build_model
+from workloads.pretrain import pretrain
 
 SMALL = {"moco_v2": dict(proj_hidden_dim=32, proj_dim=16, pred_hidden_dim=32),
          "simclr": dict(proj_hidden_dim=32, proj_dim=16),
@@ -16,7 +19,7 @@ def cell(method: str, **fields):
     raw = {"name": "m", "data": {"image_size": 32}, "backbone": {"arch": "resnet18", "width": 0.125},
            "method": {"name": method, **SMALL[method], **fields}, "optim": {"epochs": 1, "batch_size": 16},
            "seeds": [0]}
-    return build_experiment(raw).cells[0].config
+    return build_experiment(raw).cells[0].spec
 
 
 @pytest.mark.parametrize("method", sorted(SMALL))
@@ -61,7 +64,8 @@ def test_augmentation_aware_modes_compose_with_style_augmentation(mode):
     # SASSL stylizes the left view after its crop; ω still comes from that view's parameters
     from workloads.stylize.model import StyleTransferNet
     cfg = cell("simclr", aug_mode=mode, encoder_depth=1, encoder_width=8, augself_hidden_dim=8)
-    cfg["augmentation"]["style"].update(enabled=True, p=1.0, source="in_batch")
+    style = replace(cfg.augmentation.style, enabled=True, p=1.0, source="in_batch", image_size=32)
+    cfg = replace(cfg, augmentation=replace(cfg.augmentation, style=style))
     images = torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     losses, pictures = [], []
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from workloads.augment import TwoViewAugment, ViewConfig
+from specs import view1, view2
+from workloads.augment import TwoViewAugment
 from workloads.augment import batched as A
 from workloads.augment.omega import (OMEGA_DIM, OMEGA_NAMES, identity_omega, omega_dim, omega_from_info,
                                      omega_mask, parse_parts, select_omega)
@@ -43,7 +44,7 @@ def _info(**over):
 
 # --------------------------------------------------------------- known values
 def test_omega_of_chosen_parameters():
-    cfg = ViewConfig(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)
+    cfg = view1(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)
     w = omega_from_info(_info(), cfg)
     assert w.shape == (2, OMEGA_DIM) and w.dtype == torch.float32 and len(OMEGA_NAMES) == OMEGA_DIM
     # image 0: crop box top 0.1, left 0.2, h 0.5, w 0.4 -> centre (0.35, 0.4), not flipped
@@ -64,7 +65,7 @@ def test_omega_of_chosen_parameters():
 
 def test_flip_mirrors_the_crop_centre():
     crop = torch.tensor([[0.1, 0.2, 0.5, 0.4]] * 2)
-    w = omega_from_info(_info(crop=crop, flip=torch.tensor([False, True])), ViewConfig())
+    w = omega_from_info(_info(crop=crop, flip=torch.tensor([False, True])), view1())
     assert w[0, 1].item() == pytest.approx(0.4)  # 0.2 + 0.4 / 2
     assert w[1, 1].item() == pytest.approx(0.6)  # mirrored: 1 - 0.4
     assert w[0, 0].item() == w[1, 0].item()  # y, h, w unchanged
@@ -74,7 +75,7 @@ def test_flip_mirrors_the_crop_centre():
 
 def test_zero_width_jitter_range_gives_zero():
     w = omega_from_info(_info(jitter_factors=torch.tensor([[1.0, 1.0, 1.0, 0.0]] * 2)),
-                        ViewConfig(brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0))
+                        view1(brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0))
     assert torch.isfinite(w).all() and w[:, 4:8].abs().sum() == 0
 
 
@@ -83,7 +84,7 @@ def test_pipeline_records_the_values_it_applied():
     """Blur σ fixed at 1.5, always flip and grayscale, no jitter: known ω; the crop in ω
     (mirrored centre included) reproduces the view."""
     x = _images()
-    cfg = ViewConfig(crop_scale=(0.25, 0.25), crop_ratio=(1.0, 1.0), flip_p=1.0, jitter_p=0.0,
+    cfg = view1(crop_scale=(0.25, 0.25), crop_ratio=(1.0, 1.0), flip_p=1.0, jitter_p=0.0,
                      grayscale_p=1.0, blur_p=1.0, blur_sigma=(1.5, 1.5), solarize_p=0.0)
     out, info = A.augment_view(x, cfg, 16, generator=_gen(1), omega=True)
     w = info["omega"]
@@ -106,7 +107,7 @@ def test_pipeline_records_the_values_it_applied():
 
 def test_not_applied_augmentations_are_zero():
     x = _images()
-    out, info = A.augment_view(x, ViewConfig(**NO_AUG, **FULL_CROP), 32, generator=_gen(2), omega=True)
+    out, info = A.augment_view(x, view1(**NO_AUG, **FULL_CROP), 32, generator=_gen(2), omega=True)
     assert torch.equal(info["omega"], identity_omega(6))
     assert torch.allclose(out, x.float() / 255, atol=1e-6)  # the full-image crop is the identity
 
@@ -114,7 +115,7 @@ def test_not_applied_augmentations_are_zero():
 def test_colour_difference_is_the_measured_channel_mean_change():
     """Jitter only: ω_d equals mean(crop) - mean(view), measured independently per channel."""
     x = _images(b=8)
-    cfg = ViewConfig(**{**NO_AUG, "jitter_p": 0.5})
+    cfg = view1(**{**NO_AUG, "jitter_p": 0.5})
     out, info = A.augment_view(x, cfg, 24, generator=_gen(3), omega=True)
     w = info["omega"]
     jit = info["jitter"]
@@ -139,7 +140,7 @@ def test_colour_difference_is_the_measured_channel_mean_change():
 def test_a_chosen_brightness_factor_reproduces_the_view():
     """Brightness only: the factor read back from ω (1 + ω·range) makes the same view."""
     x = _images()
-    cfg = ViewConfig(**{**NO_AUG, **FULL_CROP, "jitter_p": 1.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0})
+    cfg = view1(**{**NO_AUG, **FULL_CROP, "jitter_p": 1.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0})
     out, info = A.augment_view(x, cfg, 32, generator=_gen(4), omega=True)
     b = 1.0 + info["omega"][:, 4] * 0.8
     assert torch.allclose(out, (x.float() / 255 * b.view(-1, 1, 1, 1)).clamp(0, 1), atol=1e-5)
@@ -148,7 +149,7 @@ def test_a_chosen_brightness_factor_reproduces_the_view():
 
 def test_two_view_augment_returns_omega_on_request_only():
     x = _images()
-    aug = TwoViewAugment(out_size=16)
+    aug = TwoViewAugment(view1(), view2(), out_size=16)
     v1, v2, info = aug(x, generator=_gen(5))
     assert "omega" not in info["view1"] and "omega" not in info["view2"]
     w1, w2, info_w = aug(x, generator=_gen(5), omega=True)
@@ -158,7 +159,7 @@ def test_two_view_augment_returns_omega_on_request_only():
         assert info_w[k]["omega"].shape == (6, 14)
         assert torch.equal(info_w[k]["omega"][:, 12], info_w[k]["flip"].float())
         assert torch.equal(info_w[k]["omega"][:, 11], info_w[k]["blur_sigma"])
-    always = TwoViewAugment(out_size=16, omega=True)
+    always = TwoViewAugment(view1(), view2(), out_size=16, omega=True)
     _, _, info_a = always(x, generator=_gen(5))
     assert torch.equal(info_a["view1"]["omega"], info_w["view1"]["omega"])
     _, _, info_off = always(x, generator=_gen(5), omega=False)

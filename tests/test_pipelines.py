@@ -20,9 +20,9 @@ def test_one_entry_per_method_name():
 def test_entries_name_real_functions(name):
     p = PIPELINES[name]
     train, evaluate = p.function("train"), p.function("evaluate")
-    assert list(inspect.signature(train).parameters) == ["loop_cfg"]
+    assert list(inspect.signature(train).parameters) == ["job"]
     params = inspect.signature(evaluate).parameters
-    assert list(params)[:3] == ["cfg", "target", list(params)[2]]
+    assert list(params)[:3] == ["spec", "target", list(params)[2]]
     assert {"cache_dir", "device", "progress", "artifact_dir", "method_state"} <= set(params)
     assert "{target}" in p.headline
 

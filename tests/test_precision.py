@@ -8,8 +8,10 @@ from orchestrator.experiment import ConfigError, build_experiment, cell_hash
 from workloads.callbacks import Callback
 from workloads.augment.omega import OMEGA_DIM
 from workloads.precision import amp_dtype
-from workloads.pretrain import build_model, pretrain
+from workloads.methods.build import build_model
+from workloads.pretrain import pretrain
 
+from specs import changed
 from test_methods_pretrain import SMALL, cell
 
 
@@ -63,7 +65,7 @@ VARIANTS = {"moco_v2": {}, "moco_v2-queue": {"queue_size": 64},
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_every_method_variant_pretrains_a_few_steps_in_each_precision(variant, precision):
     cfg = cell(variant.split("-")[0], encoder_depth=2, encoder_width=16, augself_hidden_dim=16, **VARIANTS[variant])
-    cfg["optim"]["precision"] = precision
+    cfg = changed(cfg, {"optim.precision": precision})
     images = torch.randint(0, 256, (48, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     rec = _Rec()
     model = pretrain(cfg, images, callback=rec)  # 3 steps of 16
@@ -107,8 +109,7 @@ def test_compiled_forward_trains_on_cpu(monkeypatch):
     compiled = []
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: compiled.append(fn) or real(fn, backend="aot_eager", **kw))
     cfg = cell("simclr")
-    cfg["optim"]["compile"] = True
-    cfg["data"]["image_size"] = 16
+    cfg = changed(cfg, {"optim.compile": True, "data.image_size": 16})
     images = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     rec = _Rec()
     model = pretrain(cfg, images, callback=rec)

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from specs import view1, view2
 from workloads.augment import TwoViewAugment
 from workloads.augment.prefetch import Prefetcher, make_views
 
@@ -12,7 +13,7 @@ def batches():
 
 
 def run(prefetch: bool):
-    aug = TwoViewAugment(out_size=32)
+    aug = TwoViewAugment(view1(), view2(), out_size=32)
     gen = torch.Generator().manual_seed(7)
     work = lambda x: make_views(aug, x, gen, None)  # noqa: E731
     it = Prefetcher(batches(), work, torch.device("cpu")) if prefetch else (work(x) for x in batches())

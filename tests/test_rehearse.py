@@ -17,7 +17,7 @@ from workloads.rehearse import Rehearsed, StepTimer, peak_memory_mb, reset_peak_
 
 def test_the_step_timer_stops_a_real_training_loop_after_warmup_and_steps():
     cell = build_experiment({"name": "t", "backbone": {"width": 0.125}, "optim": {"epochs": 5, "batch_size": 16},
-                             "method": {"proj_hidden_dim": 32, "proj_dim": 16, "pred_hidden_dim": 32}}).cells[0].config
+                             "method": {"proj_hidden_dim": 32, "proj_dim": 16, "pred_hidden_dim": 32}}).cells[0].spec
     images = torch.randint(0, 255, (64, 3, 32, 32), dtype=torch.uint8)  # 4 steps per epoch
     timer = StepTimer(steps=3, warmup=2)
     res = run_steps(lambda: pretrain(cell, images, callback=timer), timer)
@@ -64,36 +64,36 @@ def test_a_search_is_rehearsed_at_the_top_of_every_searched_range():
 
     def top(name):
         (cell,) = costliest_trials(load_experiment(ROOT / "experiments" / name))
-        return cell.config
+        return cell.spec  # what the rehearsal's pieces train; cell.config holds the same values
 
-    cassle = top("cassle_search.yaml")["method"]
-    assert (cassle["encoder_depth"], cassle["encoder_width"]) == (8, 128)
-    style = top("sassl_search_style.yaml")["augmentation"]["style"]
-    assert style["p"] == 1.0 and style["alpha"] == [0.3, 1.0] and style["beta"] == [0.3, 1.0]
-    optim = top("sipl_search.yaml")["optim"]
-    assert optim["batch_size"] == 128 and optim["lr"] == pytest.approx(1e-3)
+    cassle = top("cassle_search.yaml").method
+    assert (cassle.encoder_depth, cassle.encoder_width) == (8, 128)
+    style = top("sassl_search_style.yaml").augmentation.style
+    assert style.p == 1.0 and style.alpha == (0.3, 1.0) and style.beta == (0.3, 1.0)
+    optim = top("sipl_search.yaml").optim
+    assert optim.batch_size == 128 and optim.lr == pytest.approx(1e-3)
 
 
 
 def _cell(cfg: dict):
-    return build_experiment({"name": "t", **cfg}).cells[0].config
+    return build_experiment({"name": "t", **cfg}).cells[0]
 
 
 def test_an_ssl_targets_evaluation_times_lbfgs_and_on_the_first_target_the_sensitivity():
     """In process, on the kit's CIFAR-10: every enabled protocol is timed through its real code;
     L-BFGS is reported per iteration with its max_iter bound, outside the estimate."""
-    from orchestrator.rehearsal_evaluation import ssl_evaluation
+    from workloads.rehearse.evaluation import ssl_evaluation
     cfg = _cell({"backbone": {"width": 0.125}, "data": {"image_size": 32},
                  "method": {"proj_hidden_dim": 32, "proj_dim": 16, "pred_hidden_dim": 32},
                  "evaluation": {"lbfgs": {"enabled": True, "l2_exponents": [-2, 2, 5], "max_iter": 100},
-                                "sensitivity": {"enabled": True, "images": 64}}})
-    target = cfg["evaluation"]["targets"][0]
+                                "sensitivity": {"enabled": True, "images": 64}}}).spec
+    target = cfg.evaluation.targets[0]
     first = ssl_evaluation(cfg, target, True, torch.device("cpu"))
     assert first["timed"] == "linear probe + control + L-BFGS + sensitivity"
     assert first["sensitivity_s"] > 0 and first["estimate_s"] > first["sensitivity_s"]
     from workloads.data.prepare import open_ref
-    train = len(open_ref(target["data"], 32))
-    fit = round(train * (1 - target["val_fraction"]))  # validation carved from train
+    train = len(open_ref(target.data, 32))
+    fit = round(train * (1 - target.val_fraction))  # validation carved from train
     val = train - fit
     # the bound: the 5 λ fits on train and the refit on train + val, each to max_iter
     per_iteration = first["lbfgs_s_per_iteration"]
@@ -109,24 +109,25 @@ def test_one_evaluation_piece_per_distinct_protocol_set_and_per_method_where_it_
     key once lost the evaluation settings), and the same method where the evaluation runs it."""
     from orchestrator.rehearsal import _evaluation_key
     base = {"backbone": {"width": 0.125}, "method": {"proj_hidden_dim": 32, "proj_dim": 16, "pred_hidden_dim": 32}}
-    plain = _cell(base)
+    plain = _cell(base).config
     target = plain["evaluation"]["targets"][0]
-    assert _evaluation_key(plain, target, True) == _evaluation_key(_cell({**base, "seeds": [3]}), target, True)
-    few_shot = _cell({**base, "evaluation": {"few_shot": {"shots": [5]}}})
+    assert _evaluation_key(plain, target, True) == _evaluation_key(_cell({**base, "seeds": [3]}).config, target, True)
+    few_shot = _cell({**base, "evaluation": {"few_shot": {"shots": [5]}}}).config
     assert _evaluation_key(plain, target, True) != _evaluation_key(few_shot, target, True)
-    other_method = _cell({**base, "method": {**base["method"], "proj_dim": 8}})
+    other_method = _cell({**base, "method": {**base["method"], "proj_dim": 8}}).config
     assert _evaluation_key(plain, target, True) == _evaluation_key(other_method, target, True)  # not read
     sens = {"evaluation": {"sensitivity": {"enabled": True}}}
-    a, b = _cell({**base, **sens}), _cell({**base, **sens, "method": {**base["method"], "proj_dim": 8}})
+    a = _cell({**base, **sens}).config
+    b = _cell({**base, **sens, "method": {**base["method"], "proj_dim": 8}}).config
     assert _evaluation_key(a, target, True) != _evaluation_key(b, target, True)    # the analysis runs the method
     assert _evaluation_key(a, target, False) == _evaluation_key(b, target, False)  # only on the first target
 
 def test_a_sipl_targets_evaluation_times_the_encoder_and_the_mlp_head():
-    from orchestrator.rehearsal_evaluation import sipl_evaluation
+    from workloads.rehearse.evaluation import sipl_evaluation
     cfg = _cell({"backbone": {"width": 0.125}, "data": {"image_size": 32},
                  "method": {"name": "sipl", "embed_dim": 32, "head_hidden": 64, "downstream": {"hidden": 32}},
-                 "optim": {"optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0}})
-    res = sipl_evaluation(cfg, cfg["evaluation"]["targets"][0], True, torch.device("cpu"))
+                 "optim": {"optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0}}).spec
+    res = sipl_evaluation(cfg, cfg.evaluation.targets[0], True, torch.device("cpu"))
     assert res["timed"] == "MLP head" and res["head_s"] > 0 and res["features_s_per_image"] > 0
     assert res["estimate_s"] > res["head_s"] and "embedding plot" in res["note"]
 

@@ -24,7 +24,7 @@ def test_resumed_pretraining_matches_uninterrupted(method):
            "method": {"name": method}, "optim": {"epochs": 3, "batch_size": 16}, "seeds": [3]}
     if method == "moco_v2":
         raw["method"].update(proj_hidden_dim=32, proj_dim=16, pred_hidden_dim=32, queue_size=64)
-    cfg = build_experiment(raw).cells[0].config
+    cfg = build_experiment(raw).cells[0].spec
     images = torch.randint(0, 256, (48, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     whole = Recorder()
     full = pretrain(cfg, images, callback=whole)

@@ -1,20 +1,16 @@
-"""One source of truth per default: every field of the YAML schema that a workload constructor
+"""One source of truth per default: every field of the YAML schema that a method's constructor
 also takes has the same name and the same default on both sides, and every documented
-constructor argument can be set from YAML (no field only one side knows)."""
+constructor argument can be set from YAML (no field only one side knows). The cell's spec has
+no defaults at all (tests/test_spec.py)."""
 from __future__ import annotations
 
-import dataclasses
 import inspect
 
 import pytest
 
-from orchestrator import config as C
 from orchestrator.pipelines import PIPELINES
-from workloads.augment.params import ViewConfig
 from workloads.methods import METHODS
 from workloads.methods.base import AugAwareMethod
-from workloads.sipl.augment import SiplAugment
-from workloads.sipl.patches import PatchGeometry
 
 
 def _norm(v):
@@ -29,10 +25,6 @@ def _schema_defaults(model, exclude=()) -> dict:
 def _signature_defaults(fn, exclude=()) -> dict:
     return {k: _norm(p.default) for k, p in inspect.signature(fn).parameters.items()
             if k not in ("self", *exclude) and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-
-
-def _dataclass_defaults(obj) -> dict:
-    return {f.name: _norm(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
 
 
 def _same(schema: dict, code: dict, where: str) -> None:
@@ -54,25 +46,6 @@ def test_method_schema_matches_its_constructor(name):
     code = {**_signature_defaults(METHODS[name].__init__, exclude=("backbone",)),
             **_signature_defaults(AugAwareMethod._init_aug, exclude=("feat_dim",))}
     _same(_schema_defaults(PIPELINES[name].schema, exclude=("name",)), code, f"method {name}")
-
-
-def test_view_schemas_match_the_view_configs():
-    _same(_schema_defaults(C.View), _dataclass_defaults(ViewConfig.byol_view1()), "augmentation.view1")
-    _same(_schema_defaults(C.RightView), _dataclass_defaults(ViewConfig.byol_view2()), "augmentation.view2")
-    _same(_schema_defaults(C.View), _dataclass_defaults(ViewConfig()), "ViewConfig()")
-
-
-def test_sipl_schemas_match_the_sipl_workload():
-    aug = _dataclass_defaults(SiplAugment())
-    _same(_schema_defaults(C.SiplAugment), {k: v for k, v in aug.items() if k not in ("mean", "std")},
-          "method.augment")  # mean/std come from augmentation.mean/std
-    _same(_schema_defaults(C.SiplGeometry), _dataclass_defaults(PatchGeometry()), "method.geometry")
-    # the pretext loop's own defaults (used when it is called directly) agree with the schema
-    from workloads.sipl.train import DEFAULTS
-    schema = _schema_defaults(C.Sipl)
-    shared = sorted(set(schema) & set(DEFAULTS) - {"geometry", "augment"})
-    assert {"variant", "alpha", "alpha_warmup_epochs", "embed_dim", "head_hidden", "val_fraction"} <= set(shared)
-    _same({k: schema[k] for k in shared}, {k: DEFAULTS[k] for k in shared}, "method (sipl) vs pretrain_sipl")
 
 
 def test_documented_method_fields_can_be_set_from_yaml():

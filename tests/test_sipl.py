@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from pydantic import ValidationError
 from torch import nn
 
 from results.figures import pixels
+from specs import cell_spec, geometry, sipl_augment
 from workloads.callbacks import Callback, NonFiniteLossError
-from workloads.sipl import (PatchGeometry, SiplAugment, SiplNet, downstream_mlp, make_problems,
-                            pretrain_sipl, relic_augment, remove_chromatic_aberration, sample_pairs, sipl_loss,
-                            symmetric_kl)
+from workloads.spec import CellSpec, PatchGeometry
+from workloads.sipl import (SiplNet, downstream_mlp, make_problems, pretrain_sipl, relic_augment,
+                            remove_chromatic_aberration, sample_pairs, sipl_loss, symmetric_kl)
 from workloads.sipl.augment import finalize
 from workloads.sipl.embeddings import plot_style_embeddings_2d, style_pairs_embeddings, style_pairs_figure
 
@@ -46,7 +49,7 @@ def _grid_image(geom: PatchGeometry, batch: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------- patches
-@pytest.mark.parametrize("geom", [PatchGeometry(), PatchGeometry(50, 11, 24, 2)])
+@pytest.mark.parametrize("geom", [geometry(), PatchGeometry(50, 11, 24, 2)])
 def test_labels_match_neighbour_content(geom):
     x = _grid_image(geom, 256)
     centre, neighbour, labels, _ = sample_pairs(x, geom, _gen(1))
@@ -83,7 +86,7 @@ def test_patches_keep_the_gap_and_jitter():
 
 def test_resizes_other_image_sizes():
     x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=_gen(0))
-    c, n, _, _ = sample_pairs(x, PatchGeometry(), _gen(0))
+    c, n, _, _ = sample_pairs(x, geometry(), _gen(0))
     assert c.shape == (4, 3, 32, 32) and 0.0 <= float(c.min()) and float(n.max()) <= 1.0
 
 
@@ -139,21 +142,21 @@ def test_sipl_loss_terms_and_alpha_check():
 
 # ---------------------------------------------------------------------------- augmentation
 def test_augment_defaults_are_the_papers():
-    a = SiplAugment()
+    a = sipl_augment()
     assert a.crop_scale == (0.32, 1.0) and a.crop_ratio == pytest.approx((3 / 4, 4 / 3))
     assert a.brightness == a.contrast == a.saturation == (0.2, 1.8) and a.hue == (-0.2, 0.2)
     assert (a.blur_sigma, a.solarize_threshold, a.solarize_p, a.grayscale_p) == ((1e-10, 0.2), 0.5, 0.2, 0.05)
     assert (a.kernel_size(224), a.kernel_size(32), a.kernel_size(96)) == (23, 3, 9)
     with pytest.raises(ValueError, match="grayscale_p"):
-        SiplAugment(grayscale_p=1.5)
+        sipl_augment(grayscale_p=1.5)
 
 
 def test_relic_augment_changes_patches_in_range():
     x = torch.rand(16, 3, 32, 32, generator=_gen(7))
-    out = relic_augment(x, SiplAugment(), _gen(8))
+    out = relic_augment(x, sipl_augment(), _gen(8))
     assert out.shape == x.shape and float(out.min()) >= -1e-5 and float(out.max()) <= 1 + 1e-5
     assert not torch.allclose(out, x)
-    torch.testing.assert_close(relic_augment(x, SiplAugment(), _gen(8)), out)  # seeded
+    torch.testing.assert_close(relic_augment(x, sipl_augment(), _gen(8)), out)  # seeded
 
 
 def _patches(b=8):
@@ -167,15 +170,15 @@ def _differ(a, b):
 
 def test_opl_is_unaugmented():
     c, n = _patches()
-    (pc, pn), = make_problems("opl", c, n, SiplAugment(), _gen(0))
-    cfg = SiplAugment()
+    (pc, pn), = make_problems("opl", c, n, sipl_augment(), _gen(0))
+    cfg = sipl_augment()
     torch.testing.assert_close(pc, finalize(c, cfg))
     torch.testing.assert_close(pn, finalize(n, cfg))
 
 
 def test_siplv1_augments_only_the_neighbour():
     c, n = _patches()
-    cfg = SiplAugment()
+    cfg = sipl_augment()
     (c1, n1), (c2, n2) = make_problems("siplv1", c, n, cfg, _gen(0))
     assert c1 is c2
     torch.testing.assert_close(c1, finalize(c, cfg))
@@ -184,7 +187,7 @@ def test_siplv1_augments_only_the_neighbour():
 
 def test_siplv3_shares_one_augmented_centre():
     c, n = _patches()
-    cfg = SiplAugment()
+    cfg = sipl_augment()
     (c1, n1), (c2, n2) = make_problems("siplv3", c, n, cfg, _gen(0))
     assert c1 is c2
     assert _differ(c1, finalize(c, cfg)) and _differ(n1, n2) and _differ(n1, finalize(n, cfg))
@@ -198,26 +201,24 @@ def _constant_pair(b=16):
 
 def test_siplv2_applies_the_same_transform_to_centre_and_neighbour():
     c, n = _constant_pair()
-    (c1, n1), (c2, n2) = make_problems("siplv2", c, n, SiplAugment(), _gen(0))
+    (c1, n1), (c2, n2) = make_problems("siplv2", c, n, sipl_augment(), _gen(0))
     torch.testing.assert_close(c1, n1)
     torch.testing.assert_close(c2, n2)
     assert _differ(c1, c2)  # A1 != A2
-    assert _differ(c1, finalize(c, SiplAugment()))
+    assert _differ(c1, finalize(c, sipl_augment()))
 
 
 @pytest.mark.parametrize("variant", ["siplv1", "siplv3"])
 def test_other_variants_transform_centre_and_neighbour_differently(variant):
     c, n = _constant_pair()
-    for pc, pn in make_problems(variant, c, n, SiplAugment(), _gen(0)):
+    for pc, pn in make_problems(variant, c, n, sipl_augment(), _gen(0)):
         assert _differ(pc, pn)
 
 
 def test_unknown_variant():
     c, n = _patches(2)
     with pytest.raises(ValueError, match="unknown SIPL variant 'simclr'.*opl, siplv1, siplv2, siplv3"):
-        make_problems("simclr", c, n, SiplAugment(), _gen(0))
-    with pytest.raises(ValueError, match="unknown SIPL variant"):
-        pretrain_sipl({"variant": "v4"}, torch.zeros(8, 3, 48, 48, dtype=torch.uint8))
+        make_problems("simclr", c, n, sipl_augment(), _gen(0))
 
 
 # ---------------------------------------------------------------------------- pretraining
@@ -238,8 +239,16 @@ def _images(n=128, size=48, seed=11):
     return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=_gen(seed))
 
 
-CFG = {**TINY, "seed": 3, "variant": "siplv1", "alpha": 5.0, "epochs": 2, "batch_size": 32, "lr": 1e-3,
-       "val_fraction": 0.1, "geometry": {"image_size": 48, "patch_size": 12, "input_size": 32, "jitter": 1}}
+def sipl(**fields) -> "CellSpec":
+    """A tiny SIPL cell's spec (seed 3, siplv1, alpha 5, 2 epochs of batch 32, Adam at 1e-3 without weight
+    decay), with ``fields`` of its method or optim section replaced (unchecked: val_fraction 0 is allowed)."""
+    spec = cell_spec(seed=3, backbone={k: TINY[k] for k in ("arch", "width", "stem")},
+                     method={"name": "sipl", "variant": "siplv1", "alpha": 5.0, "val_fraction": 0.1,
+                             "embed_dim": TINY["embed_dim"], "head_hidden": TINY["head_hidden"]},
+                     optim={"optimizer": "adam", "epochs": 2, "batch_size": 32, "lr": 1e-3, "weight_decay": 0.0})
+    method = {k: v for k, v in fields.items() if hasattr(spec.method, k)}
+    optim = {k: v for k, v in fields.items() if k not in method}
+    return replace(spec, method=replace(spec.method, **method), optim=replace(spec.optim, **optim))
 
 
 def _weights(model):
@@ -255,7 +264,7 @@ def _assert_same(a, b):
 def test_pretrain_reports_is_deterministic_and_resumes():
     imgs = _images()
     rec_a, rec_b, rec_c = Recorder(), Recorder(), Recorder()
-    wa = _weights(pretrain_sipl(CFG, imgs, callback=rec_a))
+    wa = _weights(pretrain_sipl(sipl(), imgs, callback=rec_a))
     assert [e for e, _ in rec_a.epochs] == [1, 2] and rec_a.progress >= 2
     for _, m in rec_a.epochs:
         assert set(m) == {"loss", "pretext_acc", "kl_weight", "val_pretext_acc", "images_per_s", "epoch_seconds",
@@ -263,12 +272,12 @@ def test_pretrain_reports_is_deterministic_and_resumes():
         assert m["kl_weight"] == 5.0  # no warm-up: the paper's alpha from the first step
         assert all(math.isfinite(v) for v in m.values())
         assert 0 <= m["val_pretext_acc"] <= 100 and m["images_per_s"] > 0
-    wb = _weights(pretrain_sipl(CFG, imgs, callback=rec_b))
+    wb = _weights(pretrain_sipl(sipl(), imgs, callback=rec_b))
     _assert_same(wa, wb)
     for (_, ma), (_, mb) in zip(rec_a.epochs, rec_b.epochs):
         assert [ma[k] for k in ("loss", "pretext_acc", "val_pretext_acc")] == \
                [mb[k] for k in ("loss", "pretext_acc", "val_pretext_acc")]
-    wc = _weights(pretrain_sipl(CFG, imgs, callback=rec_c, resume=rec_a.states[0]))
+    wc = _weights(pretrain_sipl(sipl(), imgs, callback=rec_c, resume=rec_a.states[0]))
     assert [e for e, _ in rec_c.epochs] == [2]
     assert rec_c.epochs[0][1]["loss"] == rec_a.epochs[1][1]["loss"]
     _assert_same(wa, wc)
@@ -277,7 +286,7 @@ def test_pretrain_reports_is_deterministic_and_resumes():
 @pytest.mark.parametrize("variant", ["opl", "siplv2", "siplv3"])
 def test_pretrain_other_variants_run(variant):
     rec, seen = Recorder(), []
-    pretrain_sipl({**CFG, "variant": variant, "epochs": 1, "val_fraction": 0.0}, _images(40, 32), callback=rec,
+    pretrain_sipl(sipl(variant=variant, epochs=1, val_fraction=0.0), _images(40, 32), callback=rec,
                   monitor=lambda enc: seen.append(enc.eval()) or {"val_top1": 42.0})
     m = rec.epochs[0][1]
     assert math.isnan(m["val_pretext_acc"]) and math.isfinite(m["loss"]) and m["val_top1"] == 42.0
@@ -296,26 +305,28 @@ def test_warm_up_changes_training_only_while_it_lasts():
     the weight it reached; OPL has no KL term, so a warm-up changes nothing there."""
     imgs = _images()
     plain, ramp = Recorder(), Recorder()
-    w_plain = _weights(pretrain_sipl(CFG, imgs, callback=plain))
-    w_ramp = _weights(pretrain_sipl({**CFG, "alpha_warmup_epochs": 4}, imgs, callback=ramp))
+    w_plain = _weights(pretrain_sipl(sipl(), imgs, callback=plain))
+    w_ramp = _weights(pretrain_sipl(sipl(alpha_warmup_epochs=4), imgs, callback=ramp))
     # 115 training images (13 held out) in 4 batches: the last step of epoch e is at e - 1 + 3/4
     assert [m["kl_weight"] for _, m in ramp.epochs] == [5.0 * 0.75 / 4, 5.0 * 1.75 / 4]
     assert any(not torch.equal(w_plain[k], w_ramp[k]) for k in w_plain)
-    opl = {**CFG, "variant": "opl", "epochs": 1}
-    _assert_same(_weights(pretrain_sipl(opl, imgs)), _weights(pretrain_sipl({**opl, "alpha_warmup_epochs": 4}, imgs)))
+    opl = dict(variant="opl", epochs=1)
+    _assert_same(_weights(pretrain_sipl(sipl(**opl), imgs)), _weights(pretrain_sipl(sipl(**opl, alpha_warmup_epochs=4),
+                                                                                    imgs)))
 
 
 def test_pretrain_non_finite_loss_and_bad_config():
+    """A NaN or inf loss stops the pretext; bad settings are the schema's to refuse (the spec
+    has no checks of its own but the patch grid's)."""
     with pytest.raises(NonFiniteLossError, match="SIPL pretext loss became inf at epoch 1, step 1"):
-        pretrain_sipl({**CFG, "alpha": float("inf")}, _images(40))
-    with pytest.raises(ValueError, match="alpha must be >= 0"):
-        pretrain_sipl({**CFG, "alpha": -0.5}, _images(40))
-    with pytest.raises(ValueError, match="alpha_warmup_epochs must be >= 0"):
-        pretrain_sipl({**CFG, "alpha_warmup_epochs": -1}, _images(40))
-    with pytest.raises(ValueError, match="unknown SIPL config keys \\['lrr'\\]"):
-        pretrain_sipl({**CFG, "lrr": 1.0}, _images(40))
+        pretrain_sipl(sipl(alpha=float("inf")), _images(40))
+    for method, match in [({"alpha": -0.5}, "alpha"), ({"alpha_warmup_epochs": -1}, "alpha_warmup_epochs"),
+                          ({"variant": "v4"}, "variant"), ({"lrr": 1.0}, "lrr"),
+                          ({"geometry": {"image_size": 30}}, "image_size: 30 px is too small")]:
+        with pytest.raises(ValidationError, match=match):
+            cell_spec(method={"name": "sipl", **method}, optim={"optimizer": "adam"})
     with pytest.raises(ValueError, match="image_size 30 is too small"):
-        pretrain_sipl({**CFG, "geometry": {"image_size": 30}}, _images(40))
+        geometry(image_size=30)
 
 
 # ---------------------------------------------------------------------------- downstream
@@ -329,7 +340,7 @@ def _separable(n, seed):
 
 
 POOL = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten())  # a fixed "frozen encoder"
-NORM = dict(mean=SiplAugment().mean, std=SiplAugment().std)
+NORM = dict(mean=sipl_augment().mean, std=sipl_augment().std)
 
 
 def test_downstream_learns_and_picks_epoch_on_val_only():
@@ -360,7 +371,7 @@ def test_downstream_refuses_bad_head_arguments_before_encoding_anything(bad):
 # ---------------------------------------------------------------------------- embeddings
 def test_style_pairs_embeddings_and_plot(tmp_path):
     x, y = _separable(60, 3)
-    out = style_pairs_embeddings(POOL, x, y, classes=(0, 1), n_per_class=6, augment=SiplAugment(), seed=0,
+    out = style_pairs_embeddings(POOL, x, y, classes=(0, 1), n_per_class=6, augment=sipl_augment(), seed=0,
                                  input_size=16)
     emb, cls, style = out["embeddings"], out["class"], out["style"]
     assert emb.shape == (24, 12)
@@ -381,7 +392,7 @@ def test_style_pairs_embeddings_and_plot(tmp_path):
     path = plot_style_embeddings_2d(emb, cls, style, tmp_path / "styles.png", title="test")
     np.testing.assert_array_equal(pixels(path), pixels(fig))  # the PNG written is this figure
     with pytest.raises(ValueError, match="fewer than n_per_class"):
-        style_pairs_embeddings(POOL, x, y, classes=(0, 1), n_per_class=1000, input_size=16)
+        style_pairs_embeddings(POOL, x, y, classes=(0, 1), n_per_class=1000, augment=sipl_augment(), input_size=16)
 
 
 def test_first_batch_problems_are_logged_as_a_picture(tmp_path):
@@ -397,9 +408,9 @@ def test_first_batch_problems_are_logged_as_a_picture(tmp_path):
 
     imgs = _images()
     rec = Pictures()
-    w = _weights(pretrain_sipl({**CFG, "epochs": 1}, imgs, callback=rec))
+    w = _weights(pretrain_sipl(sipl(epochs=1), imgs, callback=rec))
     assert saved == ["pictures"]
-    _assert_same(w, _weights(pretrain_sipl({**CFG, "epochs": 1}, imgs)))
+    _assert_same(w, _weights(pretrain_sipl(sipl(epochs=1), imgs)))
     pic = np.asarray(Image.open(tmp_path / "problems.png").convert("RGB"))
     # siplv1: image + (c, n1) + (c, n2) = 5 tiles of 48 px ×3, 2-px padding, 8 rows
     assert pic.shape == (2 + 8 * (3 * 48 + 2), 2 + 5 * (3 * 48 + 2), 3)
@@ -407,5 +418,5 @@ def test_first_batch_problems_are_logged_as_a_picture(tmp_path):
     assert ((first == (0, 255, 0)).all(1)).sum() > 100 and ((first == (255, 0, 0)).all(1)).sum() > 100
     # the resumed run (epoch 2 of 2) logs no picture
     saved.clear()
-    pretrain_sipl(CFG, imgs, callback=Pictures(), resume=rec.states[0])
+    pretrain_sipl(sipl(), imgs, callback=Pictures(), resume=rec.states[0])
     assert saved == []

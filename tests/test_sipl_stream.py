@@ -12,6 +12,7 @@ from workloads.callbacks import Callback
 from workloads.data import open_source
 from workloads.data.memory import load_in_memory
 from workloads.data.shards import PackedShards, pack_split
+from specs import cell_spec
 from workloads.sipl.data import InMemoryPretext, StreamedPretext, sipl_pretext_data
 from workloads.sipl.train import pretrain_sipl
 
@@ -93,9 +94,10 @@ class Recorder(Callback):
         self.states.append(copy.deepcopy(state()))
 
 
-CFG = {"arch": "resnet18", "width": 0.125, "stem": "imagenet", "embed_dim": 32, "head_hidden": 64, "seed": 3,
-       "variant": "siplv1", "epochs": 2, "batch_size": 32, "lr": 1e-3, "val_fraction": 0.1,
-       "geometry": {"image_size": SIZE, "patch_size": 12, "input_size": 32, "jitter": 1}}
+SPEC = cell_spec(seed=3, backbone={"arch": "resnet18", "width": 0.125, "stem": "imagenet"},
+                 method={"name": "sipl", "variant": "siplv1", "embed_dim": 32, "head_hidden": 64, "val_fraction": 0.1,
+                         "geometry": {"image_size": SIZE, "patch_size": 12, "input_size": 32, "jitter": 1}},
+                 optim={"optimizer": "adam", "epochs": 2, "batch_size": 32, "lr": 1e-3, "weight_decay": 0.0})
 
 
 def stream_of(packed, seed=3):
@@ -104,20 +106,20 @@ def stream_of(packed, seed=3):
 
 def test_pretraining_on_the_stream_reports_and_resumes_exactly(packed):
     whole, resumed = Recorder(), Recorder()
-    a = pretrain_sipl(CFG, stream_of(packed), callback=whole)
+    a = pretrain_sipl(SPEC, stream_of(packed), callback=whole)
     assert len(whole.epochs) == 2 and all(m["skipped_images"] == 0 for m in whole.epochs)
     assert all(np.isfinite(m["loss"]) and 0 <= m["val_pretext_acc"] <= 100 for m in whole.epochs)
     # a new process resuming from epoch 1's checkpoint: a fresh stream, the saved state
-    b = pretrain_sipl(CFG, stream_of(packed), callback=resumed, resume=whole.states[0])
+    b = pretrain_sipl(SPEC, stream_of(packed), callback=resumed, resume=whole.states[0])
     assert resumed.epochs[0]["loss"] == whole.epochs[1]["loss"]
     sa, sb = a.state_dict(), b.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def cell(packed, **data):
-    return {"seed": 3, "method": {"val_fraction": 0.1},
-            "data": {"pretrain": {"name": "packed", "root": packed.root, "split": "val",
-                                  "download": False}, "image_size": SIZE, "limit": None, **data}}
+    return cell_spec(seed=3, method={"name": "sipl", "val_fraction": 0.1}, optim={"optimizer": "adam"},
+                     data={"pretrain": {"name": "packed", "root": str(packed.root), "split": "val"},
+                           "image_size": SIZE, **data})
 
 
 def test_the_cell_reads_as_data_loader_says(packed):

@@ -1,6 +1,7 @@
 """The streaming data path (workloads/data/stream.py): packed shards read epoch by epoch, each
 view cropped from the original image, in an order fixed by (seed, epoch, rank)."""
 import io
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -9,18 +10,20 @@ import pytest
 import torch
 from PIL import Image
 
+from specs import view1, view2
 from workloads.callbacks import Callback
-from workloads.augment import CroppedViews, TwoViewAugment, ViewConfig
+from workloads.augment import CroppedViews, TwoViewAugment
 from workloads.data import DatasetError, open_source
 from workloads.data.prepare import choose_loader, pretrain_data
 from workloads.data.shards import PackedShards, pack_split
 from workloads.data.device_decode import DeviceDecodeStream
 from workloads.data.stream import ShardStream, decode_rows, epoch_plan
 from workloads.pretrain import pretrain
+from workloads.spec import DatasetRef, MonitorSpec, TargetSpec
 
 from test_methods_pretrain import cell
 
-VIEWS = (ViewConfig.byol_view1(), ViewConfig.byol_view2())
+VIEWS = (view1(), view2())
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +37,14 @@ def packed(tmp_path_factory):
 def stream(shards, **kw):
     args = dict(views=VIEWS, size=32, seed=0, rank=0, world=1, batch_per_rank=48)
     return ShardStream(shards, **{**args, **kw})
+
+
+def packed_target(packed, test_split: str = "test") -> TargetSpec:
+    """A target on the packed split: 25 % of it carved off for validation."""
+    return TargetSpec(key="dtd", label="dtd", data=DatasetRef(name="packed", split="val", root=str(packed.root),
+                                                               download=False),
+                      test_split=test_split, test_data=None, val_split=None, val_fraction=0.25, split_seed=0,
+                      label_fraction=1.0)
 
 
 def indices(batches) -> list[int]:
@@ -143,10 +154,10 @@ def test_decoding_on_the_device_reads_the_same_rows_and_boxes(packed, tmp_path):
 
 def test_pretrain_on_a_stream_and_the_loader_switch(packed):
     cfg = cell("simclr", aug_mode="cassle", encoder_depth=1, encoder_width=8)
-    cfg["data"].update(pretrain={"name": "packed", "root": packed.root, "split": "val",
-                                 "download": False}, loader="stream")
+    ref = DatasetRef(name="packed", split="val", root=str(packed.root), download=False)
+    cfg = replace(cfg, data=replace(cfg.data, pretrain=ref, loader="stream"))
     data = pretrain_data(cfg, None)
-    assert isinstance(data, ShardStream) and data.batch == cfg["optim"]["batch_size"]
+    assert isinstance(data, ShardStream) and data.batch == cfg.optim.batch_size
     losses = []
 
     class Rec(Callback):
@@ -156,11 +167,12 @@ def test_pretrain_on_a_stream_and_the_loader_switch(packed):
     pretrain(cfg, data, callback=Rec())
     assert len(losses) == 1 and np.isfinite(losses[0]["loss"]) and losses[0]["skipped_images"] == 0
     # auto: memory while the decoded split fits the budget, stream beyond it
-    cfg["data"]["loader"] = "auto"
-    assert choose_loader(cfg, 240) == "memory" and isinstance(pretrain_data(cfg, None), torch.Tensor)
-    cfg["data"]["memory_budget_gb"] = 240 * 3 * 32 * 32 / 2**30 / 2
-    assert choose_loader(cfg, 240) == "stream" and isinstance(pretrain_data(cfg, None), ShardStream)
-    cfg["data"]["pretrain"] = {"name": "dtd-kit", "split": "val", "root": None, "download": False}
+    cfg = replace(cfg, data=replace(cfg.data, loader="auto"))
+    assert choose_loader(cfg.data, 240) == "memory" and isinstance(pretrain_data(cfg, None), torch.Tensor)
+    cfg = replace(cfg, data=replace(cfg.data, memory_budget_gb=240 * 3 * 32 * 32 / 2**30 / 2))
+    assert choose_loader(cfg.data, 240) == "stream" and isinstance(pretrain_data(cfg, None), ShardStream)
+    cfg = replace(cfg, data=replace(cfg.data, pretrain=DatasetRef(name="dtd-kit", split="val", root=None,
+                                                                   download=False)))
     with pytest.raises(DatasetError, match="over data.memory_budget_gb.*sassl pack"):
         pretrain_data(cfg, None)
 
@@ -178,14 +190,10 @@ def test_evaluation_reads_a_split_batch_by_batch(packed):
     from workloads.data.prepare import evaluation_is_lazy, target_splits
     from workloads.evaluation.features import extract_features
     from workloads.models.backbones import build_backbone
-    target = {"key": "dtd", "data": {"name": "packed", "split": "val", "root": packed.root,
-                                     "download": False},
-              "val_split": None, "val_fraction": 0.25, "split_seed": 0, "label_fraction": 1.0, "test_split": "val"}
-    cfg = cell("simclr")
-    cfg["data"]["loader"] = "stream"
-    assert evaluation_is_lazy(cfg, target)
-    cfg["data"]["loader"] = "auto"
-    assert not evaluation_is_lazy(cfg, target)  # 240 images at 32 px fit the default budget
+    target = packed_target(packed, test_split="val")
+    data = cell("simclr").data
+    assert evaluation_is_lazy(replace(data, loader="stream"), target)
+    assert not evaluation_is_lazy(replace(data, loader="auto"), target)  # 240 images at 32 px fit the default budget
     lazy = target_splits(target, image_size=32, cache_dir=None, lazy=True)
     dense = target_splits(target, image_size=32, cache_dir=None)
     assert isinstance(lazy.train[0], LazyImages) and len(lazy.train[0]) == len(dense.train[0]) == 180
@@ -202,15 +210,13 @@ def test_search_monitor_reads_a_large_target_batch_by_batch(packed):
     from workloads.data.lazy import LazyImages
     from workloads.evaluation.monitor import ValidationMonitor
     from workloads.models.backbones import build_backbone
-    target = {"key": "dtd", "data": {"name": "packed", "split": "val", "root": packed.root,
-                                     "download": False},
-              "val_split": None, "val_fraction": 0.25, "split_seed": 0, "label_fraction": 1.0, "test_split": None}
     cfg = cell("simclr")
+    cfg = replace(cfg, evaluation=replace(cfg.evaluation, targets=(packed_target(packed),)))
     backbone = build_backbone("resnet18", 0.125, "imagenet").eval()
     scores = {}
     for loader in ("memory", "stream"):
-        cfg["data"]["loader"] = loader
-        monitor = ValidationMonitor(cfg, target, train_size=90, lr=0.1, epochs=3, cache_dir=None)
+        monitor = ValidationMonitor(replace(cfg, data=replace(cfg.data, loader=loader)),
+                                    MonitorSpec(train_size=90, lr=0.1, epochs=3), cache_dir=None)
         assert isinstance(monitor.train[0], LazyImages) == isinstance(monitor.val[0], LazyImages) == (loader == "stream")
         assert len(monitor.train[0]) == len(monitor.train[1]) == 90
         scores[loader] = monitor(backbone)["val_top1"]

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from workloads.augment import TwoViewAugment, ViewConfig
+from specs import view1, view2
+from workloads.augment import TwoViewAugment
 from workloads.stylize.augment import StyleAugment
 from workloads.stylize.model import StyleTransferNet
 
@@ -70,7 +71,7 @@ def test_external_bank_rows_are_sampled_uniformly(net):
 
 def test_only_the_left_view_changes_and_no_gradient_reaches_the_stylizer(net):
     x = (batch(b=4) * 255).to(torch.uint8)
-    two = TwoViewAugment(ViewConfig.byol_view1(), ViewConfig.byol_view2(), out_size=32)
+    two = TwoViewAugment(view1(), view2(), out_size=32)
     plain = two(x, generator=torch.Generator().manual_seed(3))
     a = aug(net, p=1.0, alpha=(1.0, 1.0), beta=(1.0, 1.0))
     styled = two(x, generator=torch.Generator().manual_seed(3), left_hook=a)

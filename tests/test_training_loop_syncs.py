@@ -13,6 +13,7 @@ import workloads.pretrain as pretrain_module
 from workloads.backends import configure_backends
 from workloads.callbacks import Callback, NonFiniteLossError
 
+from specs import changed
 from test_methods_pretrain import cell
 
 READS = ("item", "__bool__", "__float__", "__int__", "tolist")  # a tensor's value on the host
@@ -47,8 +48,7 @@ def test_host_reads_do_not_grow_with_the_steps(variant, monkeypatch):
     reads = []
     for n in (32, 64):  # 4 and 8 steps of 8
         cfg = cell(method, **fields)
-        cfg["optim"]["batch_size"] = 8
-        cfg["augmentation"]["prefetch"] = "on"
+        cfg = changed(cfg, {"optim.batch_size": 8, "augmentation.prefetch": "on"})
         counts.clear()
         pretrain_module.pretrain(cfg, torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8))
         reads.append(dict(counts))
@@ -57,8 +57,7 @@ def test_host_reads_do_not_grow_with_the_steps(variant, monkeypatch):
 
 
 def test_a_non_finite_loss_stops_the_epoch_naming_its_first_step():
-    cfg = cell("simclr")
-    cfg["optim"]["batch_size"] = 8
+    cfg = changed(cell("simclr"), {"optim.batch_size": 8})
     calls = itertools.count(1)
 
     def poison(model):

@@ -14,16 +14,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from .augment import CroppedViews, TwoViewAugment, ViewConfig, denormalize
+from .augment import CroppedViews, TwoViewAugment, denormalize
 from .augment.prefetch import Prefetcher, make_views
 from .callbacks import Callback, NonFiniteLossError
 from .data.stream import ShardStream
-from .methods import build_method
+from .methods.build import build_model
 from .methods.distributed import rank, world_size
-from .models.backbones import architecture, build_backbone
-from .models.sync_bn import convert_sync_bn
 from .optim import build_optimizer, lr_at, set_lr
 from .precision import amp_dtype, autocast
+from .spec import CellSpec
 from .stylize.augment import StyleAugment
 from .stylize.train import work_size
 from .stylize.pictures import save_style_grid
@@ -32,20 +31,9 @@ from .visualize import save_view_pairs
 STAGE = "pretrain"
 
 
-def build_model(cfg: dict[str, Any]) -> nn.Module:
-    """Backbone + SSL method from a resolved config (plain dict); with ``backbone.sync_bn``
-    and several processes, batch norms synchronised across them."""
-    method = dict(cfg["method"])
-    model = build_method(method.pop("name"), build_backbone(**architecture(cfg["backbone"])), **method)
-    if cfg["backbone"].get("sync_bn") and world_size() > 1:
-        model = convert_sync_bn(model)  # before the optimiser and any copy (the same parameters)
-    return model
-
-
-def build_augment(cfg: dict[str, Any]) -> TwoViewAugment:
-    aug = cfg["augmentation"]
-    return TwoViewAugment(ViewConfig(**aug["view1"]), ViewConfig(**aug["view2"]),
-                          out_size=cfg["data"]["image_size"], mean=tuple(aug["mean"]), std=tuple(aug["std"]))
+def build_augment(spec: CellSpec) -> TwoViewAugment:
+    aug = spec.augmentation
+    return TwoViewAugment(aug.view1, aug.view2, out_size=spec.data.image_size, mean=aug.mean, std=aug.std)
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
@@ -61,29 +49,29 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.
             for s in range(steps)]
 
 
-def build_style_hook(cfg: dict[str, Any], stylizer: nn.Module | None, bank: torch.Tensor | None,
+def build_style_hook(spec: CellSpec, stylizer: nn.Module | None, bank: torch.Tensor | None,
                      generator: torch.Generator, device: torch.device, dtype: torch.dtype | None = None):
     """SASSL's left-view style transfer, or None when the config does not ask for it."""
-    style = cfg["augmentation"]["style"]
-    if not style["enabled"]:
+    style = spec.augmentation.style
+    if not style.enabled:
         return None
     if stylizer is None:
         raise ValueError("augmentation.style.enabled is true but no stylizer was given to the workload")
-    size = work_size(cfg.get("stylizer", {}), style)
-    crop = cfg["data"]["image_size"]
-    return StyleAugment(stylizer.to(device), p=style["p"], alpha=tuple(style["alpha"]), beta=tuple(style["beta"]),
-                        source=style["source"], shift=style["shift"], bank=bank,
-                        stylized_layers=style["stylized_layers"], generator=generator,
+    size = work_size(spec.stylizer, style)
+    crop = spec.data.image_size
+    return StyleAugment(stylizer.to(device), p=style.p, alpha=style.alpha, beta=style.beta,
+                        source=style.source, shift=style.shift, bank=bank,
+                        stylized_layers=style.stylized_layers, generator=generator,
                         size=size if size and size > crop else None,
                         # reduced precision for the stylizer only on GPUs: CPU convolutions in bf16 are slower
                         amp_dtype=dtype if device.type == "cuda" else None)
 
 
-def pretrain(cfg: dict[str, Any], images: "torch.Tensor | ShardStream", *, callback: Callback | None = None,
+def pretrain(spec: CellSpec, images: "torch.Tensor | ShardStream", *, callback: Callback | None = None,
              device: str | torch.device = "cpu", resume: dict[str, Any] | None = None,
              wrap_model=None, stylizer: nn.Module | None = None,
              style_bank: torch.Tensor | None = None, monitor=None) -> nn.Module:
-    """Train cfg's SSL method on ``images`` (uint8 N×3×S×S in memory, or a ShardStream of
+    """Train the cell's SSL method on ``images`` (uint8 N×3×S×S in memory, or a ShardStream of
     packed shards whose views are cropped from the original images); returns the trained
     method module.
 
@@ -94,21 +82,20 @@ def pretrain(cfg: dict[str, Any], images: "torch.Tensor | ShardStream", *, callb
     objective) and its metrics join the epoch's."""
     callback = callback or Callback()
     device = torch.device(device)
-    opt_cfg = cfg["optim"]
-    seed = int(cfg["seed"])
+    opt = spec.optim
+    seed = spec.seed
     torch.manual_seed(seed)
     # channels_last: +5-9 % images/s for the CPU convolutions here (benchmarks/pretrain_throughput.py)
-    model = build_model(cfg).to(device, memory_format=torch.channels_last)
-    augment = build_augment(cfg).to(device)
+    model = build_model(spec).to(device, memory_format=torch.channels_last)
+    augment = build_augment(spec).to(device)
     augment.omega = bool(getattr(model, "uses_omega", False))  # ω from the very parameters each view applied
-    optimizer = build_optimizer(model, opt_cfg["optimizer"], opt_cfg["lr"], opt_cfg["momentum"],
-                                opt_cfg["weight_decay"])
+    optimizer = build_optimizer(model, opt.optimizer, opt.lr, opt.momentum, opt.weight_decay)
     aug_gen = torch.Generator(device=device).manual_seed(seed * 7919 + rank())
     # mixed precision: autocast around the forward passes (the losses run in fp32 inside it,
     # methods/losses.py); fp16's small range needs the loss scaled before backward
-    dtype = amp_dtype(opt_cfg.get("precision", "fp32"), device)
-    style_hook = build_style_hook(cfg, stylizer, style_bank, aug_gen, device, dtype)
-    prefetch = {"on": True, "off": False}.get(cfg["augmentation"]["prefetch"], device.type == "cuda")
+    dtype = amp_dtype(opt.precision, device)
+    style_hook = build_style_hook(spec, stylizer, style_bank, aug_gen, device, dtype)
+    prefetch = {"on": True, "off": False}.get(spec.augmentation.prefetch, device.type == "cuda")
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     start_epoch = 0
     if resume is not None:
@@ -119,17 +106,17 @@ def pretrain(cfg: dict[str, Any], images: "torch.Tensor | ShardStream", *, callb
             scaler.load_state_dict(resume["grad_scaler"])
         start_epoch = int(resume["epoch"])
     forward = wrap_model(model) if wrap_model else model
-    if opt_cfg.get("compile"):
+    if opt.compile:
         forward = torch.compile(forward)  # the same parameters: checkpoints keep their keys
 
-    epochs, batch_size = int(opt_cfg["epochs"]), int(opt_cfg["batch_size"])
+    epochs, batch_size = opt.epochs, opt.batch_size
     streaming = isinstance(images, ShardStream)
     # a stream deals its shards anew each epoch, so its step count may differ by a step or two
     epoch_steps = ([images.plan(e).steps for e in range(epochs)] if streaming
                    else [len(epoch_batches(len(images), batch_size, seed, 0))] * epochs)
     first_step = [sum(epoch_steps[:e]) for e in range(epochs)]
     total_steps = sum(epoch_steps)
-    warmup_steps = int(round(opt_cfg["warmup_epochs"] * epoch_steps[0]))
+    warmup_steps = int(round(opt.warmup_epochs * epoch_steps[0]))
     for epoch in range(start_epoch, epochs):
         model.train()
         t0, seen = time.perf_counter(), 0
@@ -150,7 +137,7 @@ def pretrain(cfg: dict[str, Any], images: "torch.Tensor | ShardStream", *, callb
         views = Prefetcher(batches, work, device) if prefetch else (work(x) for x in batches)
         for step, (x, v1, v2, _info) in enumerate(views):
             gstep = first_step[epoch] + step
-            lr = lr_at(gstep, total_steps, opt_cfg["lr"], warmup_steps, opt_cfg["schedule"])
+            lr = lr_at(gstep, total_steps, opt.lr, warmup_steps, opt.schedule)
             set_lr(optimizer, lr)
             omegas = {"omega1": _info["view1"]["omega"], "omega2": _info["view2"]["omega"]} if augment.omega else {}
             with autocast(device.type, dtype):
@@ -168,10 +155,10 @@ def pretrain(cfg: dict[str, Any], images: "torch.Tensor | ShardStream", *, callb
             if epoch == start_epoch and step == 0 and rank() == 0:
                 if streaming:  # no square original on this path: show view 1's crop as the image
                     x = x.view1
-                _log_view_pairs(callback, x, v1, v2, cfg)
+                _log_view_pairs(callback, x, v1, v2, spec)
                 if style_hook is not None:
-                    _log_style_grid(callback, x, style_hook, cfg, denormalize(v1, cfg["augmentation"]["mean"],
-                                                                             cfg["augmentation"]["std"]))
+                    _log_style_grid(callback, x, style_hook, spec, denormalize(v1, spec.augmentation.mean,
+                                                                              spec.augmentation.std))
             now = time.perf_counter()
             if now - last_report > 0.5 or step == steps_per_epoch - 1:
                 last_report = now
@@ -211,17 +198,17 @@ def _on_host(batch: "torch.Tensor | CroppedViews") -> bool:
 
 
 def _log_view_pairs(callback: Callback, x: torch.Tensor, v1: torch.Tensor, v2: torch.Tensor,
-                    cfg: dict[str, Any]) -> None:
-    mean, std = cfg["augmentation"]["mean"], cfg["augmentation"]["std"]
+                    spec: CellSpec) -> None:
+    mean, std = spec.augmentation.mean, spec.augmentation.std
     with tempfile.TemporaryDirectory() as tmp:
         path = save_view_pairs(denormalize(v1, mean, std), denormalize(v2, mean, std),
                                Path(tmp) / "augmented_view_pairs.png", originals=x)
         callback.on_artifact(str(path), "pictures")
 
 
-def _log_style_grid(callback: Callback, x: torch.Tensor, hook: StyleAugment, cfg: dict[str, Any],
+def _log_style_grid(callback: Callback, x: torch.Tensor, hook: StyleAugment, spec: CellSpec,
                     final: torch.Tensor) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        path = save_style_grid(x, hook, cfg["data"]["image_size"], Path(tmp) / "style_augmentation.png",
+        path = save_style_grid(x, hook, spec.data.image_size, Path(tmp) / "style_augmentation.png",
                                final=final)
         callback.on_artifact(str(path), "pictures")

@@ -1,6 +1,6 @@
 """Batched on-device two-view augmentations (BYOL / SASSL / CASSLE)."""
 
 from .batched import CroppedViews, TwoViewAugment, denormalize
-from .params import ViewConfig
+from ..spec import ViewConfig
 
 __all__ = ["ViewConfig", "TwoViewAugment", "CroppedViews", "denormalize"]

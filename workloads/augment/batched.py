@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from .omega import omega_from_info
-from .params import ViewConfig
+from ..spec import IMAGENET_MEAN, IMAGENET_STD, ViewConfig
 
 __all__ = [
     "CroppedViews",
@@ -62,8 +62,6 @@ __all__ = [
     "TwoViewAugment",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: Index -> name of the colour-jitter ops, as used by ``order`` / ``info["jitter_order"]``.
 JITTER_OPS = ("brightness", "contrast", "saturation", "hue")
@@ -585,8 +583,8 @@ class TwoViewAugment(torch.nn.Module):
 
     def __init__(
         self,
-        view1: ViewConfig | None = None,
-        view2: ViewConfig | None = None,
+        view1: ViewConfig,
+        view2: ViewConfig,
         *,
         out_size: int,
         mean: Sequence[float] = IMAGENET_MEAN,
@@ -600,8 +598,7 @@ class TwoViewAugment(torch.nn.Module):
             raise ValueError("mean and std must have 3 values")
         if any(not s > 0 for s in std):
             raise ValueError(f"std must be positive, got {std!r}")
-        self.view1 = view1 if view1 is not None else ViewConfig.byol_view1()
-        self.view2 = view2 if view2 is not None else ViewConfig.byol_view2()
+        self.view1, self.view2 = view1, view2
         self.out_size = out_size
         self.omega = bool(omega)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)

@@ -32,7 +32,7 @@ from typing import Iterable, Mapping
 
 import torch
 
-from .params import ViewConfig
+from ..spec import ViewConfig
 
 __all__ = [
     "OMEGA_DIM",

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..augment.batched import CroppedViews
-from ..augment.params import ViewConfig
+from ..spec import ViewConfig
 from .stream import EpochPlan, ShardStream, crop_box, open_rgb, seed_of
 
 

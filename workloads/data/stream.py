@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from ..augment.batched import CroppedViews
-from ..augment.params import ViewConfig
+from ..spec import ViewConfig
 from .errors import DatasetError
 from .shards import PackedShards
 

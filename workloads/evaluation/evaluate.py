@@ -11,7 +11,8 @@ from typing import Any, Callable
 import torch
 
 from ..data.prepare import evaluation_is_lazy, target_splits
-from ..models.backbones import architecture, build_backbone
+from ..models.backbones import build_backbone
+from ..spec import CellSpec, TargetSpec, to_dict
 from .features import cached_features, extract_features, state_digest
 from .few_shot import few_shot
 from .finetune import fine_tune
@@ -19,22 +20,22 @@ from .lbfgs import l2_grid, lbfgs_linear_eval
 from .probe import linear_probe
 
 
-def evaluate_target(cfg: dict[str, Any], target: dict[str, Any], backbone_state: dict[str, torch.Tensor], *,
+def evaluate_target(spec: CellSpec, target: TargetSpec, backbone_state: dict[str, torch.Tensor], *,
                     cache_dir: str | Path | None, device: str = "cpu", progress: Callable[[str], None] | None = None,
                     artifact_dir: str | Path | None = None,
                     method_state: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """{"metrics", "split_file" (the saved train/val indices), "history" (per-epoch curves by
     metric name), "artifacts" (files written to ``artifact_dir``)}."""
-    ev, key = cfg["evaluation"], target["key"]
-    size = cfg["data"]["image_size"]
-    mean, std = cfg["augmentation"]["mean"], cfg["augmentation"]["std"]
+    ev, key = spec.evaluation, target.key
+    size = spec.data.image_size
+    mean, std = spec.augmentation.mean, spec.augmentation.std
     say = progress or (lambda _msg: None)
     # read batch by batch when the split is too large to decode (features and fine-tuning alike)
-    lazy = evaluation_is_lazy(cfg, target)
+    lazy = evaluation_is_lazy(spec.data, target)
     splits = target_splits(target, image_size=size, cache_dir=cache_dir, lazy=lazy)
 
     def make_backbone():
-        return build_backbone(**architecture(cfg["backbone"]))
+        return build_backbone(**spec.backbone.architecture())
 
     def features(backbone, cache_path=None):
         feats, hit = cached_features(cache_path, lambda: [
@@ -44,70 +45,70 @@ def evaluate_target(cfg: dict[str, Any], target: dict[str, Any], backbone_state:
         return feats
 
     def probe(backbone, cache_path=None) -> dict[str, Any]:
-        pc = ev["linear_probe"]
+        pc = ev.linear_probe
         feats = features(backbone, cache_path)
-        res = linear_probe(*feats, splits.num_classes, lrs=pc["lrs"], epochs=pc["epochs"],
-                           batch_size=pc["batch_size"], momentum=pc["momentum"], seed=cfg["seed"])
+        res = linear_probe(*feats, splits.num_classes, lrs=list(pc.lrs), epochs=pc.epochs,
+                           batch_size=pc.batch_size, momentum=pc.momentum, seed=spec.seed)
         return {"result": res, "feats": feats}
 
     backbone = make_backbone()
     backbone.load_state_dict(backbone_state)
     say(f"{key}: linear probe")
-    out = probe(backbone, _feature_cache_file(cfg, target, backbone_state, cache_dir))
+    out = probe(backbone, _feature_cache_file(spec, target, backbone_state, cache_dir))
     metrics = out["result"].as_metrics(f"linear/{key}")
-    if ev["few_shot"]["shots"]:
+    if ev.few_shot.shots:
         say(f"{key}: few-shot")
         (xtr, ytr), (xva, yva), (xte, yte) = out["feats"]
         res = few_shot(torch.cat([xtr, xva]), torch.cat([ytr, yva]), xte, yte,
-                       shots=tuple(ev["few_shot"]["shots"]), episodes=ev["few_shot"]["episodes"], seed=cfg["seed"])
+                       shots=tuple(ev.few_shot.shots), episodes=ev.few_shot.episodes, seed=spec.seed)
         for k, r in res.items():
             metrics.update(r.as_metrics(f"fewshot{k}/{key}"))
-    if ev["lbfgs"]["enabled"]:
-        lb = ev["lbfgs"]
-        say(f"{key}: L-BFGS logistic regression ({lb['l2_exponents'][2]} λ values)")
-        res = lbfgs_linear_eval(*out["feats"], splits.num_classes, l2_values=l2_grid(*lb["l2_exponents"]),
-                                select_by=lb["select_by"], max_iter=lb["max_iter"])
+    if ev.lbfgs.enabled:
+        lb = ev.lbfgs
+        say(f"{key}: L-BFGS logistic regression ({lb.l2_exponents[2]} λ values)")
+        res = lbfgs_linear_eval(*out["feats"], splits.num_classes, l2_values=l2_grid(*lb.l2_exponents),
+                                select_by=lb.select_by, max_iter=lb.max_iter)
         metrics.update(res.as_metrics(f"lbfgs/{key}"))
-    if ev["fine_tune"]["enabled"]:
-        ft = ev["fine_tune"]
+    if ev.fine_tune.enabled:
+        ft = ev.fine_tune
         res = fine_tune(make_backbone, backbone_state, splits.train, splits.val, splits.test, splits.num_classes,
-                        mean=mean, std=std, lrs=ft["lrs"], epochs=ft["epochs"], batch_size=ft["batch_size"],
-                        momentum=ft["momentum"], seed=cfg["seed"], device=device,
+                        mean=mean, std=std, lrs=list(ft.lrs), epochs=ft.epochs, batch_size=ft.batch_size,
+                        momentum=ft.momentum, seed=spec.seed, device=device,
                         progress=lambda phase, e, n: say(f"{key}: {phase} epoch {e}/{n}"))
         metrics.update(res.as_metrics(f"finetune/{key}"))
-    if ev["linear_probe"]["random_init_control"]:
+    if ev.linear_probe.random_init_control:
         say(f"{key}: random-init control")
-        metrics.update(_cached_control(cfg, target, cache_dir, lambda: _control(cfg, key, make_backbone, probe)))
+        metrics.update(_cached_control(spec, target, cache_dir, lambda: _control(spec, key, make_backbone, probe)))
     artifacts = []
-    if ev["sensitivity"]["enabled"] and artifact_dir is not None and method_state is not None:
+    if ev.sensitivity.enabled and artifact_dir is not None and method_state is not None:
         say(f"{key}: augmentation sensitivity")
-        res, plot = _sensitivity(cfg, method_state, splits.test[0][:ev["sensitivity"]["images"]], artifact_dir)
+        res, plot = _sensitivity(spec, method_state, splits.test[0][:ev.sensitivity.images], artifact_dir)
         metrics.update(res.as_metrics())
         artifacts.append(plot)
     return {"metrics": metrics, "split_file": splits.split_file, "history": {}, "artifacts": artifacts}
 
 
-def _sensitivity(cfg: dict[str, Any], method_state: dict[str, torch.Tensor], images: torch.Tensor,
+def _sensitivity(spec: CellSpec, method_state: dict[str, torch.Tensor], images: torch.Tensor,
                  artifact_dir: str | Path):
     """Sensitivity of the trained method (backbone stages + projector) and the plot file."""
     import matplotlib
     matplotlib.use("Agg")
-    from ..pretrain import build_model
+    from ..methods.build import build_model
     from .sensitivity import method_sensitivity, plot_sensitivity
-    model = build_model(cfg)
+    model = build_model(spec)
     model.load_state_dict(method_state)
-    aug = cfg["augmentation"]
-    res = method_sensitivity(model.eval(), images, mean=aug["mean"], std=aug["std"],
-                             generator=torch.Generator().manual_seed(cfg["seed"]))
-    fig = plot_sensitivity(res, title=f"augmentation sensitivity ({cfg['method']['name']})")
+    aug = spec.augmentation
+    res = method_sensitivity(model.eval(), images, mean=aug.mean, std=aug.std,
+                             generator=torch.Generator().manual_seed(spec.seed))
+    fig = plot_sensitivity(res, title=f"augmentation sensitivity ({spec.method.name})")
     path = Path(artifact_dir) / "augmentation_sensitivity.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     return res, str(path)
 
 
-def _control(cfg: dict[str, Any], key: str, make_backbone, probe) -> dict[str, float]:
-    torch.manual_seed(cfg["seed"])
+def _control(spec: CellSpec, key: str, make_backbone, probe) -> dict[str, float]:
+    torch.manual_seed(spec.seed)
     return probe(make_backbone())["result"].as_metrics(f"random_init/linear/{key}")
 
 
@@ -116,25 +117,26 @@ def _key_digest(key: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _feature_cache_file(cfg: dict[str, Any], target: dict[str, Any], backbone_state: dict[str, torch.Tensor],
+def _feature_cache_file(spec: CellSpec, target: TargetSpec, backbone_state: dict[str, torch.Tensor],
                         cache_dir: str | Path | None) -> Path | None:
     """Features depend on the backbone's weights, the target's splits and the preprocessing only."""
     if cache_dir is None:
         return None
-    key = {"weights": state_digest(backbone_state), "backbone": architecture(cfg["backbone"]), "target": target,
-           "image_size": cfg["data"]["image_size"], "mean": cfg["augmentation"]["mean"], "std": cfg["augmentation"]["std"]}
-    return Path(cache_dir) / "features" / f"{target['key']}-{_key_digest(key)}.pt"
+    key = {"weights": state_digest(backbone_state), "backbone": spec.backbone.architecture(),
+           "target": to_dict(target), "image_size": spec.data.image_size, "mean": spec.augmentation.mean,
+           "std": spec.augmentation.std}
+    return Path(cache_dir) / "features" / f"{target.key}-{_key_digest(key)}.pt"
 
 
-def _cached_control(cfg: dict[str, Any], target: dict[str, Any], cache_dir: str | Path | None,
+def _cached_control(spec: CellSpec, target: TargetSpec, cache_dir: str | Path | None,
                     compute) -> dict[str, float]:
     """The random-init control depends only on architecture, seed, data and probe settings,
     so variants that differ in pretraining (say, with and without SASSL) share one."""
     if cache_dir is None:
         return compute()
-    key = {"seed": cfg["seed"], "backbone": architecture(cfg["backbone"])}
-    key.update(image_size=cfg["data"]["image_size"], mean=cfg["augmentation"]["mean"],
-               std=cfg["augmentation"]["std"], probe=cfg["evaluation"]["linear_probe"], target=target)
+    key = {"seed": spec.seed, "backbone": spec.backbone.architecture()}
+    key.update(image_size=spec.data.image_size, mean=spec.augmentation.mean, std=spec.augmentation.std,
+               probe=to_dict(spec.evaluation.linear_probe), target=to_dict(target))
     path = Path(cache_dir) / "controls" / f"random_init-{_key_digest(key)}.json"
     if path.is_file():
         return json.loads(path.read_text())

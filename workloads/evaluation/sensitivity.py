@@ -28,7 +28,7 @@ from torch import nn
 
 from ..augment.batched import IMAGENET_MEAN, IMAGENET_STD, augment_view
 from ..augment.omega import identity_omega
-from ..augment.params import ViewConfig
+from ..spec import ViewConfig
 
 __all__ = ["AUGMENTATIONS", "SensitivityResult", "cassle_view_config", "single_augmentation_config",
            "info_nce_matching", "augmentation_sensitivity", "method_sensitivity", "plot_sensitivity"]
@@ -43,9 +43,9 @@ def cassle_view_config() -> ViewConfig:
     """CASSLE's pretraining augmentations (A.1): crop scale [0.2, 1]; jitter 0.4/0.4/0.4/0.1
     with p 0.8; blur σ ∈ [0.1, 2] with p 0.5 (kernel 23 px at 224 = 0.1 of the size);
     flip p 0.5; grayscale p 0.2; no solarization."""
-    return ViewConfig(crop_scale=(0.2, 1.0), flip_p=0.5, jitter_p=0.8, brightness=0.4, contrast=0.4,
-                      saturation=0.4, hue=0.1, grayscale_p=0.2, blur_p=0.5, blur_sigma=(0.1, 2.0),
-                      solarize_p=0.0)
+    return ViewConfig(crop_scale=(0.2, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_p=0.5, jitter_p=0.8, brightness=0.4,
+                      contrast=0.4, saturation=0.4, hue=0.1, grayscale_p=0.2, blur_p=0.5, blur_sigma=(0.1, 2.0),
+                      blur_kernel_frac=0.1, solarize_p=0.0, solarize_threshold=0.5)
 
 
 def single_augmentation_config(name: str, base: ViewConfig | None = None) -> ViewConfig:

@@ -118,10 +118,3 @@ class ResNetBackbone(nn.Module):
 
 def build_backbone(arch: str = "resnet18", width: float = 1.0, stem: str = "imagenet") -> ResNetBackbone:
     return ResNetBackbone(arch, width, stem)
-
-
-def architecture(backbone_cfg: dict) -> dict:
-    """The fields of a config's ``backbone`` block that shape the network (build_backbone's
-    arguments); ``sync_bn`` only says how its batch norms train, so it is left out (and a
-    backbone's cached features do not depend on it)."""
-    return {k: v for k, v in backbone_cfg.items() if k != "sync_bn"}

@@ -8,9 +8,9 @@ embedding analysis (Figure 4).
 from .augment import VARIANTS, SiplAugment, make_problems, relic_augment
 from .downstream import downstream_mlp
 from .model import SiplNet, sipl_loss, symmetric_kl
-from .patches import PatchGeometry, remove_chromatic_aberration, sample_pairs
-from .train import DEFAULTS, pretrain_sipl
+from .patches import remove_chromatic_aberration, sample_pairs
+from .train import pretrain_sipl
 
-__all__ = ["PatchGeometry", "sample_pairs", "remove_chromatic_aberration", "SiplAugment", "VARIANTS",
-           "relic_augment", "make_problems", "SiplNet", "symmetric_kl", "sipl_loss", "DEFAULTS",
+__all__ = ["sample_pairs", "remove_chromatic_aberration", "SiplAugment", "VARIANTS",
+           "relic_augment", "make_problems", "SiplNet", "symmetric_kl", "sipl_loss",
            "pretrain_sipl", "downstream_mlp"]

@@ -11,72 +11,17 @@ workloads/augment/batched.py.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
-from typing import Any
 
 import torch
 
 from ..augment import batched as A
+from ..spec import SiplAugment
 from .patches import remove_chromatic_aberration
 
 __all__ = ["SiplAugment", "VARIANTS", "sample_relic_params", "repeat_params", "apply_relic", "relic_augment",
-           "finalize", "make_problems", "augment_from_dict"]
+           "finalize", "make_problems"]
 
 VARIANTS = ("opl", "siplv1", "siplv2", "siplv3")
-
-
-@dataclass(frozen=True)
-class SiplAugment:
-    """Table 2 of the paper. Colour ranges are the factors themselves (torchvision's
-    ColorJitter(0.8, 0.8, 0.8, 0.2)); jitter and blur have no probability in the paper,
-    so they are always applied (p = 1), as in its Algorithm 1. No flips: patch
-    localization is not invariant to them."""
-
-    crop_scale: tuple[float, float] = (0.32, 1.0)
-    crop_ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
-    jitter_p: float = 1.0
-    brightness: tuple[float, float] = (0.2, 1.8)
-    contrast: tuple[float, float] = (0.2, 1.8)
-    saturation: tuple[float, float] = (0.2, 1.8)
-    hue: tuple[float, float] = (-0.2, 0.2)
-    grayscale_p: float = 0.05
-    blur_p: float = 1.0
-    blur_kernel_224: int = 23  # kernel at 224 px; scaled to the patch input size
-    blur_sigma: tuple[float, float] = (1e-10, 0.2)  # px, as in the paper (a near no-op)
-    solarize_p: float = 0.2
-    solarize_threshold: float = 0.5
-    mean: tuple[float, float, float] = A.IMAGENET_MEAN
-    std: tuple[float, float, float] = A.IMAGENET_STD
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if isinstance(f.default, tuple):
-                if not isinstance(v, (list, tuple)) or len(v) != len(f.default):
-                    raise ValueError(f"augment.{f.name} must be a list of {len(f.default)} numbers, got {v!r}")
-                v = tuple(float(e) for e in v)
-                if len(v) == 2 and v[0] > v[1]:
-                    raise ValueError(f"augment.{f.name}: low {v[0]} > high {v[1]}")
-            elif isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise ValueError(f"augment.{f.name} must be a number, got {v!r}")
-            object.__setattr__(self, f.name, v)
-        for name in ("jitter_p", "grayscale_p", "blur_p", "solarize_p", "solarize_threshold"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"augment.{name} must be in [0, 1], got {getattr(self, name)!r}")
-        if not (0.0 < self.crop_scale[0] and self.crop_scale[1] <= 1.0) or self.crop_ratio[0] <= 0:
-            raise ValueError(f"augment.crop_scale must lie in (0, 1] and crop_ratio be positive, got "
-                             f"{self.crop_scale!r}, {self.crop_ratio!r}")
-        if min(self.brightness + self.contrast + self.saturation) < 0 or not -0.5 <= self.hue[0] <= self.hue[1] <= 0.5:
-            raise ValueError("augment: colour factors must be >= 0 and hue within [-0.5, 0.5]")
-        if self.blur_sigma[0] <= 0 or int(self.blur_kernel_224) != self.blur_kernel_224 or self.blur_kernel_224 < 1:
-            raise ValueError("augment: blur_sigma must be positive and blur_kernel_224 a positive integer")
-        if any(s <= 0 for s in self.std):
-            raise ValueError(f"augment.std must be positive, got {self.std!r}")
-
-    def kernel_size(self, size: int) -> int:
-        """Odd kernel nearest blur_kernel_224 * size / 224, at least 3 (3 at 32 px, 23 at 224)."""
-        k = 2 * int(math.floor(self.blur_kernel_224 * size / 224 / 2.0)) + 1
-        return max(3, k)
 
 
 def _uniform(shape: tuple[int, ...], generator: torch.Generator, device) -> torch.Tensor:
@@ -155,12 +100,3 @@ def make_problems(variant: str, centre: torch.Tensor, neighbour: torch.Tensor, a
     c1, n2, n3 = finalize(relic_augment(torch.cat((centre, neighbour, neighbour)), augment, generator),
                           augment).split(B)
     return [(c1, n2), (c1, n3)]
-
-
-def augment_from_dict(d: dict[str, Any] | None) -> SiplAugment:
-    """SiplAugment from a plain (JSON/YAML) dict; unknown keys are an error."""
-    d = dict(d or {})
-    known = {f.name for f in fields(SiplAugment)}
-    if set(d) - known:
-        raise ValueError(f"unknown augment keys {sorted(set(d) - known)}; known: {sorted(known)}")
-    return SiplAugment(**d)

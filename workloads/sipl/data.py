@@ -24,6 +24,7 @@ from ..data.prepare import choose_loader, limited_positions, pretrain_images
 from ..data.shards import PackedShards
 from ..data.sources import PackedShardsSource, to_square_tensor
 from ..data.stream import seed_of, shuffled
+from ..spec import CellSpec
 
 __all__ = ["split_pretext", "PretextImages", "InMemoryPretext", "StreamedPretext", "pretext_images",
            "sipl_pretext_data"]
@@ -160,14 +161,13 @@ def pretext_images(images: "torch.Tensor | PretextImages", *, val_fraction: floa
     return InMemoryPretext(images, val_fraction=val_fraction, seed=seed)
 
 
-def sipl_pretext_data(cfg: dict[str, Any], cache_dir: Any, threads: int = 2) -> "torch.Tensor | StreamedPretext":
+def sipl_pretext_data(spec: CellSpec, cache_dir: Any, threads: int = 2) -> "torch.Tensor | StreamedPretext":
     """A SIPL cell's pretext images as data.loader says: a packed split streamed, or the
     decoded split in memory (data.limit applied either way)."""
-    data = cfg["data"]
-    ref = data["pretrain"]
-    if ref["name"] == "packed":
-        shards = PackedShards(ref["root"], ref["split"])
-        if choose_loader(cfg, len(shards)) == "stream":
-            return StreamedPretext(shards, image_size=int(data["image_size"]), val_fraction=float(
-                cfg["method"]["val_fraction"]), seed=int(cfg["seed"]), limit=data.get("limit"), threads=threads)
-    return pretrain_images(cfg, cache_dir)
+    data, ref = spec.data, spec.data.pretrain
+    if ref.name == "packed":
+        shards = PackedShards(ref.root, ref.split)
+        if choose_loader(data, len(shards)) == "stream":
+            return StreamedPretext(shards, image_size=data.image_size, val_fraction=float(spec.method.val_fraction),
+                                   seed=spec.seed, limit=data.limit, threads=threads)
+    return pretrain_images(data, cache_dir)

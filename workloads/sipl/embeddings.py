@@ -21,8 +21,8 @@ __all__ = ["style_pairs_embeddings", "plot_style_embeddings_2d", "style_pairs_fi
 
 @torch.no_grad()
 def style_pairs_embeddings(encoder: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                           classes: Sequence[int] = (0, 1), n_per_class: int = 50,
-                           augment: SiplAugment | None = None, seed: int = 0, *, input_size: int = 32,
+                           classes: Sequence[int] = (0, 1), n_per_class: int = 50, *, augment: SiplAugment,
+                           seed: int = 0, input_size: int = 32,
                            device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """Embeddings of n images per class under styles A1 and A2.
 
@@ -31,7 +31,6 @@ def style_pairs_embeddings(encoder: nn.Module, images: torch.Tensor, labels: tor
     """
     if len(classes) != 2:
         raise ValueError(f"classes must name two classes, got {classes!r}")
-    augment = augment or SiplAugment()
     g = torch.Generator().manual_seed(seed)
     picked = []
     for c in classes:

@@ -23,54 +23,15 @@ Labels are the neighbour's position in raster order without the centre::
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from ..augment.batched import resized_crop
+from ..spec import PatchGeometry
 
 __all__ = ["PatchGeometry", "NEIGHBOUR_CELLS", "sample_pairs", "remove_chromatic_aberration", "resize_images"]
 
 #: (row, col) of the grid cell of each label 0..7; the centre is (1, 1).
 NEIGHBOUR_CELLS = ((0, 0), (0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1), (2, 2))
-
-
-@dataclass(frozen=True)
-class PatchGeometry:
-    image_size: int = 48
-    patch_size: int = 12
-    input_size: int = 32
-    jitter: int = 1
-
-    def __post_init__(self) -> None:
-        for name in ("image_size", "patch_size", "input_size", "jitter"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool):
-                raise ValueError(f"geometry.{name} must be an integer, got {v!r}")
-        if self.patch_size < 1 or self.input_size < 1:
-            raise ValueError(f"patch_size and input_size must be >= 1, got {self.patch_size}, {self.input_size}")
-        if self.jitter < 0:
-            raise ValueError(f"geometry.jitter must be >= 0, got {self.jitter}")
-        # smallest image whose cells leave room for the patch, its jitter and a 1-px gap
-        need = 3 * (self.patch_size + self.jitter + 1)
-        if self.image_size < need:
-            raise ValueError(
-                f"image_size {self.image_size} is too small for a 3×3 grid of {self.patch_size}-px patches "
-                f"with jitter {self.jitter}: needs at least {need}")
-
-    @property
-    def cell(self) -> int:
-        return self.image_size // 3
-
-    @property
-    def gap(self) -> int:
-        """Smallest distance in px between two neighbouring patches."""
-        return self.cell - self.patch_size - self.jitter
-
-    @property
-    def origin(self) -> int:
-        """Pixel where the grid starts (the remainder image_size % 3 is split around it)."""
-        return (self.image_size - 3 * self.cell) // 2
 
 
 def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:

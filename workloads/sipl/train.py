@@ -6,7 +6,6 @@ whose state is part of the checkpoint, and the image order of an epoch is a func
 """
 from __future__ import annotations
 
-import copy
 import math
 import tempfile
 import time
@@ -20,57 +19,23 @@ from ..data.errors import DatasetError
 from ..data.lazy import LazyImages
 from ..augment.batched import denormalize
 from ..visualize import save_patch_problems
-from .augment import VARIANTS, SiplAugment, augment_from_dict, finalize, make_problems
+from ..spec import CellSpec, PatchGeometry, SiplAugment
+from .augment import finalize, make_problems
 from .data import PretextImages, pretext_images
 from .model import SiplNet, sipl_loss
-from .patches import PatchGeometry, resize_images, sample_pairs
+from .patches import resize_images, sample_pairs
 
-__all__ = ["DEFAULTS", "STAGE", "resolve_config", "build_sipl_model", "pretrain_sipl"]
+__all__ = ["STAGE", "build_sipl_model", "pretrain_sipl"]
 
 STAGE = "sipl"
 
-#: Paper values (Tables 1-3) except geometry, which defaults to the CIFAR kit's (see patches.py).
-DEFAULTS: dict[str, Any] = {
-    "seed": 0, "variant": "siplv1", "alpha": 5.0, "alpha_warmup_epochs": 0.0,
-    "arch": "resnet18", "width": 1.0, "stem": "imagenet", "embed_dim": 1000, "head_hidden": 4096,
-    "geometry": {}, "augment": {},
-    "lr": 5e-5, "weight_decay": 0.0, "batch_size": 64, "epochs": 10, "val_fraction": 0.1,
-}
 
-
-def resolve_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    """cfg over DEFAULTS, checked; unknown keys are an error (a typo must not silently use a default)."""
-    unknown = set(cfg) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown SIPL config keys {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    out = copy.deepcopy(DEFAULTS)
-    out.update(copy.deepcopy(cfg))
-    if out["variant"] not in VARIANTS:
-        raise ValueError(f"unknown SIPL variant {out['variant']!r}; choose one of {', '.join(VARIANTS)}")
-    if not float(out["alpha"]) >= 0:
-        raise ValueError(f"alpha must be >= 0, got {out['alpha']!r}")
-    if not float(out["alpha_warmup_epochs"]) >= 0:
-        raise ValueError(f"alpha_warmup_epochs must be >= 0, got {out['alpha_warmup_epochs']!r}")
-    if not 0.0 <= float(out["val_fraction"]) < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {out['val_fraction']!r}")
-    for key in ("batch_size", "epochs"):
-        if int(out[key]) < 1:
-            raise ValueError(f"{key} must be >= 1, got {out[key]!r}")
-    if not float(out["lr"]) > 0 or float(out["weight_decay"]) < 0:
-        raise ValueError(f"lr must be > 0 and weight_decay >= 0, got {out['lr']!r}, {out['weight_decay']!r}")
-    try:
-        out["geometry"] = PatchGeometry(**out["geometry"])
-    except TypeError as e:  # unknown key
-        raise ValueError(f"geometry: {e}; known keys: image_size, patch_size, input_size, jitter") from None
-    out["augment"] = augment_from_dict(out["augment"])
-    return out
-
-
-def build_sipl_model(cfg: dict[str, Any]) -> SiplNet:
+def build_sipl_model(spec: CellSpec) -> SiplNet:
     """Seeded initialisation that leaves the caller's global RNG untouched."""
+    b, m = spec.backbone, spec.method
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(cfg["seed"]))
-        return SiplNet(cfg["arch"], float(cfg["width"]), cfg["stem"], int(cfg["embed_dim"]), int(cfg["head_hidden"]))
+        torch.manual_seed(spec.seed)
+        return SiplNet(b.arch, float(b.width), b.stem, m.embed_dim, m.head_hidden)
 
 
 def kl_weight(alpha: float, warmup_epochs: float, progress: float) -> float:
@@ -109,10 +74,10 @@ def _val_accuracy(model: SiplNet, images: "torch.Tensor | LazyImages", geom: Pat
     return 100.0 * hits / len(images)
 
 
-def pretrain_sipl(cfg: dict[str, Any], images: "torch.Tensor | PretextImages", *, callback: Callback | None = None,
+def pretrain_sipl(spec: CellSpec, images: "torch.Tensor | PretextImages", *, callback: Callback | None = None,
                   device: str | torch.device = "cpu", resume: dict[str, Any] | None = None,
                   monitor: Callable[[torch.nn.Module], dict[str, float]] | None = None) -> SiplNet:
-    """Train the SIPL pretext task on uint8 N×3×S×S images (split into train and val here) or on
+    """Train a SIPL cell's pretext task (``spec.method`` a SiplSpec, Adam from ``spec.optim``) on uint8 N×3×S×S images (split into train and val here) or on
     a PretextImages (data.py: a packed split streamed); returns the trained SiplNet.
 
     Per epoch ``callback.on_epoch_end("sipl", epoch, metrics, state)`` with metrics loss,
@@ -122,18 +87,18 @@ def pretrain_sipl(cfg: dict[str, Any], images: "torch.Tensor | PretextImages", *
     ``state()`` of an earlier epoch. ``monitor(encoder) -> metrics`` runs after every epoch (a
     search's downstream objective); its metrics join the epoch's.
     """
-    cfg = resolve_config(cfg)
     callback = callback or Callback()
     device = torch.device(device)
-    seed, geom, aug = int(cfg["seed"]), cfg["geometry"], cfg["augment"]
-    batch_size, epochs, alpha = int(cfg["batch_size"]), int(cfg["epochs"]), float(cfg["alpha"])
-    warmup = float(cfg["alpha_warmup_epochs"])
+    m, opt = spec.method, spec.optim
+    seed, geom, aug = spec.seed, m.geometry, m.augment
+    batch_size, epochs, alpha = opt.batch_size, opt.epochs, float(m.alpha)
+    warmup = float(m.alpha_warmup_epochs)
 
-    data = pretext_images(images, val_fraction=float(cfg["val_fraction"]), seed=seed)
+    data = pretext_images(images, val_fraction=float(m.val_fraction), seed=seed)
 
     # channels_last: faster CPU convolutions (as workloads/pretrain.py)
-    model = build_sipl_model(cfg).to(device, memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
+    model = build_sipl_model(spec).to(device, memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=float(opt.lr), weight_decay=float(opt.weight_decay))
     gen = torch.Generator(device=device).manual_seed(seed * 7919 + 1)
     start_epoch = 0
     if resume is not None:
@@ -151,14 +116,14 @@ def pretrain_sipl(cfg: dict[str, Any], images: "torch.Tensor | PretextImages", *
             x = batch.to(device, non_blocking=True)
             with torch.no_grad():
                 c, n, y, boxes = sample_pairs(x, geom, gen)
-                problems = make_problems(cfg["variant"], c, n, aug, gen)
+                problems = make_problems(m.variant, c, n, aug, gen)
                 if epoch == 0 and step == 0:  # what the encoder is given, once per fresh run
                     _log_problems(callback, x, boxes, problems, geom, aug)
             weight = kl_weight(alpha, warmup, epoch + step / steps)
             loss, acc = sipl_loss(model, problems, y, weight)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"SIPL pretext loss became {loss.item()} at epoch {epoch + 1}, step "
-                                         f"{step + 1} (variant {cfg['variant']}, alpha {alpha}, lr {cfg['lr']}); "
+                                         f"{step + 1} (variant {m.variant}, alpha {alpha}, lr {opt.lr}); "
                                          f"lower lr or alpha, or check the data")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -38,6 +38,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..spec import IMAGENET_MEAN, IMAGENET_STD
+
 __all__ = [
     "LOSS_NETWORKS",
     "LossNetwork",
@@ -49,8 +51,6 @@ __all__ = [
 
 LOSS_NETWORKS = ("vgg16", "vgg16-hed", "efficientnet-lite0", "random-vgg16")
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # HED (Caffe) preprocessing: BGR in [0, 255] minus this per-channel mean (given here in RGB
 # order; the converted first conv takes RGB), no division by a standard deviation.
 HED_MEAN_RGB_255 = (122.67892, 116.66877, 104.00699)

@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..spec import IMAGENET_MEAN, IMAGENET_STD
+
 VALID_STYLIZED_LAYERS = (4, 8, 10, 13)
 NUM_CIN_LAYERS = 13
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 SCRATCH_TRUNK = "scratch"
 _SCRATCH_CHANNELS = (32, 64, 128, 256, 256)
 # how P normalises its [0, 1] input: ImageNet mean/std (the scratch and torchvision trunks),

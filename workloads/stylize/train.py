@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..callbacks import Callback, NonFiniteLossError
+from ..spec import DatasetRef, StyleSpec, StylizerSpec
 from .losses import PerceptualLoss
 from .model import StyleTransferNet
 from .pictures import save_content_style_grid
@@ -27,23 +28,23 @@ def to_size(x_uint8: torch.Tensor, size: int) -> torch.Tensor:
     return x
 
 
-def build_stylizer(cfg: dict[str, Any]) -> StyleTransferNet:
-    return StyleTransferNet(width=cfg["width"], embed_dim=cfg["embed_dim"])
+def build_stylizer(spec: StylizerSpec) -> StyleTransferNet:
+    return StyleTransferNet(width=spec.width, embed_dim=spec.embed_dim)
 
 
-def train_stylizer(cfg: dict[str, Any], content: torch.Tensor, style: torch.Tensor, loss_net, *,
+def train_stylizer(spec: StylizerSpec, content: torch.Tensor, style: torch.Tensor, loss_net, *,
                    callback: Callback | None = None, device: str | torch.device = "cpu",
                    resume: dict[str, Any] | None = None) -> StyleTransferNet:
-    """cfg: the resolved ``stylizer`` section. content, style: uint8 N×3×S×S image pools."""
+    """content, style: uint8 N×3×S×S image pools."""
     callback = callback or Callback()
     device = torch.device(device)
-    size, steps, bs = cfg["image_size"], cfg["steps"], cfg["batch_size"]
-    torch.manual_seed(cfg["seed"])
-    net = build_stylizer(cfg).to(device)
-    criterion = PerceptualLoss(loss_net.to(device), content_weight=cfg["content_weight"],
-                               style_weight=cfg["style_weight"], tv_weight=cfg["tv_weight"])
-    opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
-    g = torch.Generator().manual_seed(cfg["seed"])
+    size, steps, bs = spec.image_size, spec.steps, spec.batch_size
+    torch.manual_seed(spec.seed)
+    net = build_stylizer(spec).to(device)
+    criterion = PerceptualLoss(loss_net.to(device), content_weight=spec.content_weight,
+                               style_weight=spec.style_weight, tv_weight=spec.tv_weight)
+    opt = torch.optim.Adam(net.parameters(), lr=spec.lr)
+    g = torch.Generator().manual_seed(spec.seed)
     start = 0
     if resume is not None:
         net.load_state_dict(resume["model"])
@@ -108,37 +109,37 @@ def style_bank(net: StyleTransferNet, style: torch.Tensor, size: int, *, batch_s
                       for i in range(0, len(style), batch_size)])
 
 
-def stylizer_arch(cfg: dict[str, Any]) -> dict[str, Any]:
+def stylizer_arch(spec: StylizerSpec) -> dict[str, Any]:
     """The architecture fields a saved stylizer must match."""
-    if cfg.get("pretrained"):
+    if spec.pretrained:
         from .magenta import architecture
         return architecture()
-    return build_stylizer(cfg).config()
+    return build_stylizer(spec).config()
 
 
-def bank_size(cfg: dict[str, Any]) -> int:
+def bank_size(spec: StylizerSpec) -> int:
     """The size style images are embedded at: ``style_size``, else the pretrained network's
     measured default, else the size the stylizer was trained at."""
-    if cfg.get("style_size"):
-        return int(cfg["style_size"])
-    if cfg.get("pretrained"):
+    if spec.style_size:
+        return spec.style_size
+    if spec.pretrained:
         from .magenta import BANK_SIZE
         return BANK_SIZE
-    return int(cfg["image_size"])
+    return spec.image_size
 
 
-def work_size(stylizer_cfg: dict[str, Any], style_cfg: dict[str, Any]) -> int | None:
+def work_size(stylizer: StylizerSpec, style: StyleSpec) -> int | None:
     """The size SASSL stylizes at (crops smaller than it are upsampled, stylized, brought back);
     None when nothing says (the crops' own size)."""
-    if style_cfg.get("image_size"):
-        return int(style_cfg["image_size"])
-    if stylizer_cfg.get("pretrained"):
+    if style.image_size:
+        return style.image_size
+    if stylizer.pretrained:
         from .magenta import WORK_SIZE
         return WORK_SIZE
-    return stylizer_cfg.get("image_size")
+    return stylizer.image_size
 
 
-def style_pool(refs: list[dict[str, Any]], size: int, cache_dir: str | None, lazy: bool = False):
+def style_pool(refs: "tuple[DatasetRef, ...]", size: int, cache_dir: str | None, lazy: bool = False):
     """All images of the style datasets, uint8 at size×size, concatenated; with ``lazy``,
     decoded only as batches are read (data/lazy.py: ConcatImages of LazyImages)."""
     from ..data.lazy import concat_images

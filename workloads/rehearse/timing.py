@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .callbacks import Callback
+from ..callbacks import Callback
 
 SAMPLE = 128  # images decoded / features extracted / style images embedded to time a piece
 
