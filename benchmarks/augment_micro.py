@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from workloads.augment import TwoViewAugment
-from workloads.augment import batched as A
+from workloads.augment import kernels as A
+from workloads.augment.two_views import augment_view
 from workloads.spec import ViewConfig
 
 from common import default_views  # noqa: E402 - benchmarks/common.py
@@ -119,7 +120,7 @@ def main() -> None:
     med, mn = timeit(lambda: aug(x, generator=g), args.iters, args.warmup)
     row("TwoViewAugment, both views", med, mn, f"({mn / 2:.2f} ms/view at min)")
     for name, cfg in (("view 1 only (blur p 1)", aug.view1), ("view 2 only (blur 0.1, solarize 0.2)", aug.view2)):
-        med, mn = timeit(lambda: A.augment_view(x, cfg, S, generator=g), args.iters, args.warmup)
+        med, mn = timeit(lambda: augment_view(x, cfg, S, generator=g), args.iters, args.warmup)
         row(name, med, mn)
     med, mn = timeit(lambda: aug(x, generator=g, left_hook=lambda t: t), args.iters, args.warmup)
     row("both views, identity left_hook", med, mn)

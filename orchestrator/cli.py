@@ -55,7 +55,7 @@ SetOpt = typer.Option([], "--set", "-s", help="Override a field: --set optim.epo
 def validate(path: Path = PathArg, profile: Optional[str] = ProfileOpt, set_: list[str] = SetOpt) -> None:
     """Check an experiment file and print the cells it expands into. Starts nothing."""
     exp = _load(path, profile, set_)
-    from .inputs import check_inputs
+    from .input_checks import check_inputs
     try:
         check_inputs(exp)
     except ConfigError as e:

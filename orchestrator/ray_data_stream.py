@@ -21,7 +21,7 @@ import numpy as np
 import ray
 import torch
 
-from workloads.augment.batched import CroppedViews
+from workloads.augment.two_views import CroppedViews
 from workloads.data.stream import FIELDS, SHUFFLE_BUFFER, EpochPlan, ShardStream, decode_rows, seed_of
 
 DECODE_ROWS = 64  # rows per decode call: small enough that a few tasks keep every free CPU busy

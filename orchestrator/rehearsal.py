@@ -28,7 +28,7 @@ from workloads.spec import CellSpec, DatasetRef, TargetSpec, build, to_dict
 
 from . import provenance, tracking
 from .experiment import ConfigError, Experiment, cell_hash, pretrain_hash
-from .inputs import check_inputs, distinct_dataset_refs
+from .input_checks import check_inputs, distinct_dataset_refs
 from .pipelines import pipeline
 from .ray_exec import cell_slots, connect
 from .search import concurrent_trials

@@ -13,9 +13,9 @@ import ray
 from rich.console import Console
 
 from . import claims, provenance, staleness, stylizer_stage, tracking
-from .cells import run_cell
+from .cell_task import run_cell
 from .experiment import Experiment
-from .inputs import check_inputs
+from .input_checks import check_inputs
 from .progress import LiveProgress, ProgressBoard
 from .storage import Storage
 from .ray_exec import RunContext, cell_slots, check_shared_storage, connect, on_driver_node

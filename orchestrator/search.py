@@ -20,7 +20,7 @@ from . import provenance, stylizer_stage, tracking
 from .config import CellConfig
 from .experiment import Cell, ConfigError, Experiment, apply_overrides, flatten, validate
 from .errors import short_error
-from .inputs import cell_data_keys
+from .input_checks import cell_data_keys
 from .pipelines import pipeline
 from .progress import LiveProgress, ProgressBoard
 from .ray_exec import RunContext, fit_trainer, on_driver_node

@@ -11,7 +11,8 @@ import torchvision.transforms.v2.functional as TF
 
 from specs import view1, view2
 from workloads.augment import TwoViewAugment, denormalize
-from workloads.augment import batched as A
+from workloads.augment import kernels as A
+from workloads.augment.two_views import augment_view
 
 NO_AUG = dict(flip_p=0.0, jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, solarize_p=0.0)
 
@@ -121,8 +122,8 @@ def test_shapes_dtypes_ranges_and_info():
 
     # before normalisation every view is in [0, 1]; normalisation is invertible
     g = _gen(1)
-    u1, _ = A.augment_view(x, aug.view1, 24, generator=g)
-    u2, _ = A.augment_view(x, aug.view2, 24, generator=g)
+    u1, _ = augment_view(x, aug.view1, 24, generator=g)
+    u2, _ = augment_view(x, aug.view2, 24, generator=g)
     for u, v in ((u1, v1), (u2, v2)):
         assert u.min() >= 0.0 and u.max() <= 1.0
         torch.testing.assert_close(denormalize(v), u, atol=1e-5, rtol=0)
@@ -326,7 +327,7 @@ def test_blur_small_sigma_identity_large_sigma_smooths():
 def test_p0_only_crops_and_p1_flip_mirrors():
     x = _images(b=8, h=24, w=28)
     g = _gen(9)
-    out, info = A.augment_view(x, view1(**NO_AUG), 16, generator=g)
+    out, info = augment_view(x, view1(**NO_AUG), 16, generator=g)
     crop = A.resized_crop(x, _pixel_boxes(info["crop"], 24, 28), 16)
     torch.testing.assert_close(out, crop, atol=1e-6, rtol=0)
     assert not info["flip"].any() and not info["jitter"].any() and not info["grayscale"].any()
@@ -334,7 +335,7 @@ def test_p0_only_crops_and_p1_flip_mirrors():
     assert torch.equal(info["jitter_factors"], torch.tensor([[1.0, 1.0, 1.0, 0.0]] * 8))
     torch.testing.assert_close(info["mean_before_jitter"], info["mean_after_jitter"], atol=0, rtol=0)
 
-    out, info = A.augment_view(x, view1(**{**NO_AUG, "flip_p": 1.0}), 16, generator=_gen(9))
+    out, info = augment_view(x, view1(**{**NO_AUG, "flip_p": 1.0}), 16, generator=_gen(9))
     crop = A.resized_crop(x, _pixel_boxes(info["crop"], 24, 28), 16)
     assert info["flip"].all()
     torch.testing.assert_close(out, crop.flip(-1), atol=1e-6, rtol=0)
@@ -344,7 +345,7 @@ def test_info_is_consistent_with_config():
     n = 2048
     x = _images(b=n, h=16, w=16)
     cfg = view2()
-    _, info = A.augment_view(x, cfg, 8, generator=_gen(2))
+    _, info = augment_view(x, cfg, 8, generator=_gen(2))
     for key, p in (("flip", 0.5), ("jitter", 0.8), ("grayscale", 0.2), ("solarize", 0.2)):
         assert abs(info[key].float().mean().item() - p) < 0.04, key
     blurred = info["blur_sigma"] > 0
@@ -363,11 +364,11 @@ def test_info_is_consistent_with_config():
 def test_info_means_come_from_the_jitter():
     x = _images(b=16)
     cfg = view1(**{**NO_AUG, "jitter_p": 1.0, "brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0})
-    out, info = A.augment_view(x, cfg, 16, generator=_gen(4))
+    out, info = augment_view(x, cfg, 16, generator=_gen(4))
     torch.testing.assert_close(info["mean_after_jitter"], out.mean(dim=(2, 3)), atol=1e-6, rtol=0)
     torch.testing.assert_close(info["mean_before_jitter"], info["mean_after_jitter"], atol=1e-5, rtol=0)
     cfg = view1(**{**NO_AUG, "jitter_p": 1.0, "brightness": 0.4, "contrast": 0.0, "saturation": 0.0, "hue": 0.0})
-    out, info = A.augment_view(x, cfg, 16, generator=_gen(4))
+    out, info = augment_view(x, cfg, 16, generator=_gen(4))
     crop = A.resized_crop(x, _pixel_boxes(info["crop"], 32, 32), 16)
     torch.testing.assert_close(info["mean_before_jitter"], crop.mean(dim=(2, 3)), atol=1e-6, rtol=0)
     expected = (crop * info["jitter_factors"][:, 0].view(-1, 1, 1, 1)).clamp(0, 1)

@@ -57,7 +57,7 @@ def test_saved_png_has_torchvision_s_pixels(tmp_path):
 
 def test_training_and_picture_modules_do_not_import_torchvision():
     """What a Ray Train worker, an evaluation task and the driver import: no torchvision."""
-    code = ("import sys; import orchestrator.train_worker, orchestrator.cells, orchestrator.runner, "
+    code = ("import sys; import orchestrator.train_worker, orchestrator.cell_task, orchestrator.runner, "
             "workloads.evaluation.evaluate, workloads.sipl.cell; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torchvision'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

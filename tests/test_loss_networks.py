@@ -13,12 +13,14 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from workloads.stylize import loss_networks as LN
-from workloads.stylize.loss_networks import LossNetwork, build_loss_network, vgg16_state_from_hed_wheel
+from workloads.spec import IMAGENET_MEAN, IMAGENET_STD
+from workloads.stylize import loss_weights as LW
+from workloads.stylize.loss_networks import LossNetwork, build_loss_network
+from workloads.stylize.loss_weights import vgg16_state_from_hed_wheel
 from workloads.stylize.losses import PerceptualLoss, content_loss, gram_matrix, style_loss, total_variation
 
 SHARED = Path("/work/shared/data")
-HED_CACHE = Path(LN.DEFAULT_CACHE_DIR).expanduser()  # shared with real runs: fetched once
+HED_CACHE = Path(LW.DEFAULT_CACHE_DIR).expanduser()  # shared with real runs: fetched once
 VGG_STYLE = ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
 
 
@@ -98,8 +100,8 @@ def test_vgg16_file_matches_torchvision(tv_vgg16, pooling):
     assert net.name == "vgg16" and net.style_layers == VGG_STYLE and net.content_layers == ["relu3_3"]
     assert len(net.body) == 23  # runs only up to relu4_3
     x = _rand(2, 3, 48, 40)
-    mean = torch.tensor(LN.IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(LN.IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     feats = net(x)
     with torch.no_grad():
         h = (x - mean) / std
@@ -180,7 +182,7 @@ def _fake_hed_wheel(path: Path, seed=0) -> Path:
     buf = io.BytesIO()
     with h5py.File(buf, "w") as h5:
         cin = 3
-        for b, convs in enumerate(LN._VGG16_BLOCKS, start=1):
+        for b, convs in enumerate(LW.VGG16_BLOCKS, start=1):
             for j, cout in enumerate(convs, start=1):
                 g = h5.create_group(f"block{b}/layers/conv2d{'' if j == 1 else f'_{j - 1}'}/vars")
                 g.attrs["name"] = f"block{b}_conv{j}"
@@ -246,7 +248,7 @@ def test_hed_wheel_conversion_real(hed_net):
     conv_w = [k for k in state if k.endswith(".weight")]
     assert len(conv_w) == 13
     assert {k: v.shape for k, v in state.items()} == {k: v.shape for k, v in ref.items()}
-    cached = torch.load(HED_CACHE / LN.HED_CACHE_FILE, weights_only=True)["features"]
+    cached = torch.load(HED_CACHE / LW.HED_CACHE_FILE, weights_only=True)["features"]
     for k in state:
         torch.testing.assert_close(cached[k], state[k])
 

@@ -10,7 +10,7 @@ import torchvision.transforms.v2.functional as TF
 
 from specs import view1, view2
 from workloads.augment import TwoViewAugment
-from workloads.augment import batched as A
+from workloads.augment.two_views import augment_view
 from workloads.augment.omega import (OMEGA_DIM, OMEGA_NAMES, identity_omega, omega_dim, omega_from_info,
                                      omega_mask, parse_parts, select_omega)
 
@@ -86,7 +86,7 @@ def test_pipeline_records_the_values_it_applied():
     x = _images()
     cfg = view1(crop_scale=(0.25, 0.25), crop_ratio=(1.0, 1.0), flip_p=1.0, jitter_p=0.0,
                      grayscale_p=1.0, blur_p=1.0, blur_sigma=(1.5, 1.5), solarize_p=0.0)
-    out, info = A.augment_view(x, cfg, 16, generator=_gen(1), omega=True)
+    out, info = augment_view(x, cfg, 16, generator=_gen(1), omega=True)
     w = info["omega"]
     assert w.shape == (6, 14)
     assert w[:, 2:4].tolist() == [[0.5, 0.5]] * 6  # a 16x16 box of a 32x32 image
@@ -107,7 +107,7 @@ def test_pipeline_records_the_values_it_applied():
 
 def test_not_applied_augmentations_are_zero():
     x = _images()
-    out, info = A.augment_view(x, view1(**NO_AUG, **FULL_CROP), 32, generator=_gen(2), omega=True)
+    out, info = augment_view(x, view1(**NO_AUG, **FULL_CROP), 32, generator=_gen(2), omega=True)
     assert torch.equal(info["omega"], identity_omega(6))
     assert torch.allclose(out, x.float() / 255, atol=1e-6)  # the full-image crop is the identity
 
@@ -116,7 +116,7 @@ def test_colour_difference_is_the_measured_channel_mean_change():
     """Jitter only: ω_d equals mean(crop) - mean(view), measured independently per channel."""
     x = _images(b=8)
     cfg = view1(**{**NO_AUG, "jitter_p": 0.5})
-    out, info = A.augment_view(x, cfg, 24, generator=_gen(3), omega=True)
+    out, info = augment_view(x, cfg, 24, generator=_gen(3), omega=True)
     w = info["omega"]
     jit = info["jitter"]
     assert 0 < int(jit.sum()) < 8  # both cases present with this seed
@@ -141,7 +141,7 @@ def test_a_chosen_brightness_factor_reproduces_the_view():
     """Brightness only: the factor read back from ω (1 + ω·range) makes the same view."""
     x = _images()
     cfg = view1(**{**NO_AUG, **FULL_CROP, "jitter_p": 1.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0})
-    out, info = A.augment_view(x, cfg, 32, generator=_gen(4), omega=True)
+    out, info = augment_view(x, cfg, 32, generator=_gen(4), omega=True)
     b = 1.0 + info["omega"][:, 4] * 0.8
     assert torch.allclose(out, (x.float() / 255 * b.view(-1, 1, 1, 1)).clamp(0, 1), atol=1e-5)
     assert info["omega"][:, 5:8].abs().sum() == 0  # zero-strength factors

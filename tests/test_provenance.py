@@ -220,9 +220,9 @@ def test_dataset_inputs_survive_a_concurrent_insert_and_never_fail_a_cell(tmp_pa
     import yaml
     from mlflow.exceptions import MlflowException
 
-    from orchestrator.cells import log_datasets
+    from orchestrator.cell_task import log_datasets
     from orchestrator.experiment import load_experiment
-    from orchestrator.inputs import check_inputs
+    from orchestrator.input_checks import check_inputs
     cfg = {"name": "inputs", "tracking": {"run_dir": str(tmp_path / "runs")},
            "data": {"pretrain": {"name": "cifar10-kit"}, "image_size": 32}}
     (tmp_path / "i.yaml").write_text(yaml.safe_dump(cfg))

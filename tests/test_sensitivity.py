@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from workloads.augment.batched import augment_view
+from workloads.augment.two_views import augment_view
 from workloads.evaluation.sensitivity import (AUGMENTATIONS, SensitivityResult, augmentation_sensitivity,
                                               info_nce_matching, method_sensitivity, plot_sensitivity,
                                               single_augmentation_config)

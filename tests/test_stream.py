@@ -226,13 +226,13 @@ def test_search_monitor_reads_a_large_target_batch_by_batch(packed):
 def test_crop_box_follows_the_batched_rule(monkeypatch):
     """The stream's per-image box (numpy, 10x cheaper per image) and the batched augmentation's
     boxes (torch) are the same rule: fed the same uniforms, they give the same boxes."""
-    import workloads.augment.batched as batched
+    import workloads.augment.kernels as kernels
     from workloads.data.stream import crop_box
     rng = np.random.default_rng(0)
     for h, w in ((32, 32), (100, 240), (300, 90), (7, 5)):
         u = rng.random((64, 22))
-        monkeypatch.setattr(batched, "_rand", lambda shape, generator, device: torch.as_tensor(u, dtype=torch.float32))
-        ref = batched.sample_crop_boxes(64, h, w, (0.08, 1.0), (3 / 4, 4 / 3)).tolist()
+        monkeypatch.setattr(kernels, "rand_uniform", lambda shape, generator, device: torch.as_tensor(u, dtype=torch.float32))
+        ref = kernels.sample_crop_boxes(64, h, w, (0.08, 1.0), (3 / 4, 4 / 3)).tolist()
 
         class Fixed:
             def __init__(self, row):

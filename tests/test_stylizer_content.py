@@ -30,11 +30,11 @@ import torch.nn.functional as F
 from specs import cell_spec
 from workloads.spec import DatasetRef
 from workloads.data.prepare import load_images
-from workloads.stylize import loss_networks as LN
+from workloads.stylize import loss_weights as LW
 from workloads.stylize.loss_networks import build_loss_network
 from workloads.stylize.train import to_size, train_stylizer
 
-HED_CACHE = Path(LN.DEFAULT_CACHE_DIR).expanduser()  # shared with real runs and test_loss_networks
+HED_CACHE = Path(LW.DEFAULT_CACHE_DIR).expanduser()  # shared with real runs and test_loss_networks
 STEPS = 200
 SIZE = 32
 SSIM_MIN = 0.36      # old defaults 0.256-0.281, current 0.414-0.433 (200 steps, seeds 0-2)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from orchestrator.experiment import ConfigError, build_experiment, load_experiment
-from orchestrator.inputs import check_inputs
+from orchestrator.input_checks import check_inputs
 from orchestrator.search import trial_config
 from workloads.data.prepare import target_splits
 

@@ -493,10 +493,6 @@ class CellSpec:
             method["augment"] = {**method.get("augment", {}), "mean": aug.get("mean"), "std": aug.get("std")}
         return build(cls, {**config, "method": method})
 
-    @property
-    def is_sipl(self) -> bool:
-        return isinstance(self.method, SiplSpec)
-
 
 # ---------------------------------------------------------------- building from dicts
 def build(cls: type, data: dict[str, Any], where: str = "") -> Any:

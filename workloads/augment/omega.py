@@ -132,7 +132,7 @@ def identity_omega(batch: int, device: torch.device | str | None = None) -> torc
 def omega_from_info(info: Mapping[str, torch.Tensor], cfg: ViewConfig) -> torch.Tensor:
     """``B x 14`` float32 ω of one view from the parameters the view was made with.
 
-    info: the dict :func:`workloads.augment.batched.augment_view` returns (the sampled
+    info: the dict :func:`workloads.augment.two_views.augment_view` returns (the sampled
     values the transform applied); cfg: that view's :class:`ViewConfig` (for the
     jitter ranges).
     """

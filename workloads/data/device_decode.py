@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..augment.batched import CroppedViews
+from ..augment.two_views import CroppedViews
 from ..spec import ViewConfig
 from .stream import EpochPlan, ShardStream, crop_box, open_rgb, seed_of
 

@@ -21,14 +21,13 @@ import io
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..augment.batched import CroppedViews
+from ..augment.two_views import CroppedViews
 from ..spec import ViewConfig
 from .errors import DatasetError
 from .shards import PackedShards
@@ -89,7 +88,7 @@ def crop_box(h: int, w: int, scale: tuple[float, float], ratio: tuple[float, flo
              rng: np.random.Generator, attempts: int = 10) -> tuple[int, int, int, int]:
     """torchvision's RandomResizedCrop box (top, left, height, width) in an h x w image: up to
     ``attempts`` tries of (area ~ U[scale], log-aspect ~ U[log ratio]); else the centre crop
-    clamped to the ratio range (augment.batched.sample_crop_boxes, for one image of its own size)."""
+    clamped to the ratio range (augment.kernels.sample_crop_boxes, for one image of its own size)."""
     area = h * w
     lo, hi = math.log(ratio[0]), math.log(ratio[1])
     u = rng.random(2 * attempts + 2)

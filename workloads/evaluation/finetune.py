@@ -4,7 +4,6 @@ The learning rate is chosen on the validation split, then the model is refit fro
 pretrained weights on train+val and tested on test, so test never steers a choice."""
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 __all__ = ["DEFAULT_L2_GRID", "LbfgsProbeResult", "l2_grid", "fit_logistic_lbfgs", "top1_accuracy",
            "mean_per_class_accuracy", "lbfgs_linear_eval"]

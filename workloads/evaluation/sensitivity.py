@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..augment.batched import IMAGENET_MEAN, IMAGENET_STD, augment_view
+from ..augment.two_views import augment_view
 from ..augment.omega import identity_omega
-from ..spec import ViewConfig
+from ..spec import IMAGENET_MEAN, IMAGENET_STD, ViewConfig
 
 __all__ = ["AUGMENTATIONS", "SensitivityResult", "cassle_view_config", "single_augmentation_config",
            "info_nce_matching", "augmentation_sensitivity", "method_sensitivity", "plot_sensitivity"]

@@ -6,15 +6,14 @@ normalisation (Algorithm 1), augmented or not. Augmentation parameters are sampl
 per image as a plain dict so the *same* transform can be applied to two patches
 (SIPLv2). Differences from torchvision's per-image pipeline, on purpose: one
 colour-jitter order per call (shared by the batch) instead of one per image, as in
-workloads/augment/batched.py.
+workloads/augment/kernels.py.
 """
 from __future__ import annotations
 
-import math
 
 import torch
 
-from ..augment import batched as A
+from ..augment import kernels as A
 from ..spec import SiplAugment
 from .patches import remove_chromatic_aberration
 

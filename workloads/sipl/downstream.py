@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..augment.batched import normalize
+from ..augment.kernels import normalize
 from .patches import remove_chromatic_aberration, resize_images
 
 __all__ = ["encode_images", "downstream_mlp", "fit_head"]

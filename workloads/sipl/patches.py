@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from ..augment.batched import resized_crop
+from ..augment.kernels import resized_crop
 from ..spec import PatchGeometry
 
 __all__ = ["PatchGeometry", "NEIGHBOUR_CELLS", "sample_pairs", "remove_chromatic_aberration", "resize_images"]

@@ -17,7 +17,7 @@ import torch
 from ..callbacks import Callback, NonFiniteLossError
 from ..data.errors import DatasetError
 from ..data.lazy import LazyImages
-from ..augment.batched import denormalize
+from ..augment.kernels import denormalize
 from ..visualize import save_patch_problems
 from ..spec import CellSpec, PatchGeometry, SiplAugment
 from .augment import finalize, make_problems

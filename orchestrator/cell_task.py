@@ -14,7 +14,7 @@ import yaml
 from . import provenance, tracking
 from .errors import short_error
 from .evaluation_tasks import evaluate_cell
-from .inputs import dataset_refs, cell_data_keys
+from .input_checks import dataset_refs, cell_data_keys
 from .experiment import Cell, flatten
 from .pipelines import pipeline
 from .ray_exec import RunContext, fit_trainer
