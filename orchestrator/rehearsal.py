@@ -254,8 +254,8 @@ def rehearse(exp: Experiment, *, steps: int = 3, address: str | None = None, con
                     ev_s.get(_evaluation_key(cell.config, t, i == 0), 0.0)
                     for i, t in enumerate(cell.config["evaluation"]["targets"]))
                 for pid, cells in distinct.items() for cell in cells}
-    order = sorted(to_run, key=lambda c: not c.config["augmentation"]["style"]["enabled"])  # as the runner
-    jobs = [(stylizer_s if c.config["augmentation"]["style"]["enabled"] else 0.0, duration[c.cell_id]) for c in order]
+    order = sorted(to_run, key=lambda c: not c.spec.augmentation.style.enabled)  # as the runner
+    jobs = [(stylizer_s if c.spec.augmentation.style.enabled else 0.0, duration[c.cell_id]) for c in order]
     if search:  # every trial as long as the costliest, run to its last epoch: an upper bound
         slots = concurrent_trials(search, slots)
         jobs = jobs[:1] * search["num_samples"]

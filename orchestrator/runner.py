@@ -133,8 +133,8 @@ def run_experiment(exp: Experiment, *, address: str | None = None, rerun: bool =
                 free = slots - len(pending) - (1 if stage.busy else 0)  # a training stylizer holds a slot
                 # SASSL cells first: they cost the most, so starting them early keeps every slot busy
                 # to the end (row order in the tables is the YAML's whatever the start order)
-                for cell in sorted(todo, key=lambda c: not c.config["augmentation"]["style"]["enabled"]):
-                    is_style = cell.config["augmentation"]["style"]["enabled"]
+                for cell in sorted(todo, key=lambda c: not c.spec.augmentation.style.enabled):
+                    is_style = cell.spec.augmentation.style.enabled
                     if free <= 0 or (is_style and stage.busy):
                         continue
                     todo.remove(cell)

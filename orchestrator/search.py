@@ -177,7 +177,7 @@ def run_search(exp: Experiment, *, address: str | None = None, console: Console 
         with LiveProgress(board, [], f"{cfg.name}: search, {search['num_samples']} trials, {concurrent} at a time",
                           console) as live:
             style_inputs = None
-            if cell.config["augmentation"]["style"]["enabled"]:
+            if cell.spec.augmentation.style.enabled:
                 stylizers = stylizer_stage.prepare([cell], ctx, board, c)
                 style_inputs = stylizer_stage.style_inputs(cell, stylizers)
             live.refresh()
@@ -185,7 +185,7 @@ def run_search(exp: Experiment, *, address: str | None = None, console: Console 
                                              search_run_id=ctx.parent_run_id, style_inputs=style_inputs, board=board)
             searcher = ConcurrencyLimiter(OptunaSearch(metric=search["metric"], mode=search["mode"],
                                                        seed=search["seed"]), max_concurrent=concurrent)
-            scheduler = ASHAScheduler(time_attr="training_iteration", max_t=cell.config["optim"]["epochs"],
+            scheduler = ASHAScheduler(time_attr="training_iteration", max_t=cell.spec.optim.epochs,
                                       grace_period=search["grace_period"],
                                       reduction_factor=search["reduction_factor"])
             # the trial function only drives Ray Train: its workers hold the CPUs, so trials
@@ -206,7 +206,7 @@ def run_search(exp: Experiment, *, address: str | None = None, console: Console 
             results = future.result()
             live.refresh()
         summary = _close_trial_runs(c, ctx, ctx.parent_run_id, results, search["metric"],
-                                    cell.config["optim"]["epochs"])
+                                    cell.spec.optim.epochs)
         ok = [r for r in results if r.error is None and r.metrics and search["metric"] in r.metrics]
         if not ok:
             raise RuntimeError(f"every trial failed: {next(iter(summary.failed.values()), 'no result')}")

@@ -57,7 +57,7 @@ def bank_key(ref: dict[str, Any]) -> str:
 
 
 def style_cells(cells: list[Cell]) -> list[Cell]:
-    return [c for c in cells if c.config["augmentation"]["style"]["enabled"]]
+    return [c for c in cells if c.spec.augmentation.style.enabled]
 
 
 def _store_from_run(c, run_id: str, key: str, ctx) -> None:
@@ -135,12 +135,11 @@ def prepare(cells: list[Cell], ctx, board, c) -> dict[str, StylizerInputs]:
         sid = stylizer_id(cell.config["stylizer"])
         if sid not in out:
             out[sid] = _stylizer(cell.spec, sid, ctx, board, c)
-        style = cell.config["augmentation"]["style"]
-        if style["source"] == "external":
-            key = bank_key(style["style_data"])
+        style = cell.spec.augmentation.style
+        if style.source == "external":
+            key = bank_key(to_dict(style.style_data))
             if key not in out[sid].banks:
-                out[sid].banks[key] = _bank(out[sid], cell.spec.stylizer, cell.spec.augmentation.style.style_data,
-                                            ctx, board, c)
+                out[sid].banks[key] = _bank(out[sid], cell.spec.stylizer, style.style_data, ctx, board, c)
     return out
 
 
@@ -278,13 +277,13 @@ class StylizerStage:
 
 def style_inputs(cell: Cell, stylizers: dict) -> dict[str, str] | None:
     """What a SASSL cell's training loop reads: the stylizer file and, for an external source, its bank."""
-    style = cell.config["augmentation"]["style"]
-    if not style["enabled"]:
+    style = cell.spec.augmentation.style
+    if not style.enabled:
         return None
     st = stylizers.get(stylizer_id(cell.config["stylizer"]))
     if st is None:
         return None
     inputs = {"stylizer_key": st.key}
-    if style["source"] == "external":
-        inputs["style_bank_key"] = st.banks[bank_key(style["style_data"])]
+    if style.source == "external":
+        inputs["style_bank_key"] = st.banks[bank_key(to_dict(style.style_data))]
     return inputs

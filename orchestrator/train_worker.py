@@ -15,6 +15,7 @@ import torch
 from workloads.callbacks import Callback
 from workloads.cell import train_sipl_cell, train_ssl_cell, train_stylizer_cell
 from workloads.machine import machine_params
+from workloads.spec import DataSpec
 from workloads.stylize.model import save_stylizer
 
 from . import tracking
@@ -109,6 +110,12 @@ def _store(job: TrainJob, files: list[tuple[str, Any]], save, callback: Callback
         callback.on_artifact(str(local), folder)
 
 
+def ray_data_decoder(data: DataSpec):
+    """data.stream_decode: ray_data, the one decoder the data plane cannot start: Ray Data tasks of
+    data.stream_decode_cpus CPUs each."""
+    return lambda stream: RayDataShardStream.like(stream, decode_cpus=data.stream_decode_cpus)
+
+
 def ssl_loop(job: TrainJob) -> None:
     """An SSL method's pretraining (DDP across the run's workers); rank 0 saves the method and
     its backbone."""
@@ -121,13 +128,12 @@ def ssl_loop(job: TrainJob) -> None:
             return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if use_gpu else None)
         return model
 
-    def ray_data(stream):  # data.stream_decode: ray_data, the one decoder the data plane cannot start
-        return RayDataShardStream.like(stream, decode_cpus=job.spec.data.stream_decode_cpus)
     callback = RayTrainCallback(job, resume)
     model = train_ssl_cell(job.spec, cache_dir=job.env.cache_dir, device=device, callback=callback, resume=resume,
                            rank=ctx.get_world_rank(), world=ctx.get_world_size(), threads=job.env.threads,
                            wrap_model=wrap, stylizer=_fetch(job, job.stylizer_key),
-                           style_bank=_fetch(job, job.style_bank_key), monitor=job.monitor, decode_stream=ray_data)
+                           style_bank=_fetch(job, job.style_bank_key), monitor=job.monitor,
+                           decode_stream=ray_data_decoder(job.spec.data))
     if ctx.get_world_rank() == 0:
         key = job.backbone_key
         # the whole method (projector etc.: the sensitivity analysis), then the backbone

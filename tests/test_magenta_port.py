@@ -76,9 +76,10 @@ def _images(kit_images, n: int, size: int, which: str) -> np.ndarray:
 @pytest.fixture(scope="module")
 def kit_images():
     from workloads.data.prepare import load_images as load
+    from workloads.spec import DatasetRef
 
     def load_images(ref, size, cache):
-        return load({"root": None, "download": False, **ref}, size, cache)
+        return load(DatasetRef(**{"root": None, "download": False, **ref}), size, cache)
     # the kit's paintings and DTD are stored at 64 px; _images resizes to each tested size
     content = torch.cat([load_images({"name": "cifar10-kit", "split": "test"}, 64, None)[0][:2],
                          load_images({"name": "dtd-kit", "split": "test"}, 64, None)[0][:2]])

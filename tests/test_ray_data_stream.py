@@ -61,14 +61,22 @@ def test_ray_data_skips_and_counts_a_damaged_row(tmp_path, ray_cluster):
 
 
 def test_the_worker_wraps_its_stream_as_data_stream_decode_says(packed):  # noqa: F811
-    from orchestrator.train_worker import with_decoder
+    from dataclasses import replace
+
+    from orchestrator.train_worker import ray_data_decoder
+    from specs import cell_spec
+    from workloads.cell import decoded
     from workloads.data.device_decode import DeviceDecodeStream
     threads, _ = streams(packed)
     cpu = torch.device("cpu")
-    assert with_decoder(threads, {"stream_decode": "worker"}, cpu) is threads
-    by_ray = with_decoder(threads, {"stream_decode": "ray_data", "stream_decode_cpus": 0.5}, cpu)
+    data = cell_spec().data
+    assert decoded(threads, replace(data, stream_decode="worker"), cpu) is threads
+    by_ray_data = replace(data, stream_decode="ray_data", stream_decode_cpus=0.5)
+    by_ray = decoded(threads, by_ray_data, cpu, ray_data_decoder(by_ray_data))
     assert type(by_ray) is RayDataShardStream and by_ray.decode_cpus == 0.5 and by_ray.plan(3) == threads.plan(3)
-    on_device = with_decoder(threads, {"stream_decode": "device"}, cpu)
+    with pytest.raises(ValueError, match="ray_data needs the orchestrator"):
+        decoded(threads, by_ray_data, cpu)
+    on_device = decoded(threads, replace(data, stream_decode="device"), cpu)
     assert type(on_device) is DeviceDecodeStream and on_device.device == cpu and on_device.batch == threads.batch
     images = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)
-    assert with_decoder(images, {"stream_decode": "device"}, cpu) is images  # in memory: nothing to decode
+    assert decoded(images, replace(data, stream_decode="device"), cpu) is images  # in memory: nothing to decode

@@ -12,13 +12,14 @@ from typer.testing import CliRunner
 
 from orchestrator.cli import app
 from workloads.data.prepare import load_images
+from workloads.spec import DatasetRef
 from workloads.stylize import magenta
 
 CACHE = Path("~/.cache/sassl/weights").expanduser()  # shared with test_magenta_port and real runs
 
 
 def _kit(name: str, split: str, n: int, size: int) -> list[np.ndarray]:
-    x = load_images({"name": name, "split": split, "root": None, "download": False}, size, None)[0][:n]
+    x = load_images(DatasetRef(name=name, split=split, root=None, download=False), size, None)[0][:n]
     return [im.permute(1, 2, 0).numpy() for im in x]
 
 

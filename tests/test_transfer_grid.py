@@ -1,4 +1,5 @@
 """The transfer grid's plan: targets, shared pretraining (DAG dedup), splits, search spaces."""
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,7 @@ from orchestrator.experiment import ConfigError, build_experiment, load_experime
 from orchestrator.input_checks import check_inputs
 from orchestrator.search import trial_config
 from workloads.data.prepare import target_splits
+from workloads.spec import DatasetRef, TargetSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = [{"key": "cifar10", "data": {"name": "cifar10-kit", "split": "train"}},
@@ -60,17 +62,17 @@ def test_a_target_that_does_not_exist_fails_before_anything_starts(tmp_path):
 
 
 def test_target_splits_carve_val_keep_label_fraction_and_can_skip_test(tmp_path):
-    t = {"key": "c", "data": {"name": "cifar10-kit", "split": "train", "root": None, "download": False},
-         "test_split": "test", "val_split": None, "val_fraction": 0.1, "split_seed": 0, "label_fraction": 1.0}
+    t = TargetSpec(key="c", label="c", data=DatasetRef(name="cifar10-kit", split="train", root=None, download=False),
+                   test_split="test", test_data=None, val_split=None, val_fraction=0.1, split_seed=0, label_fraction=1.0)
     full = target_splits(t, image_size=32, cache_dir=tmp_path)
     assert len(full.train[1]) == 9000 and len(full.val[1]) == 1000 and len(full.test[1]) == 10000
-    one = target_splits({**t, "label_fraction": 0.01}, image_size=32, cache_dir=tmp_path / "b", with_test=False)
+    one = target_splits(replace(t, label_fraction=0.01), image_size=32, cache_dir=tmp_path / "b", with_test=False)
     assert one.test is None
     assert np.bincount(one.train[1].numpy()).tolist() == [9] * 10  # class-balanced 1 % of train
     assert np.bincount(one.val[1].numpy()).tolist() == [1] * 10    # and of val
     assert list((tmp_path / "b").glob("cifar10-kit-train-*"))
     assert not list((tmp_path / "b").glob("cifar10-kit-test-*"))  # with_test=False never decoded the test split
-    dtd = target_splits({**t, "data": {**t["data"], "name": "dtd-kit"}, "val_split": "val"}, image_size=32,
+    dtd = target_splits(replace(t, data=replace(t.data, name="dtd-kit"), val_split="val"), image_size=32,
                         cache_dir=tmp_path)
     assert (len(dtd.train[1]), len(dtd.val[1]), len(dtd.test[1])) == (720, 240, 240)
 

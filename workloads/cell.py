@@ -15,7 +15,7 @@ from .callbacks import Callback
 from .data.device_decode import DeviceDecodeStream
 from .data.prepare import load_images, pretrain_data, reads_lazily
 from .data.stream import ShardStream
-from .spec import CellSpec, MonitorSpec
+from .spec import CellSpec, DataSpec, MonitorSpec
 from .stylize.model import StyleTransferNet, load_stylizer
 from .stylize.train import stylizer_arch, style_pool, train_stylizer
 
@@ -35,6 +35,19 @@ def _bank(bank: "torch.Tensor | str | Path | None") -> torch.Tensor | None:
     return torch.load(bank, map_location="cpu", weights_only=True)
 
 
+def decoded(images: "torch.Tensor | ShardStream", data: DataSpec, device: torch.device | str,
+            decode_stream: Callable[[ShardStream], ShardStream] | None = None) -> "torch.Tensor | ShardStream":
+    """A stream decoded where data.stream_decode says: on the worker's threads as it is, on the
+    device, or by ``decode_stream`` (the orchestrator's Ray Data tasks); images in memory as they are."""
+    if not isinstance(images, ShardStream) or data.stream_decode == "worker":
+        return images
+    if data.stream_decode == "device":
+        return DeviceDecodeStream.like(images, device=torch.device(device))
+    if decode_stream is None:
+        raise ValueError("data.stream_decode: ray_data needs the orchestrator's Ray Data decoder")
+    return decode_stream(images)
+
+
 def train_ssl_cell(spec: CellSpec, *, cache_dir: str | Path | None, device: torch.device | str,
                    callback: Callback | None = None, resume: dict[str, Any] | None = None,
                    rank: int = 0, world: int = 1, threads: int = 1, wrap_model=None,
@@ -50,14 +63,8 @@ def train_ssl_cell(spec: CellSpec, *, cache_dir: str | Path | None, device: torc
     from .pretrain import pretrain
     # before the first kernel: cuBLAS reads its workspace setting when it makes its handle
     configure_backends(torch.device(device), deterministic=spec.optim.deterministic)
-    images = pretrain_data(spec, cache_dir, rank=rank, world=world, threads=threads)
-    if isinstance(images, ShardStream) and spec.data.stream_decode != "worker":
-        if spec.data.stream_decode == "device":
-            images = DeviceDecodeStream.like(images, device=device)
-        elif decode_stream is None:
-            raise ValueError("data.stream_decode: ray_data needs the orchestrator's Ray Data decoder")
-        else:
-            images = decode_stream(images)
+    images = decoded(pretrain_data(spec, cache_dir, rank=rank, world=world, threads=threads), spec.data, device,
+                     decode_stream)
     validation = None
     if monitor is not None and rank == 0:  # only rank 0 runs the monitor (workloads/pretrain.py)
         from .evaluation.monitor import ValidationMonitor
