@@ -15,7 +15,7 @@ import torch
 from workloads.callbacks import Callback
 from workloads.cell import train_sipl_cell, train_ssl_cell, train_stylizer_cell
 from workloads.machine import machine_params
-from workloads.spec import DataSpec
+from workloads.spec import CellSpec
 from workloads.stylize.model import save_stylizer
 
 from . import tracking
@@ -110,10 +110,10 @@ def _store(job: TrainJob, files: list[tuple[str, Any]], save, callback: Callback
         callback.on_artifact(str(local), folder)
 
 
-def ray_data_decoder(data: DataSpec):
+def ray_data_decoder(spec: CellSpec):
     """data.stream_decode: ray_data, the one decoder the data plane cannot start: Ray Data tasks of
-    data.stream_decode_cpus CPUs each."""
-    return lambda stream: RayDataShardStream.like(stream, decode_cpus=data.stream_decode_cpus)
+    data.stream_decode_cpus CPUs each (read when a stream is handed over, not before)."""
+    return lambda stream: RayDataShardStream.like(stream, decode_cpus=spec.data.stream_decode_cpus)
 
 
 def ssl_loop(job: TrainJob) -> None:
@@ -133,7 +133,7 @@ def ssl_loop(job: TrainJob) -> None:
                            rank=ctx.get_world_rank(), world=ctx.get_world_size(), threads=job.env.threads,
                            wrap_model=wrap, stylizer=_fetch(job, job.stylizer_key),
                            style_bank=_fetch(job, job.style_bank_key), monitor=job.monitor,
-                           decode_stream=ray_data_decoder(job.spec.data))
+                           decode_stream=ray_data_decoder(job.spec))
     if ctx.get_world_rank() == 0:
         key = job.backbone_key
         # the whole method (projector etc.: the sensitivity analysis), then the backbone

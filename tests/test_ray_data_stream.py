@@ -72,7 +72,7 @@ def test_the_worker_wraps_its_stream_as_data_stream_decode_says(packed):  # noqa
     data = cell_spec().data
     assert decoded(threads, replace(data, stream_decode="worker"), cpu) is threads
     by_ray_data = replace(data, stream_decode="ray_data", stream_decode_cpus=0.5)
-    by_ray = decoded(threads, by_ray_data, cpu, ray_data_decoder(by_ray_data))
+    by_ray = decoded(threads, by_ray_data, cpu, ray_data_decoder(replace(cell_spec(), data=by_ray_data)))
     assert type(by_ray) is RayDataShardStream and by_ray.decode_cpus == 0.5 and by_ray.plan(3) == threads.plan(3)
     with pytest.raises(ValueError, match="ray_data needs the orchestrator"):
         decoded(threads, by_ray_data, cpu)
