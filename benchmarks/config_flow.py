@@ -9,8 +9,8 @@ how often it returns to a file it had left. A spec's own methods reading its fie
 workloads/spec.py) are not counted: that is the object reading itself.
 
     .venv/bin/python benchmarks/config_flow.py            # this checkout
-    # the code before the spec (commit 8f04c22), from a checkout of it:
-    PYTHONPATH=<checkout> .venv/bin/python benchmarks/config_flow.py --before
+    # the code before the spec (commit 8f04c22): copy this file into a checkout of it, and there
+    PYTHONPATH=. .venv/bin/python benchmarks/config_flow.py --before
 """
 from __future__ import annotations
 
