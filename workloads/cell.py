@@ -19,9 +19,6 @@ from .spec import CellSpec, DataSpec, MonitorSpec
 from .stylize.model import StyleTransferNet, load_stylizer
 from .stylize.train import stylizer_arch, style_pool, train_stylizer
 
-StylizerInput = "StyleTransferNet | str | Path | None"
-
-
 def _stylizer(spec: CellSpec, stylizer: Any) -> StyleTransferNet | None:
     """A stylizer given as a file is loaded and checked against the cell's architecture."""
     if stylizer is None or isinstance(stylizer, nn.Module):
@@ -51,7 +48,7 @@ def decoded(images: "torch.Tensor | ShardStream", data: DataSpec, device: torch.
 def train_ssl_cell(spec: CellSpec, *, cache_dir: str | Path | None, device: torch.device | str,
                    callback: Callback | None = None, resume: dict[str, Any] | None = None,
                    rank: int = 0, world: int = 1, threads: int = 1, wrap_model=None,
-                   stylizer: StylizerInput = None, style_bank: "torch.Tensor | str | Path | None" = None,
+                   stylizer: StyleTransferNet | str | Path | None = None, style_bank: "torch.Tensor | str | Path | None" = None,
                    monitor: MonitorSpec | None = None,
                    decode_stream: Callable[[ShardStream], ShardStream] | None = None) -> nn.Module:
     """An SSL cell's pretraining on this rank (torch's backend flags set first, optim.deterministic): its images (in memory, or this rank's stream of
