@@ -122,15 +122,48 @@ class Data(Strict):
         return self
 
 
+RESNETS = ("resnet18", "resnet50")
+VITS = ("vit_tiny", "vit_small", "vit_base")
+
+
+class ViT(Strict):
+    """Vision Transformer options (timm's ViT set up as MoCo v3 trains it; docs/methods.md,
+    "Vision Transformers"). The defaults are MoCo v3's."""
+    patch_size: int = Field(16, ge=1, description="Patch side in pixels; `data.image_size` must be a multiple of it.")
+    depth: int | None = Field(None, ge=1, description="Transformer blocks. Unset: the size's 12.")
+    num_heads: int | None = Field(None, ge=1, description=(
+        "Attention heads. Unset: MoCo v3's (Tiny 3, Small 12, Base 12; timm's ViT-Small has 6)."))
+    pos_embed: Literal["sincos", "learned"] = Field("sincos", description=(
+        "`sincos`: MoCo v3's fixed 2-D sine-cosine position embedding (not trained); `learned`: trained."))
+    frozen_patch_embed: bool = Field(True, description=(
+        "Keep the patch projection at its random initialisation (MoCo v3's stop-gradient on it, §4.1)."))
+    init: Literal["moco", "timm"] = Field("moco", description=(
+        "`moco`: MoCo v3's: Xavier-uniform with Q, K, V initialised apart and the patch projection as a Linear; "
+        "`timm`: timm's default initialisation."))
+
+
 class Backbone(Strict):
-    """The encoder that is pretrained and then evaluated."""
-    arch: Literal["resnet18", "resnet50"] = Field("resnet18", description="ResNet depth.")
-    width: float = Field(1.0, gt=0, le=4, description="Channel multiplier (1.0: the standard ResNet).")
+    """The encoder that is pretrained and then evaluated: a ResNet or a Vision Transformer."""
+    arch: Literal["resnet18", "resnet50", "vit_tiny", "vit_small", "vit_base"] = Field("resnet18", description=(
+        "ResNet depth, or a Vision Transformer size (timm; Tiny 192, Small 384, Base 768 wide) whose "
+        "class token is the feature."))
+    width: float = Field(1.0, gt=0, le=4, description="ResNet channel multiplier (1.0: the standard ResNet).")
     stem: Literal["imagenet", "cifar"] = Field("imagenet", description=(
-        "`imagenet`: 7×7 stride-2 convolution and max-pool; `cifar`: 3×3 stride 1, no max-pool "
+        "ResNet stem. `imagenet`: 7×7 stride-2 convolution and max-pool; `cifar`: 3×3 stride 1, no max-pool "
         "(small images; much slower per image)."))
     sync_bn: bool = Field(False, description=(
-        "Batch norm statistics over every worker's batch (SyncBatchNorm); no effect with one worker."))
+        "Batch norm statistics over every worker's batch (SyncBatchNorm); no effect with one worker. "
+        "A ViT's batch norms are in its method's heads (MoCo v3 synchronises them)."))
+    vit: ViT = Field(ViT(), description="Vision Transformer options (an `arch` of vit_*).")
+
+    @model_validator(mode="after")
+    def _options_of_the_arch(self) -> "Backbone":
+        if self.arch in VITS and (self.width != 1.0 or self.stem != "imagenet"):
+            raise ValueError(f"width and stem are ResNet options; {self.arch} has its size's width and a patch "
+                             "embedding (leave width 1.0 and stem imagenet, or use backbone.vit)")
+        if self.arch in RESNETS and self.vit != ViT():
+            raise ValueError(f"backbone.vit holds Vision Transformer options; {self.arch} is a ResNet")
+        return self
 
 
 OMEGA_PARTS = "cjdbfg"  # crop, colour jitter, colour difference, blur, flip, grayscale (docs/methods.md, CASSLE)
@@ -218,6 +251,20 @@ class MoCoV2(AugAware):
     momentum_schedule: Literal["cosine", "constant"] = _momentum_schedule()
     queue_size: int = Field(0, ge=0, description="Negatives queue length (0: negatives from the batch only, as SASSL).")
     symmetric: bool = Field(False, description="Symmetrised loss (both views as query).")
+
+
+class MoCoV3(AugAware):
+    """MoCo v3 (Chen, Xie & He 2021): both views as queries against the other view's momentum
+    keys in the (global) batch, no queue, the loss scaled by 2T. Defaults: the ViT recipe."""
+    name: Literal["moco_v3"] = Field("moco_v3", description="Method name; chooses this section's fields.")
+    proj_hidden_dim: int = _proj_hidden(4096)
+    proj_dim: int = _proj_dim(256)
+    proj_layers: int = Field(3, ge=1, description=(
+        "Linear layers of the projector, which ends in a non-affine batch norm (MoCo v3: 3 for a ViT, 2 for a ResNet)."))
+    pred_hidden_dim: int = _pred_hidden(4096)
+    temperature: float = _temperature(0.2)
+    momentum: float = _momentum(0.99)
+    momentum_schedule: Literal["cosine", "constant"] = _momentum_schedule()
 
 
 class SimCLR(AugAware):
@@ -475,9 +522,13 @@ STYLE_WEIGHTS = {"vgg16-hed": 0.01, "vgg16": 0.05, "efficientnet-lite0": 30.0}
 
 class Optim(Strict):
     """The pretraining optimiser and schedule."""
-    optimizer: Literal["sgd", "lars", "adam"] = Field("sgd", description=(
-        "`sgd` or `lars` (the paper profiles' large batches) for the SSL methods; `adam` for SIPL, its only one."))
-    lr: float = Field(0.06, gt=0, description="Peak learning rate (after warm-up).")
+    optimizer: Literal["sgd", "lars", "adamw", "adam"] = Field("sgd", description=(
+        "`sgd`, `lars` (the paper profiles' large batches) or `adamw` (MoCo v3's ViTs: weight decay on "
+        "every trained parameter) for the SSL methods; `adam` for SIPL, its only one."))
+    lr: float = Field(0.06, gt=0, description="Peak learning rate (after warm-up), before `scale_lr`.")
+    scale_lr: Literal["none", "linear"] = Field("none", description=(
+        "`linear`: the peak rate is `lr × batch_size / 256` (MoCo v3's and SimCLR's rule: write the base "
+        "rate); `none`: `lr` as written."))
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD/LARS momentum (not used by Adam).")
     weight_decay: float = Field(5e-4, ge=0, description="Weight decay.")
     warmup_epochs: float = Field(0, ge=0, description="Linear warm-up, in epochs (fractions allowed).")
@@ -679,7 +730,7 @@ class Tables(Strict):
 
 # the method sections; their names are the only list of method names (the pipeline registry,
 # orchestrator/pipelines.py, has one entry per name: how such a cell trains and is evaluated)
-METHOD_SCHEMAS = (MoCoV2, SimCLR, BYOL, BarlowTwins, Sipl)
+METHOD_SCHEMAS = (MoCoV2, MoCoV3, SimCLR, BYOL, BarlowTwins, Sipl)
 METHOD_NAMES = tuple(m.model_fields["name"].default for m in METHOD_SCHEMAS)
 
 
@@ -706,6 +757,14 @@ class CellConfig(Strict):
                 raise ValueError(f"method.name: unknown method {name!r}; choose one of {', '.join(METHOD_NAMES)}")
             data = {**data, "method": {**method, "name": name}}
         return data
+
+    @model_validator(mode="after")
+    def _vit_fits(self) -> "CellConfig":
+        if self.backbone.arch in VITS:
+            if self.data.image_size % self.backbone.vit.patch_size:
+                raise ValueError(f"backbone.vit.patch_size: {self.backbone.vit.patch_size} does not divide "
+                                 f"data.image_size {self.data.image_size} (a ViT cuts the image into whole patches)")
+        return self
 
 
 class Variant(Strict):

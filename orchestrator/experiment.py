@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from workloads.spec import CellSpec
 
-from .config import CELL_FIELDS, METHOD_NAMES, CellConfig, ExperimentConfig, models_at
+from .config import CELL_FIELDS, METHOD_NAMES, CellConfig, ExperimentConfig, ViT, models_at
 from .consistency import find, target_warnings, written_paths
 from .pipelines import pipeline
 
@@ -295,7 +295,8 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], where: str)
 IDENTITY_NEUTRAL = {"optim.precision": "fp32", "optim.compile": False, "optim.deterministic": False,
                     "backbone.sync_bn": False,
                     "data.loader": "auto", "data.memory_budget_gb": 2.0, "data.stream_decode": "worker",
-                    "data.stream_decode_cpus": 1.0}
+                    "data.stream_decode_cpus": 1.0,
+                    "backbone.vit": ViT().model_dump(mode="json"), "optim.scale_lr": "none"}
 
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel
 
-from .config import BYOL, BarlowTwins, MoCoV2, SimCLR, Sipl
+from .config import BYOL, BarlowTwins, MoCoV2, MoCoV3, SimCLR, Sipl
 from .train_job import SIPL_LOOP, SSL_LOOP, resolve
 
 # what a cell's training hands its evaluation besides backbone.pt: the whole trained method
@@ -30,6 +30,7 @@ class Pipeline:
     optimizers: tuple[str, ...] = ("sgd", "lars")  # the optimisers its training loop builds
     optimizer_reason: str = ""
     mixed_precision: bool = True      # whether its training loop honours optim.precision / optim.compile
+    vit: bool = True                  # whether its network may be a Vision Transformer (backbone.arch vit_*)
     # who may decode its streamed pretraining images (data.stream_decode)
     stream_decoders: tuple[str, ...] = ("worker", "device", "ray_data")
     # cell fields its training and evaluation never read (orchestrator/consistency.py warns when a
@@ -63,6 +64,8 @@ class Pipeline:
             field = "optim.precision" if cfg["optim"]["precision"] != "fp32" else "optim.compile"
             return f"{field}: {self.label} trains in fp32 without torch.compile; leave optim.precision fp32 " \
                    "and optim.compile false"
+        if not self.vit and cfg["backbone"]["arch"].startswith("vit_"):
+            return f"backbone.arch: {self.label}'s network is a ResNet; {cfg['backbone']['arch']} is a Vision Transformer"
         data = cfg["data"]
         if data["loader"] != "memory" and data["stream_decode"] not in self.stream_decoders:
             return f"data.stream_decode: {self.label} decodes a stream with {', '.join(self.stream_decoders)}; " \
@@ -71,19 +74,20 @@ class Pipeline:
 
 
 _SSL = dict(train=SSL_LOOP, evaluate="workloads.evaluation.evaluate:evaluate_target",
-            headline="linear/{target}/top1")
+            headline="linear/{target}/top1", optimizers=("sgd", "lars", "adamw"))
 
 PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
     Pipeline(MoCoV2, "MoCo v2", **_SSL),
+    Pipeline(MoCoV3, "MoCo v3", **_SSL),
     Pipeline(SimCLR, "SimCLR", **_SSL),
     Pipeline(BYOL, "BYOL", **_SSL),
     Pipeline(BarlowTwins, "Barlow Twins", **_SSL),
     Pipeline(Sipl, "SIPL", train=SIPL_LOOP, evaluate="workloads.sipl.cell:evaluate_target",
              headline="mlp/{target}/top1", max_workers=1, optimizers=("adam",),
-             optimizer_reason="SIPL trains with Adam (the paper's optimiser)", mixed_precision=False,
+             optimizer_reason="SIPL trains with Adam (the paper's optimiser)", mixed_precision=False, vit=False,
              stream_decoders=("worker",),  # its pretext decodes on the worker's threads (workloads/sipl/data.py)
              ignores=("augmentation.view1", "augmentation.view2", "augmentation.style", "augmentation.prefetch",
-                      "optim.momentum", "optim.schedule", "optim.warmup_epochs", "evaluation.linear_probe",
+                      "optim.momentum", "optim.schedule", "optim.warmup_epochs", "optim.scale_lr", "evaluation.linear_probe",
                       "evaluation.fine_tune", "evaluation.few_shot", "evaluation.lbfgs", "evaluation.sensitivity"),
              ignores_reason="SIPL has its own patch augmentations, Adam at a constant rate and an MLP head",
              rehearse="workloads.rehearse.steps:sipl_steps",

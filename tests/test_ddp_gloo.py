@@ -19,7 +19,7 @@ from workloads.pretrain import epoch_batches, pretrain
 from workloads.spec import CellSpec
 
 from specs import changed
-from test_methods_pretrain import cell
+from test_methods_pretrain import cell, vit_cell
 
 N, BATCH = 64, 16
 
@@ -63,11 +63,15 @@ def test_two_ranks_split_every_batch_and_end_with_the_same_weights(method, tmp_p
 GLOBAL = 16
 CASES = {"moco_v2": {}, "simclr": {}, "barlow_twins": {}, "byol": {},
          "simclr-cassle": {"aug_mode": "cassle", "encoder_depth": 2, "encoder_width": 16},
-         "moco_v2-augself": {"aug_mode": "augself", "augself_hidden_dim": 16}}
+         "moco_v2-augself": {"aug_mode": "augself", "augself_hidden_dim": 16},
+         # MoCo v3 on a ViT: keys gathered from both ranks, batch norms only in the heads
+         "moco_v3-vit": {}}
 
 
 def _case_cfg(case: str, sync_bn: bool) -> CellSpec:
-    return changed(cell(case.split("-")[0], **CASES[case]), {"backbone.sync_bn": sync_bn})
+    method, _, kind = case.partition("-")
+    spec = vit_cell(method, **CASES[case]) if kind == "vit" else cell(method, **CASES[case])
+    return changed(spec, {"backbone.sync_bn": sync_bn})
 
 
 def _global_batch() -> dict[str, torch.Tensor]:

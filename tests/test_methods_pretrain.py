@@ -10,6 +10,7 @@ from workloads.methods.build import build_model
 from workloads.pretrain import pretrain
 
 SMALL = {"moco_v2": dict(proj_hidden_dim=32, proj_dim=16, pred_hidden_dim=32),
+         "moco_v3": dict(proj_hidden_dim=32, proj_dim=16, pred_hidden_dim=32),
          "simclr": dict(proj_hidden_dim=32, proj_dim=16),
          "byol": dict(proj_hidden_dim=32, proj_dim=16, pred_hidden_dim=32),
          "barlow_twins": dict(proj_hidden_dim=32, proj_dim=32)}
@@ -17,6 +18,17 @@ SMALL = {"moco_v2": dict(proj_hidden_dim=32, proj_dim=16, pred_hidden_dim=32),
 
 def cell(method: str, **fields):
     raw = {"name": "m", "data": {"image_size": 32}, "backbone": {"arch": "resnet18", "width": 0.125},
+           "method": {"name": method, **SMALL[method], **fields}, "optim": {"epochs": 1, "batch_size": 16},
+           "seeds": [0]}
+    return build_experiment(raw).cells[0].spec
+
+
+# a one-block ViT-Tiny on 4×4 patches of 8 px: the kit-scale ViT's shape, as small as it goes
+TINY_VIT = {"arch": "vit_tiny", "vit": {"patch_size": 8, "depth": 1}}
+
+
+def vit_cell(method: str, **fields):
+    raw = {"name": "m", "data": {"image_size": 32}, "backbone": TINY_VIT,
            "method": {"name": method, **SMALL[method], **fields}, "optim": {"epochs": 1, "batch_size": 16},
            "seeds": [0]}
     return build_experiment(raw).cells[0].spec

@@ -243,7 +243,7 @@ def test_vanilla_ignores_omega_and_keeps_moco_layout():
 
 
 def test_registry():
-    assert set(METHODS) == {"moco_v2", "simclr", "byol", "barlow_twins"}
+    assert set(METHODS) == {"moco_v2", "moco_v3", "simclr", "byol", "barlow_twins"}
     model = _model("barlow_twins", lambd=0.01)
     assert model.lambd == 0.01 and model.projector[-1].out_features == 8
     with pytest.raises(TypeError):

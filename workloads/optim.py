@@ -1,4 +1,4 @@
-"""Optimisers (SGD, LARS) and the warm-up + cosine learning-rate schedule."""
+"""Optimisers (SGD, LARS, AdamW) and the warm-up + cosine learning-rate schedule."""
 from __future__ import annotations
 
 import math
@@ -83,6 +83,11 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float,
                     weight_decay: float, nesterov: bool = False) -> torch.optim.Optimizer:
+    """``sgd`` and ``lars`` leave biases and norm parameters undecayed (:func:`param_groups`);
+    ``adamw`` decays every trained parameter, as MoCo v3's code does (``momentum`` unused)."""
+    if name == "adamw":
+        return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                                 weight_decay=weight_decay)
     groups = param_groups(model, weight_decay)
     if name == "sgd":
         for g in groups:
@@ -90,7 +95,7 @@ def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float,
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
     if name == "lars":
         return LARS(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; choose sgd or lars")
+    raise ValueError(f"unknown optimizer {name!r}; choose sgd, lars or adamw")
 
 
 def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int = 0,

@@ -89,7 +89,7 @@ def pretrain(spec: CellSpec, images: "torch.Tensor | ShardStream", *, callback: 
     model = build_model(spec).to(device, memory_format=torch.channels_last)
     augment = build_augment(spec).to(device)
     augment.omega = bool(getattr(model, "uses_omega", False))  # ω from the very parameters each view applied
-    optimizer = build_optimizer(model, opt.optimizer, opt.lr, opt.momentum, opt.weight_decay)
+    optimizer = build_optimizer(model, opt.optimizer, opt.peak_lr, opt.momentum, opt.weight_decay)
     aug_gen = torch.Generator(device=device).manual_seed(seed * 7919 + rank())
     # mixed precision: autocast around the forward passes (the losses run in fp32 inside it,
     # methods/losses.py); fp16's small range needs the loss scaled before backward
@@ -137,7 +137,7 @@ def pretrain(spec: CellSpec, images: "torch.Tensor | ShardStream", *, callback: 
         views = Prefetcher(batches, work, device) if prefetch else (work(x) for x in batches)
         for step, (x, v1, v2, _info) in enumerate(views):
             gstep = first_step[epoch] + step
-            lr = lr_at(gstep, total_steps, opt.lr, warmup_steps, opt.schedule)
+            lr = lr_at(gstep, total_steps, opt.peak_lr, warmup_steps, opt.schedule)
             set_lr(optimizer, lr)
             omegas = {"omega1": _info["view1"]["omega"], "omega2": _info["view2"]["omega"]} if augment.omega else {}
             with autocast(device.type, dtype):

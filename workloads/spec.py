@@ -194,15 +194,34 @@ class StylizerSpec:
 
 # ---------------------------------------------------------------- the network and the method
 @dataclass(frozen=True)
+class ViTSpec:
+    patch_size: int
+    depth: int | None
+    num_heads: int | None
+    pos_embed: str              # sincos or learned
+    frozen_patch_embed: bool
+    init: str                   # moco (MoCo v3's) or timm
+
+
+@dataclass(frozen=True)
 class BackboneSpec:
-    arch: str
+    arch: str                   # resnet18, resnet50, vit_tiny, vit_small or vit_base
     width: float
     stem: str
     sync_bn: bool
+    vit: ViTSpec
 
-    def architecture(self) -> dict[str, Any]:
+    @property
+    def is_vit(self) -> bool:
+        return self.arch.startswith("vit_")
+
+    def architecture(self, image_size: int) -> dict[str, Any]:
         """build_backbone's arguments: sync_bn says how batch norms train, not the network's
-        shape (a backbone's cached features do not depend on it)."""
+        shape (a backbone's cached features do not depend on it). A ViT's position embedding
+        is laid out for the cell's ``image_size``; a ResNet's arguments do not name it (so its
+        feature caches keep their keys)."""
+        if self.is_vit:
+            return {"arch": self.arch, "image_size": image_size, **to_dict(self.vit)}
         return {"arch": self.arch, "width": self.width, "stem": self.stem}
 
 
@@ -239,6 +258,15 @@ class MoCoV2Spec(SslMethodSpec):
     momentum_schedule: str
     queue_size: int
     symmetric: bool
+
+
+@dataclass(frozen=True)
+class MoCoV3Spec(SslMethodSpec):
+    NAME: ClassVar[str] = "moco_v3"
+    pred_hidden_dim: int
+    temperature: float
+    momentum: float
+    momentum_schedule: str
 
 
 @dataclass(frozen=True)
@@ -379,14 +407,15 @@ class SiplSpec:
     downstream: SiplDownstreamSpec
 
 
-MethodSpec = Union[MoCoV2Spec, SimCLRSpec, BYOLSpec, BarlowTwinsSpec, SiplSpec]
+MethodSpec = Union[MoCoV2Spec, MoCoV3Spec, SimCLRSpec, BYOLSpec, BarlowTwinsSpec, SiplSpec]
 
 
 # ---------------------------------------------------------------- training and evaluation
 @dataclass(frozen=True)
 class OptimSpec:
-    optimizer: str              # sgd, lars or adam
+    optimizer: str              # sgd, lars, adamw or adam
     lr: float
+    scale_lr: str               # none or linear (× batch_size / 256)
     momentum: float
     weight_decay: float
     warmup_epochs: float
@@ -396,6 +425,11 @@ class OptimSpec:
     precision: str              # fp32, bf16 or fp16
     compile: bool
     deterministic: bool
+
+    @property
+    def peak_lr(self) -> float:
+        """The rate after warm-up: ``lr``, times batch_size / 256 with ``scale_lr: linear``."""
+        return self.lr * self.batch_size / 256 if self.scale_lr == "linear" else self.lr
 
 
 @dataclass(frozen=True)

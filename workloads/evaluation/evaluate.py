@@ -35,7 +35,7 @@ def evaluate_target(spec: CellSpec, target: TargetSpec, backbone_state: dict[str
     splits = target_splits(target, image_size=size, cache_dir=cache_dir, lazy=lazy)
 
     def make_backbone():
-        return build_backbone(**spec.backbone.architecture())
+        return build_backbone(**spec.backbone.architecture(spec.data.image_size))
 
     def features(backbone, cache_path=None):
         feats, hit = cached_features(cache_path, lambda: [
@@ -122,7 +122,7 @@ def _feature_cache_file(spec: CellSpec, target: TargetSpec, backbone_state: dict
     """Features depend on the backbone's weights, the target's splits and the preprocessing only."""
     if cache_dir is None:
         return None
-    key = {"weights": state_digest(backbone_state), "backbone": spec.backbone.architecture(),
+    key = {"weights": state_digest(backbone_state), "backbone": spec.backbone.architecture(spec.data.image_size),
            "target": to_dict(target), "image_size": spec.data.image_size, "mean": spec.augmentation.mean,
            "std": spec.augmentation.std}
     return Path(cache_dir) / "features" / f"{target.key}-{_key_digest(key)}.pt"
@@ -134,7 +134,7 @@ def _cached_control(spec: CellSpec, target: TargetSpec, cache_dir: str | Path | 
     so variants that differ in pretraining (say, with and without SASSL) share one."""
     if cache_dir is None:
         return compute()
-    key = {"seed": spec.seed, "backbone": spec.backbone.architecture()}
+    key = {"seed": spec.seed, "backbone": spec.backbone.architecture(spec.data.image_size)}
     key.update(image_size=spec.data.image_size, mean=spec.augmentation.mean, std=spec.augmentation.std,
                probe=to_dict(spec.evaluation.linear_probe), target=to_dict(target))
     path = Path(cache_dir) / "controls" / f"random_init-{_key_digest(key)}.json"

@@ -13,11 +13,12 @@ from .barlow_twins import BarlowTwins
 from .base import AUG_MODES
 from .byol import BYOL
 from .moco import MoCoV2
+from .moco_v3 import MoCoV3
 from .simclr import SimCLR
 
-METHODS = {"moco_v2": MoCoV2, "simclr": SimCLR, "byol": BYOL, "barlow_twins": BarlowTwins}
+METHODS = {"moco_v2": MoCoV2, "moco_v3": MoCoV3, "simclr": SimCLR, "byol": BYOL, "barlow_twins": BarlowTwins}
 
-__all__ = ["AUG_MODES", "METHODS", "build_method", "BarlowTwins", "BYOL", "MoCoV2", "SimCLR"]
+__all__ = ["AUG_MODES", "METHODS", "build_method", "BarlowTwins", "BYOL", "MoCoV2", "MoCoV3", "SimCLR"]
 
 
 def build_method(name: str, backbone: nn.Module, **fields) -> nn.Module:

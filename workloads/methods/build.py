@@ -14,7 +14,8 @@ from .distributed import world_size
 def build_model(spec: CellSpec) -> nn.Module:
     """A cell's backbone and SSL method; with ``backbone.sync_bn`` and several processes, batch
     norms synchronised across them."""
-    model = build_method(spec.method.name, build_backbone(**spec.backbone.architecture()), **spec.method.arguments())
+    backbone = build_backbone(**spec.backbone.architecture(spec.data.image_size))
+    model = build_method(spec.method.name, backbone, **spec.method.arguments())
     if spec.backbone.sync_bn and world_size() > 1:
         model = convert_sync_bn(model)  # before the optimiser and any copy (the same parameters)
     return model

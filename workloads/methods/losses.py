@@ -8,7 +8,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from .distributed import batch_moments, gather_with_grad, rank, sum_over_ranks_with_grad, world_size
+from .distributed import batch_moments, gather_no_grad, gather_with_grad, rank, sum_over_ranks_with_grad, world_size
 
 BN_EPS = 1e-5
 HALF = (torch.float16, torch.bfloat16)  # cast up to fp32; fp64 (the reference tests) stays as it is
@@ -46,6 +46,14 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, temperature: float,
         logits = torch.cat([logits, q @ queue.t()], dim=1)
     labels = torch.arange(q.shape[0], device=q.device) + rank() * q.shape[0]
     return F.cross_entropy(logits / temperature, labels)
+
+
+def moco_v3_loss(q: torch.Tensor, k: torch.Tensor, temperature: float) -> torch.Tensor:
+    """MoCo v3's contrastive term for one direction: InfoNCE of query i against every rank's
+    keys of the other view (no queue), times 2T as in its code (the gradient's scale then does
+    not depend on T). q, k: (B, D), normalised here."""
+    q, k = unit_rows(q), unit_rows(k)
+    return info_nce(q, k, temperature, None, gather_no_grad(k)) * (2.0 * temperature)
 
 
 @full_precision

@@ -116,5 +116,13 @@ class ResNetBackbone(nn.Module):
         return torch.flatten(self.pool(x), 1)
 
 
-def build_backbone(arch: str = "resnet18", width: float = 1.0, stem: str = "imagenet") -> ResNetBackbone:
+def build_backbone(arch: str = "resnet18", width: float = 1.0, stem: str = "imagenet", **vit) -> nn.Module:
+    """A ResNet (``arch`` resnet18/resnet50, ``width``, ``stem``) or a Vision Transformer
+    (``arch`` vit_tiny/vit_small/vit_base and the ``vit`` options of :class:`.vit.ViTBackbone`:
+    image_size, patch_size, depth, num_heads, pos_embed, frozen_patch_embed, init)."""
+    if arch.startswith("vit_"):
+        from .vit import ViTBackbone
+        return ViTBackbone(arch, **vit)
+    if vit:
+        raise ValueError(f"{sorted(vit)} are Vision Transformer options; {arch} is a ResNet")
     return ResNetBackbone(arch, width, stem)

@@ -162,7 +162,7 @@ def _sensitivity_cost(spec: CellSpec, x: torch.Tensor, images: int, device) -> f
 
 def _backbone(spec: CellSpec):
     from ..models.backbones import build_backbone
-    return build_backbone(**spec.backbone.architecture())
+    return build_backbone(**spec.backbone.architecture(spec.data.image_size))
 
 
 # ---------------------------------------------------------------- SIPL
