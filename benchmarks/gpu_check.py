@@ -1,9 +1,13 @@
 """GPU check of the data plane: a few pretraining steps of MoCo v2 and SimCLR, each plain, with
 SASSL's style augmentation and with CASSLE's conditioned projector, in mixed precision, with the
-views made one batch ahead on their own CUDA stream, at 32 px (ResNet-18) and 224 px (ResNet-50).
+views made one batch ahead on their own CUDA stream, at 32 px (ResNet-18) and 224 px (ResNet-50);
+then MoCo v3 on a ViT-B/16 at 224 px, plain and with SASSL (SASSL's table 11).
 
-It needs only torch, torchvision and numpy (no Ray, MLflow or pydantic): copy the repository to
-any machine with a CUDA build of torch and run
+It needs only torch, torchvision and numpy (no Ray, MLflow or pydantic), and for the ViT settings
+timm, which is pure Python: where it is not installed, its wheel is read as it is (put it in
+benchmarks/wheels/ with `pip download timm --no-deps -d benchmarks/wheels`, or pass --timm-wheel;
+without it those settings are reported as skipped). Copy the repository to any machine with a
+CUDA build of torch and run
 
     python benchmarks/gpu_check.py                          # cuda, bf16, 32 and 224 px
     python benchmarks/gpu_check.py --stylizer path/to/magenta-arbitrary-v1.pt
@@ -48,6 +52,11 @@ from workloads.stylize.model import load_stylizer  # noqa: E402
 
 METHODS = {"moco_v2": dict(proj_hidden_dim=2048, proj_dim=128, predictor=False, temperature=0.2),
            "simclr": dict(proj_hidden_dim=2048, proj_dim=128, temperature=0.2)}
+# MoCo v3 on a Vision Transformer (SASSL table 11, CASSLE's MoCo-v3 rows): its ViT recipe's heads,
+# AdamW at 1.5e-4 × batch / 256; default and SASSL only (CASSLE on it is the ResNets' code path)
+VIT_METHOD = ("moco_v3", dict(proj_hidden_dim=4096, proj_dim=256, proj_layers=3, pred_hidden_dim=4096,
+                              temperature=0.2, momentum=0.99))
+VIT_VARIANTS = ("default", "sassl")
 VARIANTS = ("default", "sassl", "cassle")
 # BYOL's two views as the schema's augmentation.view1/view2 defaults have them, written out: this
 # script runs where the schema (pydantic) is not installed (tests/test_gpu_check.py keeps them equal)
@@ -66,14 +75,40 @@ def load_net(path: str | None, device: torch.device):
     return magenta.build_magenta_net(), "random init (no converted checkpoint given)"
 
 
+def import_timm(wheel: str | None) -> str | None:
+    """None when timm imports (installed, or from ``wheel``: timm is pure Python, so its wheel works
+    as a path entry on a machine without it), else why not."""
+    try:
+        import timm  # noqa: F401
+        return None
+    except ImportError:
+        pass
+    if wheel and Path(wheel).expanduser().is_file():
+        sys.path.insert(0, str(Path(wheel).expanduser()))
+        try:
+            import timm  # noqa: F401,F811
+            return None
+        except ImportError as e:
+            return f"timm from {wheel} does not import: {e}"
+    return ("timm is not installed; put its wheel beside this script (`pip download timm --no-deps -d "
+            "benchmarks/wheels`) or pass --timm-wheel")
+
+
 def run_setting(method: str, variant: str, size: int, args, device: torch.device, net) -> dict:
     torch.manual_seed(0)
-    backbone = build_backbone(ARCH.get(size, "resnet50"), args.width, "imagenet")
-    fields = dict(METHODS[method])
+    if method == VIT_METHOD[0]:
+        backbone = build_backbone(args.vit_arch, image_size=size, patch_size=args.vit_patch, depth=args.vit_depth)
+        fields = dict(VIT_METHOD[1])
+    else:
+        backbone = build_backbone(ARCH.get(size, "resnet50"), args.width, "imagenet")
+        fields = dict(METHODS[method])
     if variant == "cassle":
         fields.update(aug_mode="cassle")
     model = build_method(method, backbone, **fields).to(device, memory_format=torch.channels_last)
-    opt = build_optimizer(model, "sgd", 0.03, 0.9, 1e-4)
+    if method == VIT_METHOD[0]:
+        opt = build_optimizer(model, "adamw", 1.5e-4 * args.batch / 256, 0.9, 0.1)
+    else:
+        opt = build_optimizer(model, "sgd", 0.03, 0.9, 1e-4)
     augment = TwoViewAugment(*VIEWS, out_size=size, omega=variant == "cassle").to(device)
     dtype = amp_dtype(args.precision, device)
     gen = torch.Generator(device=device).manual_seed(0)
@@ -196,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--precision", default="bf16", choices=["fp32", "bf16", "fp16"])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[32, 224])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[32, 224], help="crop sizes of the ResNet settings")
     ap.add_argument("--batch", type=int, default=None, help="default: 256 at 32 px, 64 at larger sizes")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
@@ -208,6 +243,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--syncbn-batch", type=int, default=512,
                     help="per-GPU batch of the sync-BN memory check (the paper profiles': 512; 0: skip it)")
     ap.add_argument("--syncbn-size", type=int, default=224)
+    ap.add_argument("--vit-sizes", type=int, nargs="*", default=[224],
+                    help="crop sizes of the MoCo v3 ViT settings (none: skip them)")
+    ap.add_argument("--vit-arch", default="vit_base", choices=["vit_tiny", "vit_small", "vit_base"])
+    ap.add_argument("--vit-patch", type=int, default=16)
+    ap.add_argument("--vit-depth", type=int, default=None, help="transformer blocks (default: the size's 12)")
+    ap.add_argument("--vit-batch", type=int, default=64)
+    wheels = sorted((REPO / "benchmarks" / "wheels").glob("timm-*.whl"))
+    ap.add_argument("--timm-wheel", default=str(wheels[-1]) if wheels else None,
+                    help="timm's wheel, used when timm is not installed (default: benchmarks/wheels/timm-*.whl)")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -234,6 +278,23 @@ def main(argv: list[str] | None = None) -> int:
                     failures.append(key)
                     print(f"{size:>4} px  {method:<8} {variant:<8} FAILED: {type(e).__name__}: {e}", flush=True)
                     traceback.print_exc()
+    why_not = import_timm(args.timm_wheel) if args.vit_sizes else None
+    for size in args.vit_sizes if why_not is None else []:
+        run_args = argparse.Namespace(**{**vars(args), "batch": args.vit_batch})
+        for variant in VIT_VARIANTS:
+            key = (size, VIT_METHOD[0], variant)
+            t = time.perf_counter()
+            try:
+                results[key] = r = run_setting(VIT_METHOD[0], variant, size, run_args, device, net)
+                print(f"{size:>4} px  {args.vit_arch}/{args.vit_patch} batch {args.vit_batch:<4} {VIT_METHOD[0]:<8} "
+                      f"{variant:<8}{r['images_per_s']:>9.1f} img/s  peak {_mib(r['peak_mib'])} MiB  loss "
+                      f"{r['loss']:.3f}  ({time.perf_counter() - t:.0f} s)", flush=True)
+            except Exception as e:  # noqa: BLE001
+                failures.append(key)
+                print(f"{size:>4} px  {VIT_METHOD[0]:<8} {variant:<8} FAILED: {type(e).__name__}: {e}", flush=True)
+                traceback.print_exc()
+    if why_not is not None:
+        print(f"MoCo v3 ViT settings SKIPPED: {why_not}", flush=True)
     if args.decode_images:
         try:
             d = check_decode(args, device)

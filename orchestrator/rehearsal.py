@@ -16,6 +16,7 @@ Nothing is trained to completion, and no cell, backbone or stylizer of a real ru
 from __future__ import annotations
 
 import heapq
+import json
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -24,6 +25,7 @@ from typing import Any
 
 import ray
 
+from results.throughput import THROUGHPUT_FILE
 from workloads.spec import CellSpec, DatasetRef, TargetSpec, build, to_dict
 
 from . import provenance, tracking
@@ -56,6 +58,9 @@ class Report:
     cells: int
     run_id: str = ""
     unit: str = "cells"   # what the estimate counts: a search's are trials
+    # per pretraining piece: its row, whether it stylizes, what else makes it, the augmentation's
+    # and the training step's images/s on one worker (SASSL's Table 9: results/throughput.py)
+    throughput: list[dict[str, Any]] = field(default_factory=list)
 
 
 class SharedPieces:
@@ -234,6 +239,7 @@ def rehearse(exp: Experiment, *, steps: int = 3, address: str | None = None, con
         pieces.append(Piece("stylizer", f"stylizer {sid} ({stylizers[sid].stylizer.pretrained or 'trained'})",
                             {**res, "estimate_s": total}))
     pre_s: dict[str, float] = {}
+    throughput = []
     for pid, ref in pre_refs.items():
         cells = distinct[pid]
         c = cells[0].config
@@ -243,6 +249,14 @@ def rehearse(exp: Experiment, *, steps: int = 3, address: str | None = None, con
                             f"{c['backbone']['width']:g}, {c['data']['image_size']} px, batch "
                             f"{c['optim']['batch_size'] // workers}/worker)", {**res, "estimate_s": pre_s[pid],
                                                                               "cells": float(len(cells))}))
+        if "augment_images_per_s" in res:
+            batch = c["optim"]["batch_size"] // workers
+            throughput.append({
+                "row": cells[0].row, "style": bool(c["augmentation"]["style"]["enabled"]),
+                "setup": f"{c['method']['name']}, {c['backbone']['arch']} ×{c['backbone']['width']:g}, "
+                         f"{c['data']['image_size']} px, batch {batch}/worker",
+                "augment_images_per_s": res["augment_images_per_s"],
+                "train_images_per_s": batch / res["seconds_per_step"]})
     ev_s: dict[str, float] = {}
     for key, ref in ev_refs.items():
         t = targets[key][0]
@@ -263,7 +277,7 @@ def rehearse(exp: Experiment, *, steps: int = 3, address: str | None = None, con
             "each timed at the top of every searched range and run to its last epoch (ASHA stops some "
             "early: an upper bound); the monitor's per-epoch probe is not timed")))
     estimate = startup + schedule(jobs, slots)
-    report = Report(pieces, estimate, slots, len(jobs), unit="trials" if search else "cells")
+    report = Report(pieces, estimate, slots, len(jobs), unit="trials" if search else "cells", throughput=throughput)
     report.run_id = _log(exp, report, steps)
     return report
 
@@ -343,5 +357,8 @@ def _log(exp: Experiment, report: Report, steps: int) -> str:
                        f"\nestimated wall time: {report.estimate_s:.0f} s for {report.cells} {report.unit} on "
                        f"{report.slots} slot(s)\n")
         tracking.retry(c.log_artifact, rid, str(out))
+        if report.throughput:
+            (Path(tmp) / THROUGHPUT_FILE).write_text(json.dumps(report.throughput, indent=1))
+            tracking.retry(c.log_artifact, rid, str(Path(tmp) / THROUGHPUT_FILE))
     tracking.retry(c.set_terminated, rid, "FINISHED")
     return rid

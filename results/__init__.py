@@ -8,6 +8,7 @@ from .sensitivity import has_sensitivity, sensitivity_table
 from .sipl import is_sipl, sipl_table
 from .search import SearchSummary, search_stems, search_table, summarize
 from .tables import PROBE_COLUMNS, Table, summary_table
+from .throughput import latest_throughput, throughput_table
 from .transfer import fewshot_table, kinds, needs_transfer_table, ranked_table, shots, targets, transfer_table
 
 
@@ -22,9 +23,10 @@ def build_tables(experiment: str, tracking_uri: str, baselines: list[str] | None
     refused (MixError; results/provenance.py)."""
     cells = cell_runs(tracking_uri, experiment, allow_empty=True, profile=profile)
     searches, trials = search_runs(tracking_uri, experiment)
-    if cells.empty and not searches:
-        raise NoRunsError(f"experiment {experiment!r} in {tracking_uri} has no cell runs yet (nor search runs); "
-                          "run it with `sassl run`")
+    rehearsed = latest_throughput(tracking_uri, experiment)
+    if cells.empty and not searches and rehearsed is None:
+        raise NoRunsError(f"experiment {experiment!r} in {tracking_uri} has no cell runs yet (nor search or "
+                          "rehearsal runs); run it with `sassl run` (or time it with `sassl rehearse`)")
     out: dict[str, Table] = {}
     if not cells.empty and is_sipl(cells):
         out[f"{experiment}-sipl"] = sipl_table(
@@ -53,6 +55,10 @@ def build_tables(experiment: str, tracking_uri: str, baselines: list[str] | None
     annotate(out, cells, strict)
     for stem, search in search_stems(experiment, searches):
         out[stem] = search_table(summarize(search, trials), experiment)
+    if rehearsed is not None:
+        rows, run_id = rehearsed
+        out[f"{experiment}-throughput"] = throughput_table(
+            rows, f"{experiment}: throughput of the default augmentation and SASSL's (rehearsal {run_id[:8]})")
     return out
 
 

@@ -1,5 +1,6 @@
 """`sassl rehearse`: the step timer that stops a training loop, the schedule of the estimate, and
 one rehearsal of a two-row grid through the CLI on the shared Ray (nothing of a real run written)."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -157,8 +158,16 @@ def test_rehearse_times_every_piece_and_writes_nothing_of_a_run(tmp_path):
     (run,) = c.search_runs([exp.experiment_id])  # the rehearsal run, and no cell run
     assert run.data.tags["sassl.role"] == "rehearsal" and run.info.status == "FINISHED"
     assert run.data.metrics["estimated_wall_s"] > 0
-    assert [a.path for a in c.list_artifacts(run.info.run_id)] == ["rehearsal.md"]
+    assert [a.path for a in c.list_artifacts(run.info.run_id)] == ["rehearsal.md", "throughput.json"]
     assert not (runs / "backbones").exists() and not (runs / "stylizers").exists()
+
+    # SASSL's Table 9 from the rehearsal alone: augmentation and training images/s, the change
+    tables = subprocess.run([sys.executable, "-m", "orchestrator", "tables", "rehearsed", "--run-dir", str(runs)],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert tables.returncode == 0, tables.stdout[-3000:] + tables.stderr[-3000:]
+    assert "rehearsed: throughput of the default augmentation and SASSL's" in tables.stdout
+    sassl_row = next(line for line in tables.stdout.splitlines() if line.startswith("| SASSL"))
+    assert re.search(r"\| -\d+\.\d %", sassl_row), sassl_row  # stylizing every left view costs throughput
 
     # a dataset root that cannot be read: named with its field, reader and root, before Ray starts
     (tmp_path / "empty").mkdir()

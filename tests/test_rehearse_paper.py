@@ -104,8 +104,25 @@ def test_cassle_paper_profiles_read_their_cifar_and_dtd_targets(paper_experiment
     assert "pretraining piece(s), 0 stylizer stage(s)" in table4 and "estimated wall time of the grid" in table4
 
 
+def test_the_vit_paper_profiles_rehearse_their_transformers(paper_experiments):
+    """SASSL table 11 at its real architecture (MoCo v3, ViT-B/16 at 224 px, the SASSL row
+    stylizing with Painter by Numbers); CASSLE's MoCo-v3 rows with their ViT-S/16 on 64-px crops
+    (4 × 4 patches), reading ImageNet and the twelve targets, each piece a couple of steps."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests" / "cifar_md5_off"), env.get("PYTHONPATH", "")])
+    table11 = rehearse(paper_experiments, "sassl_table11_vit", "--set", "optim.batch_size=2", env=env)
+    assert "moco_v3, vit_base ×1, 224 px, batch 2/worker" in table11 and "stylefolder/all" in table11
+    assert "2 pretraining piece(s), 1 stylizer stage(s)" in table11
+    cassle = rehearse(paper_experiments, "cassle_table2_mocov3", "--set", "optim.batch_size=4", "--set",
+                      "data.image_size=64", env=env)
+    assert "moco_v3, vit_small ×1, 64 px, batch 4/worker" in cassle and "3 pretraining piece(s)" in cassle
+    for target in ("cifar10/train", "cifar100/test", "food101/train", "oxford_pets/trainval", "dtd/test"):
+        assert target in cassle, target
+
+
 OTHERS = {  # file: the pieces it names (in one rehearsal, pieces shared with an earlier file are timed once)
     "sassl_table3_ablation": "4 pretraining piece(s), 1 stylizer stage(s)",
+    "sassl_table10_r50x4": "2 pretraining piece(s), 1 stylizer stage(s)",
     "sassl_table5_methods": "4 pretraining piece(s), 1 stylizer stage(s)",
     "sassl_table6_fewshot": "2 pretraining piece(s), 1 stylizer stage(s)",
     "sassl_table7_style_source": "3 pretraining piece(s), 1 stylizer stage(s)",

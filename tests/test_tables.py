@@ -61,3 +61,18 @@ def test_missing_experiment_or_runs_is_a_clear_error(tmp_path):
     MlflowClient(uri).create_experiment("empty")
     with pytest.raises(NoRunsError, match="has no cell runs yet"):
         build_tables("empty", uri)
+
+
+def test_throughput_table_compares_each_sassl_row_with_the_default_row_of_its_setup():
+    from results.throughput import throughput_table
+    setup_a, setup_b = "moco_v2, resnet18 ×0.125, 32 px, batch 64/worker", "moco_v3, vit_tiny ×1, 32 px, batch 64/worker"
+    rows = [{"row": "A", "style": False, "setup": setup_a, "augment_images_per_s": 2000.0, "train_images_per_s": 400.0},
+            {"row": "A + SASSL", "style": True, "setup": setup_a, "augment_images_per_s": 500.0, "train_images_per_s": 300.0},
+            {"row": "B", "style": False, "setup": setup_b, "augment_images_per_s": 1000.0, "train_images_per_s": 100.0},
+            {"row": "B + SASSL", "style": True, "setup": setup_b, "augment_images_per_s": 800.0, "train_images_per_s": 90.0},
+            {"row": "C + SASSL", "style": True, "setup": "other", "augment_images_per_s": 1.0, "train_images_per_s": 1.0}]
+    t = throughput_table(rows, "t9")
+    assert t.numeric.loc["A + SASSL", "augment_change_pct"] == pytest.approx(-75.0)
+    assert t.numeric.loc["B + SASSL", "train_change_pct"] == pytest.approx(-10.0)
+    assert t.frame.loc["B + SASSL", "Relative change"] == "-20.0 %"
+    assert t.frame.loc["A", "Relative change"] == "" and t.frame.loc["C + SASSL", "Relative change"] == ""

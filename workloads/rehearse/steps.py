@@ -15,7 +15,7 @@ from ..data.prepare import load_images
 from ..spec import CellSpec, DatasetRef
 from ..stylize.model import StyleTransferNet, load_stylizer
 from ..stylize.train import bank_size, build_stylizer, style_bank, stylizer_arch
-from .timing import SAMPLE, StepTimer, run_steps
+from .timing import SAMPLE, StepTimer, run_steps, timed
 
 
 def stylizer_for(spec: CellSpec, cache_dir: str) -> StyleTransferNet:
@@ -47,8 +47,33 @@ def small_bank(spec: CellSpec, net: StyleTransferNet, cache_dir: str, device,
     return bank, {"bank_s_per_image": per_image, "bank_images": float(len(images)), "bank_s": per_image * len(images)}
 
 
+def augmentation_rate(spec: CellSpec, device, stylizer=None, bank=None, batches: int = 3) -> dict[str, float]:
+    """Augmented images per second of the cell's two-view augmentation alone (with SASSL's style
+    transfer on the left view when the cell has it), on random uint8 images at the crop size,
+    a batch of at most SAMPLE images: what SASSL's Table 9 compares (A.8), here on this worker."""
+    from ..augment.prefetch import make_views
+    from ..precision import amp_dtype
+    from ..pretrain import build_augment, build_style_hook
+    device = torch.device(device)
+    g = torch.Generator(device=device).manual_seed(0)
+    size, n = spec.data.image_size, min(spec.optim.batch_size, SAMPLE)
+    x = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)).to(device)
+    augment = build_augment(spec).to(device)
+    hook = build_style_hook(spec, stylizer, bank, g, device, amp_dtype(spec.optim.precision, device))
+    with torch.no_grad():
+        seconds, _ = timed(lambda: _sync(make_views(augment, x, g, hook), device), repeat=batches)
+    return {"augment_images_per_s": n / seconds}
+
+
+def _sync(out, device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return out
+
+
 def ssl_steps(spec: CellSpec, cache_dir: str, steps: int, threads: int, device) -> dict[str, float]:
-    """An SSL cell's pretraining (train_ssl_cell) for a few steps on one worker."""
+    """An SSL cell's pretraining (train_ssl_cell) for a few steps on one worker, and its
+    augmentation's rate alone (:func:`augmentation_rate`)."""
     t0 = time.perf_counter()
     stylizer = bank = None
     figures: dict[str, Any] = {}
@@ -58,7 +83,9 @@ def ssl_steps(spec: CellSpec, cache_dir: str, steps: int, threads: int, device) 
     timer = StepTimer(steps)
     figures.update(run_steps(lambda: train_ssl_cell(spec, cache_dir=cache_dir, device=device, callback=timer,
                                                     threads=threads, stylizer=stylizer, style_bank=bank), timer))
-    return {**figures, "setup_s": timer.ends[0] - t0}
+    setup_s = timer.ends[0] - t0
+    figures.update(augmentation_rate(spec, device, stylizer, bank))
+    return {**figures, "setup_s": setup_s}
 
 
 def sipl_steps(spec: CellSpec, cache_dir: str, steps: int, threads: int, device) -> dict[str, float]:
