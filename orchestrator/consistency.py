@@ -69,6 +69,10 @@ RULES: tuple[Rule, ...] = (
          lambda c, f: c["method"]["aug_mode"] != "augself", "set `method.aug_mode: augself`", scope=_aug_aware),
     Rule(("method.omega_parts",), "`method.aug_mode` is `vanilla`", lambda c, f: c["method"]["aug_mode"] == "vanilla",
          "set `method.aug_mode` to `cassle` or `augself`", scope=_aug_aware),
+    Rule(("optim.momentum",), "`optim.optimizer` is `adamw` (Adam's moments, no momentum term)",
+         lambda c, f: c["optim"]["optimizer"] == "adamw", "remove it"),
+    Rule(("backbone.width", "backbone.stem"), "`backbone.arch` is a Vision Transformer",
+         lambda c, f: c["backbone"]["arch"].startswith("vit_"), "remove them (a ViT's size is its `arch`)"),
     Rule(("method.alpha", "method.alpha_warmup_epochs"), "`method.variant` is `opl` (no KL term)",
          lambda c, f: c["method"].get("variant") == "opl", "remove them, or choose another variant",
          scope=lambda c: "variant" in c["method"]),
@@ -155,7 +159,7 @@ def target_warnings(cells: list[Cfg]) -> list[str]:
 
 
 # a cell at a paper's scale: these backbones (ResNet-50 and larger), or crops of this side and more
-SCALE_ARCHS = ("resnet50",)
+SCALE_ARCHS = ("resnet50", "vit_base")
 SCALE_IMAGE_SIZE = 160
 
 

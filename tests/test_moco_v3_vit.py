@@ -226,3 +226,12 @@ def test_moco_v3_trains_one_step_in_bf16_with_the_loss_in_fp32():
     assert seen["proj"] == torch.bfloat16 and out["loss"].dtype == torch.float32
     out["loss"].backward()
     assert all(p.grad.dtype == torch.float32 for p in model.parameters() if p.grad is not None)
+
+
+def test_fields_without_effect_on_a_vit_or_with_adamw_are_reported():
+    vit = {"arch": "vit_tiny", "vit": {"patch_size": 8}}
+    warnings = build_experiment(_raw(backbone={**vit, "stem": "imagenet"}, method={"name": "moco_v3"},
+                                     optim={"optimizer": "adamw", "momentum": 0.8})).warnings
+    assert any(w.startswith("backbone.stem: has no effect: `backbone.arch` is a Vision Transformer") for w in warnings)
+    assert any(w.startswith("optim.momentum: has no effect: `optim.optimizer` is `adamw`") for w in warnings)
+    assert build_experiment(_raw(backbone=vit, method={"name": "moco_v3"}, optim={"optimizer": "adamw"})).warnings == []
