@@ -110,7 +110,8 @@ def test_the_vit_paper_profiles_rehearse_their_transformers(paper_experiments):
     (4 × 4 patches), reading ImageNet and the twelve targets, each piece a couple of steps."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests" / "cifar_md5_off"), env.get("PYTHONPATH", "")])
-    table11 = rehearse(paper_experiments, "sassl_table11_vit", "--set", "optim.batch_size=2", env=env)
+    table11 = rehearse(paper_experiments, "sassl_table11_vit", "--set", "optim.batch_size=2", "--set",
+                       "evaluation.linear_probe.random_init_control=false", env=env)  # ViT-B's features once
     assert "moco_v3, vit_base ×1, 224 px, batch 2/worker" in table11 and "stylefolder/all" in table11
     assert "2 pretraining piece(s), 1 stylizer stage(s)" in table11
     cassle = rehearse(paper_experiments, "cassle_table2_mocov3", "--set", "optim.batch_size=4", "--set",
