@@ -190,6 +190,9 @@ class AugAware(Strict):
         "CASSLE: a batch norm after γ's last (bias-free) Linear, as in CASSLE's code."))
     augself_weight: float = Field(1.0, ge=0, description="AugSelf: weight of the parameter-prediction loss.")
     augself_hidden_dim: int = Field(512, ge=1, description="AugSelf: hidden width of the prediction heads.")
+    omega_shuffle: bool = Field(False, description=(
+        "Control (CASSLE, AugSelf): each step permutes ω's rows within the batch before the method reads "
+        "them: the same ω values, but none belongs to its image. A row that uses ω drops to it."))
 
     @field_validator("omega_parts")
     @classmethod

@@ -67,7 +67,7 @@ RULES: tuple[Rule, ...] = (
          "set `method.aug_mode: cassle` in the rows that condition the projector", scope=_aug_aware),
     Rule(("method.augself_weight", "method.augself_hidden_dim"), "`method.aug_mode` is not `augself`",
          lambda c, f: c["method"]["aug_mode"] != "augself", "set `method.aug_mode: augself`", scope=_aug_aware),
-    Rule(("method.omega_parts",), "`method.aug_mode` is `vanilla`", lambda c, f: c["method"]["aug_mode"] == "vanilla",
+    Rule(("method.omega_parts", "method.omega_shuffle"), "`method.aug_mode` is `vanilla`", lambda c, f: c["method"]["aug_mode"] == "vanilla",
          "set `method.aug_mode` to `cassle` or `augself`", scope=_aug_aware),
     Rule(("optim.momentum",), "`optim.optimizer` is `adamw` (Adam's moments, no momentum term)",
          lambda c, f: c["optim"]["optimizer"] == "adamw", "remove it"),

@@ -296,7 +296,8 @@ IDENTITY_NEUTRAL = {"optim.precision": "fp32", "optim.compile": False, "optim.de
                     "backbone.sync_bn": False,
                     "data.loader": "auto", "data.memory_budget_gb": 2.0, "data.stream_decode": "worker",
                     "data.stream_decode_cpus": 1.0,
-                    "backbone.vit": ViT().model_dump(mode="json"), "optim.scale_lr": "none"}
+                    "backbone.vit": ViT().model_dump(mode="json"), "optim.scale_lr": "none",
+                    "method.omega_shuffle": False}
 
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:

@@ -118,3 +118,46 @@ def test_bad_aug_mode_is_named():
         build_method("byol", build_backbone("resnet18", 0.125), aug_mode="cond")
     with pytest.raises(ValueError, match="augself_weight"):
         build_method("byol", build_backbone("resnet18", 0.125), aug_mode="augself", augself_weight=-1.0)
+
+
+# ----------------------------------------------------------------------- the shuffled-ω control
+@pytest.mark.parametrize("mode", ["cassle", "augself"])
+def test_the_shuffled_control_changes_omega_and_nothing_else(mode):
+    """With omega_shuffle the method reads the batch's ω with its rows permuted, one permutation
+    for both views: the same rows (each pair's two ω together), not in their images' places. The
+    views, the weights and everything else are those of the run without the control."""
+    torch.manual_seed(0)
+    fields = dict(proj_hidden_dim=16, proj_dim=8, aug_mode=mode, encoder_depth=2, encoder_width=8,
+                  augself_hidden_dim=8)
+    plain = build_method("simclr", build_backbone("resnet18", 0.125), **fields)
+    control = build_method("simclr", build_backbone("resnet18", 0.125), **fields, omega_shuffle=True)
+    control.load_state_dict(plain.state_dict())
+    seen = {}
+    original = control.ssl_loss
+
+    def spy(v1, v2, o1, o2):
+        seen.update(v1=v1, v2=v2, o1=o1, o2=o2)
+        return original(v1, v2, o1, o2)
+    control.ssl_loss = spy
+    g = torch.Generator().manual_seed(1)
+    v1, v2 = torch.rand(8, 3, 32, 32, generator=g), torch.rand(8, 3, 32, 32, generator=g)
+    o1, o2 = torch.rand(8, 14, generator=g), torch.rand(8, 14, generator=g)
+    torch.manual_seed(3)
+    out = control(v1, v2, o1, o2)
+    assert seen["v1"] is v1 and seen["v2"] is v2  # the views untouched
+    perm = [next(j for j in range(8) if torch.equal(seen["o1"][i], o1[j])) for i in range(8)]
+    assert sorted(perm) == list(range(8)) and perm != list(range(8))  # a permutation, not the identity
+    assert torch.equal(seen["o2"], o2[perm])  # the same one for both views: pairs stay together
+    assert not torch.equal(out["loss"], plain(v1, v2, o1, o2)["loss"])
+    # the default: the method reads ω as given
+    assert plain.omega_shuffle is False and control.omega_shuffle is True
+
+
+def test_the_control_without_omega_in_use_is_reported():
+    from orchestrator.experiment import build_experiment
+    raw = {"name": "x", "data": {"image_size": 32}, "method": {"omega_shuffle": True}}
+    assert any(w.startswith("method.omega_shuffle: has no effect: `method.aug_mode` is `vanilla`")
+               for w in build_experiment(raw).warnings)
+    raw["method"]["aug_mode"] = "cassle"
+    cell = build_experiment(raw).cells[0]
+    assert cell.spec.method.omega_shuffle is True and build_experiment(raw).warnings == []

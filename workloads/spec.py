@@ -239,6 +239,7 @@ class SslMethodSpec:
     encoder_last_bn: bool
     augself_weight: float
     augself_hidden_dim: int
+    omega_shuffle: bool         # the control: ω permuted within the batch
     proj_hidden_dim: int
     proj_dim: int
     proj_layers: int

@@ -12,7 +12,8 @@
 
 Config fields (all methods, passed through ``build_method(name, backbone, **fields)``):
 ``aug_mode``, ``omega_parts``, ``cond_mode``, ``encoder_depth``, ``encoder_width``,
-``encoder_out_dim``, ``encoder_last_bn``, ``augself_weight``, ``augself_hidden_dim``.
+``encoder_out_dim``, ``encoder_last_bn``, ``augself_weight``, ``augself_hidden_dim``,
+``omega_shuffle`` (the control: ω's rows permuted within the batch, :func:`shuffled`).
 Fields of a mode not in use are still validated (so a bad value fails early) but unused.
 """
 from __future__ import annotations
@@ -28,9 +29,18 @@ from .conditioning import ConditionedProjector, check_encoder_fields
 from .ema import MomentumSchedule, ema_update
 from .heads import mlp
 
-__all__ = ["AUG_MODES", "AugAwareMethod"]
+__all__ = ["AUG_MODES", "AugAwareMethod", "shuffled"]
 
 AUG_MODES = ("vanilla", "augself", "cassle")
+
+
+def shuffled(omega1: torch.Tensor, omega2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The control ``omega_shuffle``: both views' ω with their rows permuted by one random
+    permutation of the batch (torch's default generator on ω's device, seeded with the cell). The
+    values and each pair's two ω stay together, so γ and AugSelf's heads see ω's statistics. No row
+    describes its own image's views any more."""
+    perm = torch.randperm(omega1.shape[0], device=omega1.device)
+    return omega1[perm], omega2[perm]
 
 
 class AugAwareMethod(nn.Module):
@@ -41,7 +51,7 @@ class AugAwareMethod(nn.Module):
     def _init_aug(self, feat_dim: int, *, aug_mode: str = "vanilla", omega_parts: str | None = None,
                   cond_mode: str = "concat", encoder_depth: int = 6, encoder_width: int = 64,
                   encoder_out_dim: int | None = None, encoder_last_bn: bool = True,
-                  augself_weight: float = 1.0, augself_hidden_dim: int = 512) -> None:
+                  augself_weight: float = 1.0, augself_hidden_dim: int = 512, omega_shuffle: bool = False) -> None:
         if aug_mode not in AUG_MODES:
             raise ValueError(f"aug_mode must be one of {', '.join(AUG_MODES)}; got {aug_mode!r}")
         check_encoder_fields(cond_mode, encoder_depth, encoder_width, encoder_out_dim)
@@ -52,6 +62,7 @@ class AugAwareMethod(nn.Module):
             parse_parts(omega_parts)  # ValueError naming an unknown part
         self.aug_mode = aug_mode
         self.augself_weight = float(augself_weight)
+        self.omega_shuffle = bool(omega_shuffle)
         self._cond = dict(cond_mode=cond_mode, encoder_depth=encoder_depth, encoder_width=encoder_width,
                           encoder_out_dim=encoder_out_dim, encoder_last_bn=encoder_last_bn,
                           omega_parts="all" if omega_parts is None else omega_parts)
@@ -105,6 +116,8 @@ class AugAwareMethod(nn.Module):
         AugSelf's auxiliary loss on the backbone features it returns, and the output dict
         ({"loss"}, plus "ssl_loss" and the AugSelf terms in augself mode)."""
         self._check_omega(omega1, omega2, v1.shape[0])
+        if self.omega_shuffle and omega1 is not None:
+            omega1, omega2 = shuffled(omega1, omega2)
         loss, y1, y2 = self.ssl_loss(v1, v2, omega1, omega2)
         out: dict[str, torch.Tensor] = {}
         aux = self._aux_loss(y1, y2, omega1, omega2, out)
