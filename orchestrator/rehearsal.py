@@ -245,16 +245,14 @@ def rehearse(exp: Experiment, *, steps: int = 3, address: str | None = None, con
         c = cells[0].config
         res = _get(ref, f"pretraining of '{cells[0].row}'")
         pre_s[pid] = res["seconds_per_step"] * res["steps_per_epoch"] * c["optim"]["epochs"]
-        pieces.append(Piece("pretraining", f"{cells[0].row} ({c['method']['name']}, {c['backbone']['arch']} ×"
-                            f"{c['backbone']['width']:g}, {c['data']['image_size']} px, batch "
-                            f"{c['optim']['batch_size'] // workers}/worker)", {**res, "estimate_s": pre_s[pid],
-                                                                              "cells": float(len(cells))}))
+        batch = c["optim"]["batch_size"] // workers
+        setup = (f"{c['method']['name']}, {c['backbone']['arch']} ×{c['backbone']['width']:g}, "
+                 f"{c['data']['image_size']} px, batch {batch}/worker")
+        pieces.append(Piece("pretraining", f"{cells[0].row} ({setup})",
+                            {**res, "estimate_s": pre_s[pid], "cells": float(len(cells))}))
         if "augment_images_per_s" in res:
-            batch = c["optim"]["batch_size"] // workers
             throughput.append({
-                "row": cells[0].row, "style": bool(c["augmentation"]["style"]["enabled"]),
-                "setup": f"{c['method']['name']}, {c['backbone']['arch']} ×{c['backbone']['width']:g}, "
-                         f"{c['data']['image_size']} px, batch {batch}/worker",
+                "row": cells[0].row, "style": bool(c["augmentation"]["style"]["enabled"]), "setup": setup,
                 "augment_images_per_s": res["augment_images_per_s"],
                 "train_images_per_s": batch / res["seconds_per_step"]})
     ev_s: dict[str, float] = {}
