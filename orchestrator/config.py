@@ -565,6 +565,14 @@ class Target(Strict):
     split_seed: int = Field(0, description="Seed of the carved validation split (the same for every cell).")
     label_fraction: float = Field(1.0, gt=0, le=1, description=(
         "Class-balanced share of the labels used, train and validation alike (0.01: the \"1 %\" targets)."))
+    metric: Literal["top1", "mean_per_class", "r2"] | None = Field(None, description=(
+        "What the tables report for this target and the L-BFGS probe selects λ by: `top1`, "
+        "`mean_per_class` (CASSLE's Pets, Flowers, Caltech, Aircraft) or `r2` (a regression target "
+        "such as 300W's landmarks: ridge regression on frozen features, scored by R²). Unset: "
+        "`evaluation.lbfgs.select_by`."))
+    ten_crop: bool = Field(False, description=(
+        "Training images enter the probes as ten crops each (four corners, centre, and their flips, "
+        "of the image resized to 8/7 of the side): CASSLE's CUB protocol. Validation and test stay centre crops."))
 
     @model_validator(mode="after")
     def _default_label(self) -> "Target":
@@ -646,6 +654,57 @@ class Sensitivity(Strict):
     images: int = Field(512, ge=2, description="Test images of the first target used.")
 
 
+class ConditioningCheck(Strict):
+    """CASSLE's Eq. 2: does a conditioned projector's output depend on the true ω? For each test
+    image of the first target, the original (identity ω) and an augmented view (the pretraining's
+    view1, its ω) go through backbone and projector; the augmented view is projected twice, with
+    its own ω and with another image's (the batch reversed). Logged: the mean of sim(true) −
+    sim(false) and the share of images where the true ω wins. Only cells whose projector reads ω."""
+    enabled: bool = Field(False, description="Run the check on every cell whose projector is conditioned on ω.")
+    images: int = Field(5000, ge=2, description="Test images of the first target used (the paper: 5,000).")
+
+
+class Rotation(Strict):
+    """CASSLE Table 7: frozen features of each image rotated by 0/90/180/270°, a 4-way linear
+    classifier fit with the L-BFGS protocol (`evaluation.lbfgs`'s grid and iterations)."""
+    enabled: bool = Field(False, description="Score rotation prediction on every target.")
+
+
+CORRUPTION_NAMES = ("fog", "frost", "snow", "brightness")
+
+
+class Corruptions(Strict):
+    """CASSLE Table 8 (AugSelf's protocol): the L-BFGS classifier fit on clean features (λ on
+    validation, refit on train + val) scored on the target's test images corrupted with ImageNet-C's
+    weather corruptions; accuracy per corruption and severity, and its mean over severities."""
+    enabled: bool = Field(False, description="Score robustness to corruptions on every target.")
+    names: list[Literal["fog", "frost", "snow", "brightness"]] = Field(
+        default_factory=lambda: list(CORRUPTION_NAMES), min_length=1, description="The corruptions applied.")
+    severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5], min_length=1, description=(
+        "ImageNet-C severities (1-5); the table reports their mean."))
+    images: int | None = Field(None, ge=1, description=(
+        "Test images corrupted (the first N, a fixed subset). Unset: the whole test split."))
+    seed: int = Field(0, description="Seed of the corruptions' random draws (the same images for every cell).")
+
+    @field_validator("severities")
+    @classmethod
+    def _severities(cls, v: list[int]) -> list[int]:
+        if any(not 1 <= s <= 5 for s in v):
+            raise ValueError(f"every severity must be 1..5, got {v}")
+        return sorted(set(v))
+
+
+class Retrieval(Strict):
+    """CASSLE Figure 5: cosine nearest neighbours on frozen backbone features; every test image
+    of a target is a query against the rest of the test split. Recall@k (a neighbour of the same
+    class among the k nearest) and mAP@R (R: the query's same-class images in the rest)."""
+    enabled: bool = Field(False, description="Score retrieval on every classification target.")
+    k: list[int] = Field(default_factory=lambda: [1, 4], min_length=1, description="The k of Recall@k.")
+    figure_queries: int = Field(6, ge=0, description=(
+        "Rows of the per-cell picture (query + its nearest neighbours, first target); 0: no picture."))
+    figure_neighbours: int = Field(4, ge=1, description="Neighbours shown per query (the paper: 4).")
+
+
 class Evaluation(Strict):
     """How every pretrained backbone is scored: on each target, by each enabled protocol."""
     targets: list[Target] = Field(default_factory=lambda: [Target(key="cifar10", label="CIFAR-10")], min_length=1,
@@ -655,6 +714,11 @@ class Evaluation(Strict):
     few_shot: FewShot = Field(FewShot(), description="k-shot nearest-class-mean.")
     lbfgs: LbfgsProbe = Field(LbfgsProbe(), description="CASSLE's L-BFGS logistic-regression probe.")
     sensitivity: Sensitivity = Field(Sensitivity(), description="CASSLE's per-augmentation sensitivity analysis.")
+    conditioning_check: ConditioningCheck = Field(ConditioningCheck(), description=(
+        "CASSLE's Eq. 2: does the projector use the true ω?"))
+    rotation: Rotation = Field(Rotation(), description="CASSLE's rotation prediction (Table 7).")
+    corruptions: Corruptions = Field(Corruptions(), description="Robustness to weather corruptions (CASSLE Table 8).")
+    retrieval: Retrieval = Field(Retrieval(), description="Nearest-neighbour retrieval (CASSLE Figure 5).")
 
     @model_validator(mode="after")
     def _unique_keys(self) -> "Evaluation":

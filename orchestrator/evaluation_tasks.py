@@ -44,7 +44,8 @@ def _evaluate_target(evaluate_fn: str, spec: CellSpec, index: int, storage: str,
     state = torch.load(store.fetch(backbone_key, cache_dir), map_location="cpu", weights_only=True)
     method_key = f"{backbone_key.rsplit('/', 1)[0]}/{METHOD_FILE}"
     method_state = torch.load(store.fetch(method_key, cache_dir), map_location="cpu", weights_only=True) \
-        if spec.evaluation.sensitivity.enabled and store.exists(method_key) else None
+        if (spec.evaluation.sensitivity.enabled or spec.evaluation.conditioning_check.enabled) \
+        and store.exists(method_key) else None
 
     def progress(msg: str) -> None:
         if board is not None:

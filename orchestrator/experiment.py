@@ -297,7 +297,15 @@ IDENTITY_NEUTRAL = {"optim.precision": "fp32", "optim.compile": False, "optim.de
                     "data.loader": "auto", "data.memory_budget_gb": 2.0, "data.stream_decode": "worker",
                     "data.stream_decode_cpus": 1.0,
                     "backbone.vit": ViT().model_dump(mode="json"), "optim.scale_lr": "none",
-                    "method.omega_shuffle": False}
+                    "method.omega_shuffle": False,
+                    # CASSLE's evaluations (issue 43): off, they leave every earlier cell's id as it was
+                    "evaluation.conditioning_check": {"enabled": False, "images": 5000},
+                    "evaluation.rotation": {"enabled": False},
+                    "evaluation.corruptions": {"enabled": False, "names": ["fog", "frost", "snow", "brightness"],
+                                               "severities": [1, 2, 3, 4, 5], "images": None, "seed": 0},
+                    "evaluation.retrieval": {"enabled": False, "k": [1, 4], "figure_queries": 6,
+                                             "figure_neighbours": 4},
+                    "evaluation.targets.*.metric": None, "evaluation.targets.*.ten_crop": False}
 
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:
@@ -305,11 +313,15 @@ def identity(config: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(config)
     for dotted, neutral in IDENTITY_NEUTRAL.items():
         *head, last = dotted.split(".")
-        node = out
-        for part in head:
-            node = node.get(part, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict) and last in node and node[last] == neutral:
-            del node[last]
+        nodes = [out]
+        for part in head:  # `*`: every item of a list (each target)
+            if part == "*":
+                nodes = [item for n in nodes if isinstance(n, list) for item in n]
+            else:
+                nodes = [n.get(part, {}) if isinstance(n, dict) else {} for n in nodes]
+        for node in nodes:
+            if isinstance(node, dict) and last in node and node[last] == neutral:
+                del node[last]
     return out
 
 

@@ -88,7 +88,9 @@ PIPELINES: dict[str, Pipeline] = {p.name: p for p in (
              stream_decoders=("worker",),  # its pretext decodes on the worker's threads (workloads/sipl/data.py)
              ignores=("augmentation.view1", "augmentation.view2", "augmentation.style", "augmentation.prefetch",
                       "optim.momentum", "optim.schedule", "optim.warmup_epochs", "optim.scale_lr", "evaluation.linear_probe",
-                      "evaluation.fine_tune", "evaluation.few_shot", "evaluation.lbfgs", "evaluation.sensitivity"),
+                      "evaluation.fine_tune", "evaluation.few_shot", "evaluation.lbfgs", "evaluation.sensitivity",
+                      "evaluation.conditioning_check", "evaluation.rotation", "evaluation.corruptions",
+                      "evaluation.retrieval"),
              ignores_reason="SIPL has its own patch augmentations, Adam at a constant rate and an MLP head",
              rehearse="workloads.rehearse.steps:sipl_steps",
              rehearse_evaluation="workloads.rehearse.evaluation:sipl_evaluation",

@@ -299,7 +299,7 @@ def _evaluation_key(cfg: dict[str, Any], target: dict[str, Any], first: bool) ->
     """What one target's evaluation cost depends on: the cells that share it share one timing."""
     ev = {k: v for k, v in cfg["evaluation"].items() if k != "targets"}
     method = {k: cfg["method"][k] for k in pipeline(cfg).evaluation_reads}
-    if first and ev["sensitivity"]["enabled"]:  # on the first target: the whole method, projector included
+    if first and (ev["sensitivity"]["enabled"] or ev["conditioning_check"]["enabled"]):  # on the first target: the whole method, projector included
         method = cfg["method"]
     return cell_hash({"target": target, "evaluation": ev, "backbone": cfg["backbone"],
                       "size": cfg["data"]["image_size"], "first": first, "method": method})

@@ -132,8 +132,9 @@ def run_experiment(exp: Experiment, *, address: str | None = None, rerun: bool =
             while todo or pending:
                 free = slots - len(pending) - (1 if stage.busy else 0)  # a training stylizer holds a slot
                 # SASSL cells first: they cost the most, so starting them early keeps every slot busy
-                # to the end (row order in the tables is the YAML's whatever the start order)
-                for cell in sorted(todo, key=lambda c: not c.spec.augmentation.style.enabled):
+                # to the end (row order in the tables is the YAML's whatever the start order); then
+                # seed by seed across the rows, so an interrupted run leaves whole seeds (paired rows)
+                for cell in sorted(todo, key=lambda c: (not c.spec.augmentation.style.enabled, c.seed)):
                     is_style = cell.spec.augmentation.style.enabled
                     if free <= 0 or (is_style and stage.busy):
                         continue

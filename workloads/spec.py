@@ -444,6 +444,8 @@ class TargetSpec:
     val_fraction: float
     split_seed: int
     label_fraction: float
+    metric: str | None      # top1 | mean_per_class | r2; None: the L-BFGS probe's select_by
+    ten_crop: bool
 
     @property
     def test_ref(self) -> DatasetRef:
@@ -490,6 +492,34 @@ class SensitivitySpec:
 
 
 @dataclass(frozen=True)
+class ConditioningCheckSpec:
+    enabled: bool
+    images: int
+
+
+@dataclass(frozen=True)
+class RotationSpec:
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class CorruptionsSpec:
+    enabled: bool
+    names: tuple[str, ...]
+    severities: tuple[int, ...]
+    images: int | None
+    seed: int
+
+
+@dataclass(frozen=True)
+class RetrievalSpec:
+    enabled: bool
+    k: tuple[int, ...]
+    figure_queries: int
+    figure_neighbours: int
+
+
+@dataclass(frozen=True)
 class EvaluationSpec:
     targets: tuple[TargetSpec, ...]
     linear_probe: LinearProbeSpec
@@ -497,6 +527,10 @@ class EvaluationSpec:
     few_shot: FewShotSpec
     lbfgs: LbfgsSpec
     sensitivity: SensitivitySpec
+    conditioning_check: ConditioningCheckSpec
+    rotation: RotationSpec
+    corruptions: CorruptionsSpec
+    retrieval: RetrievalSpec
 
 
 @dataclass(frozen=True)

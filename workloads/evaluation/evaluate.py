@@ -85,6 +85,12 @@ def evaluate_target(spec: CellSpec, target: TargetSpec, backbone_state: dict[str
         res, plot = _sensitivity(spec, method_state, splits.test[0][:ev.sensitivity.images], artifact_dir)
         metrics.update(res.as_metrics())
         artifacts.append(plot)
+    if ev.conditioning_check.enabled and artifact_dir is not None and method_state is not None:
+        say(f"{key}: conditioning check (CASSLE Eq. 2)")
+        found = _conditioning(spec, method_state, splits.test[0][:ev.conditioning_check.images], artifact_dir)
+        if found is not None:  # a projector that does not read ω has nothing to check
+            metrics.update(found[0].as_metrics())
+            artifacts.append(found[1])
     return {"metrics": metrics, "split_file": splits.split_file, "history": {}, "artifacts": artifacts}
 
 
@@ -102,6 +108,27 @@ def _sensitivity(spec: CellSpec, method_state: dict[str, torch.Tensor], images: 
                              generator=torch.Generator().manual_seed(spec.seed))
     fig = plot_sensitivity(res, title=f"augmentation sensitivity ({spec.method.name})")
     path = Path(artifact_dir) / "augmentation_sensitivity.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return res, str(path)
+
+
+def _conditioning(spec: CellSpec, method_state: dict[str, torch.Tensor], images: torch.Tensor,
+                  artifact_dir: str | Path):
+    """(CASSLE's Eq. 2 check of the trained projector, its histogram file); None when the
+    projector is not conditioned on ω."""
+    from ..methods.build import build_model
+    from .conditioning_check import conditioning_check, plot_conditioning_check
+    model = build_model(spec)
+    model.load_state_dict(method_state)
+    projector = getattr(model, "projector", None)
+    if not getattr(projector, "needs_omega", False):
+        return None
+    aug = spec.augmentation
+    res = conditioning_check(model.backbone, projector, images, aug.view1, mean=aug.mean, std=aug.std,
+                             generator=torch.Generator().manual_seed(spec.seed))
+    fig = plot_conditioning_check(res)
+    path = Path(artifact_dir) / "conditioning_check.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     return res, str(path)
