@@ -35,7 +35,8 @@ def _save_atomic(path: Path, array: np.ndarray) -> None:
 
 def load_in_memory(source: ImageSource, *, progress: bool = True, cache_dir: str | None = None,
                    num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """All images of `source` as uint8 N x 3 x S x S, and its int64 labels (N).
+    """All images of `source` as uint8 N x 3 x S x S, and its labels (int64 N; a regression
+    target's float N×K).
 
     With cache_dir, the result is stored as two .npy files keyed by the source's identity and
     image size, and later calls just load them.
@@ -46,8 +47,10 @@ def load_in_memory(source: ImageSource, *, progress: bool = True, cache_dir: str
         if img_path.exists() and lab_path.exists():
             images = np.load(img_path, allow_pickle=False)
             labels = np.load(lab_path, allow_pickle=False)
-            if images.shape == (n, 3, s, s) and images.dtype == np.uint8 and labels.shape == (n,):
-                return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
+            # class labels are int64 (N); a regression target's (300W's landmarks) float32 N×K
+            want = source.labels
+            if images.shape == (n, 3, s, s) and images.dtype == np.uint8 and labels.shape == tuple(want.shape):
+                return torch.from_numpy(images), torch.from_numpy(labels.astype(want.numpy().dtype))
 
     images = torch.empty((n, 3, s, s), dtype=torch.uint8)
     from tqdm.auto import tqdm  # here: the data package imports without it (benchmarks/gpu_check.py)

@@ -1,9 +1,12 @@
 """Dataset names -> ImageSource. The single entry point the workloads use to get images.
 
-Four families:
+Five families:
   * embedded kits (`*-kit`): small packs shipped in workloads/data/assets, no root needed;
   * torchvision datasets by name, read from (or downloaded into) `root`;
   * `imagefolder` / `stylefolder`: any folder given as `root`; `tinyimagenet`: its own layout;
+  * CASSLE's targets in their published layouts under `root` (data/target_readers.py): `imagenet100`
+    (CMC's 100 classes of an ImageNet root or a packed ImageNet), `mit67`, `cub200`, `w300` (300W
+    landmarks: float N x 136 labels, `task = "regression"`);
   * `packed`: a split written by `sassl pack` (Parquet shards of JPEGs) under `root/<split>`.
 Every failure to open is a DatasetError whose message says what to do about it.
 """
@@ -20,6 +23,8 @@ from .packed import PackedImages
 from .sources import (ImageFolderSource, ImageSource, PackedShardsSource, PackSource, StyleFolderSource,
                       TinyImageNetSource, TorchvisionSource)
 from .splits import stratified_split
+from .target_readers import READER_SPLITS, open_reader
+from .torchvision_targets import TARGET_SPLITS, open_target
 
 __all__ = ["open_source", "DATASETS", "SPLITS", "DatasetError", "ASSETS_DIR"]
 
@@ -34,6 +39,7 @@ class _Torchvision:
     cls: str                       # class name in torchvision.datasets
     splits: dict[str, dict]        # our split name -> constructor kwargs
     manual: str | None = None      # how to get the data when torchvision cannot download it
+    layout: str | None = None      # the files torchvision reads under root, for the error messages
 
 
 _TORCHVISION = {
@@ -53,6 +59,17 @@ _TORCHVISION = {
                                     "and ILSVRC2012_img_train.tar / ILSVRC2012_img_val.tar from "
                                     "https://image-net.org and place them in {root} (torchvision unpacks "
                                     "them on first use), or use 'imagefolder' on an extracted split folder"),
+    # CASSLE's Table-2 targets (gmum/CASSLE datasets.py: torchvision's classes, these splits)
+    "stanford_cars": _Torchvision("StanfordCars", {s: {"split": s} for s in ("train", "test")},
+                                  manual="torchvision cannot download Stanford Cars (its URL is gone): place "
+                                         "the release's files in {root} as torchvision reads them",
+                                  layout="{root}/stanford_cars/cars_train/*.jpg, cars_test/*.jpg, "
+                                         "devkit/cars_meta.mat, devkit/cars_train_annos.mat and "
+                                         "cars_test_annos_withlabels.mat"),
+    "fgvc_aircraft": _Torchvision("FGVCAircraft", {s: {"split": s, "annotation_level": "variant"}
+                                                   for s in ("train", "val", "trainval", "test")},
+                                  layout="{root}/fgvc-aircraft-2013b/data/images/*.jpg, variants.txt and "
+                                         "images_variant_{{train,val,trainval,test}}.txt"),
 }
 
 _KIT_SPLITS = {
@@ -67,6 +84,8 @@ SPLITS: dict[str, tuple[str, ...] | None] = {
     **_KIT_SPLITS,
     **{name: tuple(spec.splits) for name, spec in _TORCHVISION.items()},
     "tinyimagenet": ("train", "val"),
+    **READER_SPLITS,
+    **TARGET_SPLITS,
     "imagefolder": None,
     "stylefolder": None,
     "packed": None,
@@ -86,6 +105,10 @@ def open_source(name: str, *, split: str, image_size: int, root: str | None = No
         return _open_kit(name, split, image_size)
     if name in _TORCHVISION:
         return _open_torchvision(name, split, image_size, root, download)
+    if name in TARGET_SPLITS:
+        return open_target(name, split, image_size, root, download)
+    if name in READER_SPLITS:
+        return open_reader(name, split, image_size, root)
     if root is None:
         raise DatasetError(f"{name}: needs root=<folder> (the folder of images to read)")
     if name == "packed":
@@ -124,6 +147,8 @@ def _open_torchvision(name: str, split: str, image_size: int, root: str | None,
     where = "<root>" if root is None else str(root)
     how = (spec.manual.format(root=where) if spec.manual
            else f"set download: true to let torchvision fetch it into {where}")
+    if spec.layout:
+        how += f"; expected layout: {spec.layout.format(root=where)}"
     if root is None:
         raise DatasetError(f"{name}: no root folder given (root is None); pass root=<folder> "
                            f"holding the data; {how}")
@@ -152,6 +177,8 @@ def _labels(ds) -> np.ndarray:
     for attr in ("targets", "labels", "_labels"):  # where torchvision keeps them, per class
         if hasattr(ds, attr):
             return np.asarray(getattr(ds, attr), dtype=np.int64)
+    if hasattr(ds, "_samples"):  # StanfordCars: (file, label)
+        return np.asarray([lab for _, lab in ds._samples], dtype=np.int64)
     raise DatasetError(f"{type(ds).__name__}: cannot find its labels")
 
 

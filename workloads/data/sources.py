@@ -158,7 +158,7 @@ def _scan(root: Path, extensions: tuple[str, ...]) -> list[Path]:
                   if p.suffix.lower() in extensions and not p.name.startswith(".") and p.is_file())
 
 
-class _FileSource(ImageSource):
+class FileSource(ImageSource):
     """Images from files, with unreadable ones dropped (and reported) at construction."""
 
     def __init__(self, name: str, root: str | Path, files: list[Path], labels: list[int],
@@ -192,7 +192,7 @@ class _FileSource(ImageSource):
         return _digest("files", self.name, self.root, stats, self.labels.numpy())
 
 
-class ImageFolderSource(_FileSource):
+class ImageFolderSource(FileSource):
     """torchvision ImageFolder layout: root/<class>/**/<image>; classes = sorted subfolders."""
 
     def __init__(self, root: str | Path, image_size: int, name: str = "imagefolder", check: str = "verify"):
@@ -211,7 +211,7 @@ class ImageFolderSource(_FileSource):
         super().__init__(name, root, files, labels, classes, image_size, check)
 
 
-class TinyImageNetSource(_FileSource):
+class TinyImageNetSource(FileSource):
     """Tiny ImageNet as distributed (the tiny-imagenet-200 folder): ``train/<wnid>/images/*``
     labelled by folder; ``val/images/*`` labelled by ``val/val_annotations.txt`` (file, wnid, box);
     classes: the wnids of ``wnids.txt`` (else train's folders), the same for both splits. Its
@@ -241,7 +241,7 @@ class TinyImageNetSource(_FileSource):
                          image_size, check)
 
 
-class StyleFolderSource(_FileSource):
+class StyleFolderSource(FileSource):
     """All .jpg/.jpeg/.png/.webp under root (recursively), unlabelled (label -1)."""
 
     def __init__(self, root: str | Path, image_size: int, name: str = "stylefolder", check: str = "verify"):
