@@ -89,7 +89,8 @@ def run_cell(cell: Cell, ctx: RunContext, board, style_inputs: dict[str, str] | 
             tracking.log_params(c, run_id, {**flatten(cell.config), "cluster.num_workers": ctx.num_workers})
         tracking.set_tags(c, run_id, {tracking.TAG_TARGETS: json.dumps(
             [[t.key, t.label] for t in cell.spec.evaluation.targets]), tracking.TAG_PRETRAIN: cell.pretrain_id,
-            tracking.TAG_ROW_INDEX: cell.row_index})
+            tracking.TAG_ROW_INDEX: cell.row_index, tracking.TAG_TARGET_METRICS: json.dumps(
+                {t.key: t.metric for t in cell.spec.evaluation.targets if t.metric})})
         if upstream_error:
             raise RuntimeError(upstream_error)
         with tempfile.TemporaryDirectory() as tmp:

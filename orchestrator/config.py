@@ -9,7 +9,7 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from workloads.spec import IMAGENET_MEAN, IMAGENET_STD
+from workloads.spec import IMAGENET_MEAN, IMAGENET_STD, REGRESSION_DATASETS
 
 
 
@@ -578,6 +578,23 @@ class Target(Strict):
     def _default_label(self) -> "Target":
         if self.label is None:
             self.label = self.key
+        return self
+
+    @model_validator(mode="after")
+    def _regression(self) -> "Target":
+        regression = self.data.name in REGRESSION_DATASETS
+        if regression and self.metric not in (None, "r2"):
+            raise ValueError(f"metric: {self.data.name} is a regression target (landmarks), scored by r2, not {self.metric}")
+        if self.metric == "r2" and not regression:
+            raise ValueError(f"metric: r2 scores a regression target ({', '.join(REGRESSION_DATASETS)}); "
+                             f"{self.data.name} has classes (top1 or mean_per_class)")
+        if regression and not self.val_split:
+            raise ValueError(f"val_split: {self.data.name} has no classes to carve a stratified validation split "
+                             "by; name its own (val)")
+        if regression and (self.ten_crop or self.label_fraction < 1):
+            raise ValueError(f"ten_crop: not for a regression target ({self.data.name}): its labels are "
+                             "positions in the image" if self.ten_crop else
+                             f"label_fraction: a class-balanced share needs classes; {self.data.name} has none")
         return self
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from .config import DatasetRef, Style, models_at
+from .config import DatasetRef, Evaluation, Style, models_at
 from .pipelines import PIPELINES, pipeline
 
 Cfg = dict[str, Any]  # a resolved cell config, with the experiment's `cluster`
@@ -47,6 +47,12 @@ _STYLIZER_TRAINING = ("stylizer.loss_network", "stylizer.loss_weights", "stylize
 _STYLE_FIELDS = tuple(f"augmentation.style.{f}" for f in Style.model_fields if f != "enabled")
 _CASSLE_ENCODER = tuple(f"method.{f}" for f in ("cond_mode", "encoder_depth", "encoder_width", "encoder_out_dim",
                                                 "encoder_last_bn"))
+
+def _settings(protocol: str) -> tuple[str, ...]:
+    """An evaluation protocol's fields but its switch (writing `enabled: false` says it is off)."""
+    return tuple(f"evaluation.{protocol}.{name}" for name in Evaluation.model_fields[protocol].annotation.model_fields
+                 if name != "enabled")
+
 
 RULES: tuple[Rule, ...] = (
     Rule(_STYLIZER_TRAINING, "the stylizer is not trained (`stylizer.pretrained` or `stylizer.checkpoint` is set)",
@@ -86,12 +92,15 @@ RULES: tuple[Rule, ...] = (
          lambda c, f: c["data"]["stream_decode"] != "ray_data", "set `data.stream_decode: ray_data`"),
     Rule(("data.memory_budget_gb",), "`data.loader` is not `auto`", lambda c, f: c["data"]["loader"] != "auto",
          "set `data.loader: auto` to let the budget choose"),
-    Rule(("evaluation.fine_tune",), "`evaluation.fine_tune.enabled` is false",
-         lambda c, f: not c["evaluation"]["fine_tune"]["enabled"], "set `evaluation.fine_tune.enabled: true`"),
-    Rule(("evaluation.lbfgs",), "`evaluation.lbfgs.enabled` is false",
-         lambda c, f: not c["evaluation"]["lbfgs"]["enabled"], "set `evaluation.lbfgs.enabled: true`"),
-    Rule(("evaluation.sensitivity",), "`evaluation.sensitivity.enabled` is false",
-         lambda c, f: not c["evaluation"]["sensitivity"]["enabled"], "set `evaluation.sensitivity.enabled: true`"),
+    # a protocol's settings while it is off (writing `enabled: false` itself is saying so, not a slip)
+    *(Rule(_settings(p), f"`evaluation.{p}.enabled` is false",
+           lambda c, f, p=p: not c["evaluation"][p]["enabled"], f"set `evaluation.{p}.enabled: true`")
+      for p in ("fine_tune", "sensitivity", "conditioning_check", "corruptions", "retrieval")),
+    # the L-BFGS grid and iterations also serve rotation prediction and the corruptions' classifier
+    Rule(_settings("lbfgs"), "`evaluation.lbfgs.enabled`, `evaluation.rotation.enabled` and "
+         "`evaluation.corruptions.enabled` are false",
+         lambda c, f: not any(c["evaluation"][p]["enabled"] for p in ("lbfgs", "rotation", "corruptions")),
+         "set `evaluation.lbfgs.enabled: true`"),
     Rule(("evaluation.few_shot.episodes",), "`evaluation.few_shot.shots` is empty",
          lambda c, f: not c["evaluation"]["few_shot"]["shots"], "give `shots`, e.g. `[1, 10]`"),
     Rule(("backbone.sync_bn",), "`cluster.num_workers` is 1 (one batch: nothing to synchronise)",

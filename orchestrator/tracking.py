@@ -23,6 +23,7 @@ TAG_ERROR = "sassl.error"
 TAG_PARENT = "mlflow.parentRunId"
 TAG_NOTE = "mlflow.note.content"   # the run's description in the UI
 TAG_TARGETS = "sassl.targets"      # JSON [[key, label], ...] of the cell's evaluation targets
+TAG_TARGET_METRICS = "sassl.target_metrics"  # JSON {key: metric} of the targets with their own metric
 TAG_PRETRAIN = "sassl.pretrain_id" # hash of the pretraining config (shared backbone)
 TAG_BACKBONE_REUSED = "sassl.backbone_reused"  # the backbone file a cell reused instead of training
 TAG_RESUMED_BY = "sassl.resumed_by"  # cell: parent runs of invocations that continued it after an interruption

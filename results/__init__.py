@@ -1,6 +1,7 @@
 """Tables and plots rebuilt from MLflow alone."""
 from __future__ import annotations
 
+from .cassle import cassle_tables
 from .collect import NoRunsError, Search, cell_runs, search_runs
 from .paired import BaselineError, experiment_mapping, paired_table
 from .provenance import MixError, annotate
@@ -43,6 +44,7 @@ def build_tables(experiment: str, tracking_uri: str, baselines: list[str] | None
             out[f"{experiment}-ranks"] = ranked_table(
                 cells, "lbfgs", f"{experiment}: L-BFGS logistic regression top-1 per target and average rank "
                                 "(mean ± std over seeds; best in bold)")
+        out.update(cassle_tables(cells, experiment))
         if has_sensitivity(cells):
             out[f"{experiment}-sensitivity"] = sensitivity_table(
                 cells, f"{experiment}: augmentation sensitivity, InfoNCE of image vs augmented image at the "

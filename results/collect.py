@@ -47,6 +47,15 @@ def _targets(tag: str | None) -> list[tuple[str, str]] | None:
         return None  # a malformed tag must not hide the run's metrics
 
 
+def _target_metrics(tag: str | None) -> dict[str, str]:
+    """{target key: the metric its tables report} for the targets that name one (CASSLE's
+    mean per-class accuracy, 300W's R²); the others report top-1."""
+    try:
+        return {str(k): str(v) for k, v in json.loads(tag).items()} if tag else {}
+    except (ValueError, TypeError, AttributeError):
+        return {}
+
+
 def _config_id(params: dict[str, str]) -> str:
     """For cells logged before sassl tagged provenance.TAG_CONFIG: a hash of their config params
     without the seed (and the machine params, which say where, not what)."""
@@ -109,6 +118,7 @@ def cell_runs(tracking_uri: str, experiment: str, allow_empty: bool = False,
                         "error": t.get(tracking.TAG_ERROR, ""), "run_id": r.info.run_id,
                         "start_time": r.info.start_time, "style": None if style is None else style.lower() == "true",
                         "targets": _targets(t.get(tracking.TAG_TARGETS)), "params": dict(p),
+                        "target_metrics": _target_metrics(t.get(tracking.TAG_TARGET_METRICS)),
                         "profile": t.get(provenance.TAG_PROFILE) or parent_profile.get(t.get(tracking.TAG_PARENT, ""),
                                                                                        "default"),
                         "config_id": t.get(provenance.TAG_CONFIG) or _config_id(p), "code": _code(t),
@@ -116,7 +126,7 @@ def cell_runs(tracking_uri: str, experiment: str, allow_empty: bool = False,
                         "dirty": t.get(provenance.TAG_DIRTY, "unknown"), "lock": t.get(provenance.TAG_LOCK, "unrecorded"),
                         "data": t.get(provenance.TAG_DATA, "unrecorded"), "machine": _machine(p), **r.data.metrics})
     columns = ["cell_id", "row", "seed", "row_index", "status", "error", "run_id", "start_time", "style", "targets",
-               "params", "profile", "config_id", "code", "commit", "dirty", "lock", "data", "machine"]
+               "target_metrics", "params", "profile", "config_id", "code", "commit", "dirty", "lock", "data", "machine"]
     df = pd.DataFrame.from_records(records) if records else pd.DataFrame(columns=columns)
     profiles = sorted(set(df["profile"])) if records else []
     chosen = profile or (parents[0].data.tags.get(provenance.TAG_PROFILE, "default") if parents else None)

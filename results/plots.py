@@ -38,6 +38,10 @@ def build_plots(experiment: str, tracking_uri: str, out_dir: str | Path,
     if not cells.empty and has_sensitivity(cells):
         path = sensitivity_plot(cells, out_dir / f"{experiment}-sensitivity.png", experiment)
         paths += [path] if path else []
+    if not cells.empty and any(str(c).startswith("retrieval/") for c in cells.columns):
+        from .cassle import retrieval_figure
+        path = retrieval_figure(cells, tracking_uri, out_dir / f"{experiment}-retrieval.png", experiment)
+        paths += [path] if path else []
     for stem, search in search_stems(experiment, searches):  # same stems as build_tables
         path = search_plot(summarize(search, trials), out_dir / f"{stem}.png", experiment)
         paths += [path] if path else []

@@ -66,10 +66,16 @@ def fewshot_table(cells: pd.DataFrame, title: str) -> Table:
 
 
 def ranked_table(cells: pd.DataFrame, kind: str, title: str) -> Table:
-    """One top-1 column per target plus the average rank over targets (CASSLE tables 2 and 4):
-    rows ranked by mean top-1 per target (1 = best, ties share the average rank)."""
+    """One column per target (top-1, or the target's own metric for L-BFGS) plus the average rank
+    over targets (CASSLE tables 2 and 4): rows ranked by their mean per target (1 = best, ties
+    share the average rank)."""
+    from .cassle import METRIC_NAMES, metric_key, target_metric
     _, short = KINDS[kind]
-    columns = {f"{short} · {label}": f"{kind}/{key}/top1" for key, label in targets(cells)}
+    columns = {}  # top-1 unless the target reports another metric (CASSLE: mean per-class, R²)
+    for key, label in targets(cells):
+        metric = target_metric(cells, key)
+        header = f"{short} · {label}" + ("" if metric == "top1" else f" ({METRIC_NAMES[metric]})")
+        columns[header] = metric_key(cells, key) if kind == "lbfgs" else f"{kind}/{key}/top1"
     table = metric_table(cells, columns, title, bold=True)
     ranks = table.numeric[list(columns)].rank(ascending=False, method="average")
     avg = ranks.mean(axis=1, skipna=True)

@@ -7,9 +7,10 @@ ImageNet as class folders under train/ and val/ (then packed with `sassl pack`),
 Numbers as folders of JPEGs, DTD and iNaturalist 2021 as torchvision reads them, Tiny ImageNet
 as tiny-imagenet-200/, CIFAR-10/100 as torchvision's pickled batches, Food-101, Oxford-IIIT Pets
 and Flowers-102 as torchvision reads them (torchvision checks the MD5 of the CIFAR and Flowers
-files, which no fake matches: read them with tests/cifar_md5_off on PYTHONPATH); Retinopathy and
-CASSLE's targets without a reader of their own (MIT-67, Caltech-101, Cars, FGVC-Aircraft, SUN397,
-CUB) as class folders per split, read as `imagefolder`."""
+files, which no fake matches: read them with tests/cifar_md5_off on PYTHONPATH); Retinopathy as
+class folders per split, read as `imagefolder`; CASSLE's other targets (ImageNet-100, MIT-67,
+CUB-200, 300W: tests/fake_targets.py; Caltech-101, Cars, FGVC-Aircraft, SUN397:
+tests/fake_tv_targets.py) in their published layouts."""
 from __future__ import annotations
 
 import json
@@ -194,7 +195,14 @@ def labelled_folders(root: Path, splits: tuple[str, ...] = ("train", "test"), cl
 def paper_data(root: Path) -> Path:
     """Every root the paper profiles name, under ``root`` in place of /data."""
     pack_imagenet(imagenet_folders(root / "imagenet"), root / "imagenet-packed")
-    shutil.copytree(root / "imagenet-packed", root / "imagenet100-packed")  # CASSLE's ImageNet-100
+    # CASSLE's ImageNet-100, packed from an ImageNet root by the shipped class list
+    import fake_targets
+    import fake_tv_targets
+    folders = fake_targets.imagenet100_folders(root / "imagenet-1k-for-100")
+    subprocess.run([sys.executable, "-m", "orchestrator", "pack", "imagenet100", str(root / "imagenet100-packed"),
+                    "--root", str(folders), "--split", "train", "--shard-size", "32"], cwd=ROOT, check=True,
+                   capture_output=True, timeout=300)
+    shutil.rmtree(folders)
     painter_by_numbers(root / "painter_by_numbers")
     dtd(root / "dtd")
     inat2021(root / "inat2021")
@@ -205,7 +213,8 @@ def paper_data(root: Path) -> Path:
     food101(root / "food101")
     oxford_pets(root / "oxford_pets")
     flowers102(root / "flowers102")
-    for seed, name in enumerate(("mit67", "caltech101", "stanford_cars", "sun397", "cub200"), 12):
-        labelled_folders(root / name, seed=seed)
-    labelled_folders(root / "fgvc_aircraft", splits=("trainval", "test"), seed=17)
+    fake_targets.mit67(root / "mit67")
+    fake_targets.cub200(root / "cub200")
+    fake_targets.w300(root / "300w")
+    fake_tv_targets.tv_targets(root)  # caltech101, stanford_cars, fgvc_aircraft, sun397 under their names
     return root

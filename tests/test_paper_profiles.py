@@ -32,7 +32,11 @@ PROTOCOL_METRICS = {
     "linear_probe": {"top1", "top5"},
     "fine_tune": {"top1", "top5"},
     "few_shot": {"top1", "top5"},
-    "lbfgs": {"top1"},
+    "lbfgs": {"top1"},  # and the target's own `metric` (mean per-class accuracy), which the tables report
+    "ridge": {"r2"},    # a regression target (300W): ridge regression on frozen features
+    "rotation": {"top1"},  # CASSLE's appendix protocols
+    "corruptions": {"top1"},
+    "retrieval": {"recall@1", "recall@4", "map@r"},
     "mlp_head": {"top1", "best_val_top1"},
     "pretext": {"best_val_top1"},
 }
@@ -146,6 +150,10 @@ def check_targets(table: dict[str, Any], load: Loader) -> None:
             "fine_tune": method["name"] != "sipl" and ev["fine_tune"]["enabled"],
             "few_shot": method["name"] != "sipl" and bool(ev["few_shot"]["shots"]),
             "lbfgs": method["name"] != "sipl" and ev["lbfgs"]["enabled"],
+            "ridge": method["name"] != "sipl",  # every regression target gets it (evaluate_target)
+            "rotation": ev["rotation"]["enabled"],
+            "corruptions": ev["corruptions"]["enabled"],
+            "retrieval": ev["retrieval"]["enabled"],
             "mlp_head": method["name"] == "sipl",
             "pretext": method["name"] == "sipl" and method.get("val_fraction", 0) > 0,
         }
@@ -168,6 +176,10 @@ def check_targets(table: dict[str, Any], load: Loader) -> None:
                 assert set(target["shots"]) <= set(ev["few_shot"]["shots"]), \
                     f"{where}: few_shot.shots {ev['few_shot']['shots']}, the paper {target['shots']}"
             reported = set().union(*(PROTOCOL_METRICS[p] for p in target["protocols"]))
+            if target["protocols"] != ["pretext"] and by_key[key].get("metric"):
+                reported = reported | {by_key[key]["metric"]}
+                assert by_key[key]["metric"] in target["metrics"], f"{where}: target {key!r} reports " \
+                    f"{by_key[key]['metric']}, the paper {target['metrics']}"
             for metric in target["metrics"]:
                 if (key, metric) in metric_gaps:
                     continue

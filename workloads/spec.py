@@ -18,6 +18,9 @@ from typing import Any, ClassVar, Union
 # the normalisation statistics of ImageNet's training images: a fact of the field that the
 # schema's default, the stylizer's VGG input and the loss networks all use
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
+# datasets whose labels are regression targets (300W's landmarks), not classes: a target of one
+# is scored by ridge regression and R² (workloads/evaluation/regression.py)
+REGRESSION_DATASETS = ("w300",)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 

@@ -100,5 +100,5 @@ def plot_conditioning_check(result: ConditioningCheck, title: str = ""):
     ax.set_ylabel("images")
     ax.legend(fontsize=8)
     ax.set_title(title or f"own ω better for {result.share_true_better:.1f} % "
-                          f"(mean difference {result.difference:+.4f})", fontsize=9)
+                          f"(mean difference {result.difference:+.2e})", fontsize=9)
     return fig

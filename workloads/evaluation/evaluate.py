@@ -16,7 +16,7 @@ from ..spec import CellSpec, TargetSpec, to_dict
 from .features import cached_features, extract_features, state_digest
 from .few_shot import few_shot
 from .finetune import fine_tune
-from .lbfgs import l2_grid, lbfgs_linear_eval
+from . import frozen_protocols as frozen
 from .probe import linear_probe
 
 
@@ -33,13 +33,25 @@ def evaluate_target(spec: CellSpec, target: TargetSpec, backbone_state: dict[str
     # read batch by batch when the split is too large to decode (features and fine-tuning alike)
     lazy = evaluation_is_lazy(spec.data, target)
     splits = target_splits(target, image_size=size, cache_dir=cache_dir, lazy=lazy)
+    regression = splits.train[1].is_floating_point()  # 300W: landmark coordinates, not classes
 
     def make_backbone():
         return build_backbone(**spec.backbone.architecture(spec.data.image_size))
 
+    def extractor(backbone):
+        return lambda images: extract_features(backbone, images, mean, std, device=device)
+
     def features(backbone, cache_path=None):
-        feats, hit = cached_features(cache_path, lambda: [
-            (extract_features(backbone, x, mean, std, device=device), y) for x, y in (splits.train, splits.val, splits.test)])
+        extract = extractor(backbone)
+
+        def compute():
+            train = (extract(splits.train[0]), splits.train[1])
+            if target.ten_crop:  # CUB: ten crops of each training image, read at 8/7 of the side
+                big = target_splits(target, image_size=round(size * 8 / 7), cache_dir=cache_dir, lazy=lazy,
+                                    with_test=False).train
+                train = frozen.ten_crop_features(extract, big[0], big[1], size)
+            return [train] + [(extract(x), y) for x, y in (splits.val, splits.test)]
+        feats, hit = cached_features(cache_path, compute)
         if hit:
             say(f"{key}: features from the cache")
         return feats
@@ -53,8 +65,13 @@ def evaluate_target(spec: CellSpec, target: TargetSpec, backbone_state: dict[str
 
     backbone = make_backbone()
     backbone.load_state_dict(backbone_state)
+    cache_file = _feature_cache_file(spec, target, backbone_state, cache_dir)
+    if regression:  # the classification protocols do not apply
+        say(f"{key}: ridge regression")
+        metrics = frozen.regression(features(backbone, cache_file), ev.lbfgs, key)
+        return {"metrics": metrics, "split_file": splits.split_file, "history": {}, "artifacts": []}
     say(f"{key}: linear probe")
-    out = probe(backbone, _feature_cache_file(spec, target, backbone_state, cache_dir))
+    out = probe(backbone, cache_file)
     metrics = out["result"].as_metrics(f"linear/{key}")
     if ev.few_shot.shots:
         say(f"{key}: few-shot")
@@ -63,12 +80,30 @@ def evaluate_target(spec: CellSpec, target: TargetSpec, backbone_state: dict[str
                        shots=tuple(ev.few_shot.shots), episodes=ev.few_shot.episodes, seed=spec.seed)
         for k, r in res.items():
             metrics.update(r.as_metrics(f"fewshot{k}/{key}"))
-    if ev.lbfgs.enabled:
+    if ev.lbfgs.enabled or ev.corruptions.enabled:  # one classifier: clean test and corrupted test
         lb = ev.lbfgs
         say(f"{key}: L-BFGS logistic regression ({lb.l2_exponents[2]} λ values)")
-        res = lbfgs_linear_eval(*out["feats"], splits.num_classes, l2_values=l2_grid(*lb.l2_exponents),
-                                select_by=lb.select_by, max_iter=lb.max_iter)
-        metrics.update(res.as_metrics(f"lbfgs/{key}"))
+        classifier = frozen.lbfgs_classifier(out["feats"], splits.num_classes, lb,
+                                             frozen.select_by(spec, target.metric))
+        if lb.enabled:
+            metrics.update(classifier.result(*out["feats"][2]).as_metrics(f"lbfgs/{key}"))
+        if ev.corruptions.enabled:
+            metrics.update(frozen.corruption_robustness(
+                extractor(backbone), classifier, splits.test, ev.corruptions, key, cache_dir,
+                {"target": to_dict(target), "size": size}, say))
+    if ev.rotation.enabled:
+        say(f"{key}: rotation prediction")
+        metrics.update(frozen.rotation_prediction(extractor(backbone), (splits.train, splits.val, splits.test),
+                                                  ev.lbfgs, key))
+    artifacts = []
+    if ev.retrieval.enabled:
+        say(f"{key}: retrieval")
+        xte, yte = out["feats"][2]
+        metrics.update(frozen.retrieval(xte, yte, ev.retrieval, key))
+        if artifact_dir is not None and ev.retrieval.figure_queries:
+            artifacts.append(frozen.retrieval_figure(
+                splits.test[0], yte, xte, ev.retrieval, f"{target.label or key}: nearest neighbours",
+                Path(artifact_dir) / "retrieval.png"))
     if ev.fine_tune.enabled:
         ft = ev.fine_tune
         res = fine_tune(make_backbone, backbone_state, splits.train, splits.val, splits.test, splits.num_classes,
@@ -79,7 +114,6 @@ def evaluate_target(spec: CellSpec, target: TargetSpec, backbone_state: dict[str
     if ev.linear_probe.random_init_control:
         say(f"{key}: random-init control")
         metrics.update(_cached_control(spec, target, cache_dir, lambda: _control(spec, key, make_backbone, probe)))
-    artifacts = []
     if ev.sensitivity.enabled and artifact_dir is not None and method_state is not None:
         say(f"{key}: augmentation sensitivity")
         res, plot = _sensitivity(spec, method_state, splits.test[0][:ev.sensitivity.images], artifact_dir)

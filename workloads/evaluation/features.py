@@ -24,6 +24,20 @@ def extract_features(backbone: nn.Module, images: torch.Tensor, mean, std, *,
     return torch.cat(out)
 
 
+class Mapped:
+    """``images`` seen through ``fn`` batch by batch (a rotation, a corruption, one of ten crops):
+    what extract_features reads, without a transformed copy of the whole split in memory."""
+
+    def __init__(self, images, fn: Callable[[torch.Tensor], torch.Tensor]):
+        self.images, self.fn = images, fn
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, key: slice) -> torch.Tensor:
+        return self.fn(self.images[key])
+
+
 def state_digest(state: dict[str, torch.Tensor]) -> str:
     """A backbone's identity: a hash of its weights (names, shapes, dtypes and bytes)."""
     h = hashlib.sha256()

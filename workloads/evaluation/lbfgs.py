@@ -27,8 +27,8 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["DEFAULT_L2_GRID", "LbfgsProbeResult", "l2_grid", "fit_logistic_lbfgs", "top1_accuracy",
-           "mean_per_class_accuracy", "lbfgs_linear_eval"]
+__all__ = ["DEFAULT_L2_GRID", "LbfgsProbeResult", "LbfgsClassifier", "l2_grid", "fit_logistic_lbfgs", "top1_accuracy",
+           "mean_per_class_accuracy", "fit_lbfgs_classifier", "lbfgs_linear_eval"]
 
 
 def l2_grid(start: float = -6.0, stop: float = 5.0, num: int = 45) -> tuple[float, ...]:
@@ -150,22 +150,43 @@ def _standardizer(x: torch.Tensor):
     return lambda t: (t - mu) / sd
 
 
-def lbfgs_linear_eval(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
-                      test: tuple[torch.Tensor, torch.Tensor], num_classes: int | None = None, *,
-                      l2_values: Sequence[float] = DEFAULT_L2_GRID, select_by: str = "top1",
-                      standardize: bool = True, max_iter: int = 5000, tolerance_grad: float = 1e-6,
-                      matmul_dtype: torch.dtype = torch.float32) -> LbfgsProbeResult:
-    """Choose λ on val, refit on train + val, test. Features (N×D) and integer labels (N,).
+@dataclass
+class LbfgsClassifier:
+    """The refit classifier: standardise with the training split's statistics, then x W + b."""
+    w: torch.Tensor
+    b: torch.Tensor
+    prep: object
+    chosen_l2: float
+    select_by: str
+    val_scores: dict[float, float]
+    iterations: dict[float, int]
 
-    ``num_classes`` defaults to 1 + the largest train/val label (test labels are read only
-    for the final scores)."""
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.b, self.prep(x.to(torch.float64)), self.w).argmax(1)
+
+    def result(self, x: torch.Tensor, y: torch.Tensor) -> LbfgsProbeResult:
+        pred, y = self.predict(x), y.long()
+        return LbfgsProbeResult(top1=top1_accuracy(pred, y), mean_per_class=mean_per_class_accuracy(pred, y),
+                                chosen_l2=self.chosen_l2, select_by=self.select_by,
+                                val_scores=dict(sorted(self.val_scores.items())),
+                                iterations=dict(sorted(self.iterations.items())))
+
+
+def fit_lbfgs_classifier(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
+                         num_classes: int | None = None, *, l2_values: Sequence[float] = DEFAULT_L2_GRID,
+                         select_by: str = "top1", standardize: bool = True, max_iter: int = 5000,
+                         tolerance_grad: float = 1e-6, matmul_dtype: torch.dtype = torch.float32) -> LbfgsClassifier:
+    """Choose λ on val, refit on train + val: the classifier the test (clean or corrupted) is scored by.
+
+    ``num_classes`` defaults to 1 + the largest train/val label."""
     if select_by not in SELECT_BY:
         raise ValueError(f"select_by must be one of {', '.join(SELECT_BY)}; got {select_by!r}")
     grid = sorted({float(v) for v in l2_values}, reverse=True)
     if not grid or any(not (math.isfinite(v) and v > 0) for v in grid):
         raise ValueError(f"l2_values must be positive finite numbers, got {list(l2_values)!r}")
-    (xtr, ytr), (xva, yva), (xte, yte) = train, val, test
-    for name, (xs, ys) in (("train", train), ("val", val), ("test", test)):
+    (xtr, ytr), (xva, yva) = train, val
+    for name, (xs, ys) in (("train", train), ("val", val)):
         if xs.ndim != 2 or ys.ndim != 1 or len(xs) != len(ys) or len(xs) == 0:
             raise ValueError(f"{name}: expected N×D features and N labels, got {tuple(xs.shape)} and {tuple(ys.shape)}")
     if num_classes is None:
@@ -193,9 +214,22 @@ def lbfgs_linear_eval(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch
     xall, yall = torch.cat([xtr, xva]), torch.cat([ytr, yva])
     del problem
     w, b, _ = _Problem(xall, yall, num_classes, matmul_dtype).fit(chosen, chosen_fit, **opts)
-    with torch.no_grad():
-        pred = torch.addmm(b, prep(xte.to(dt)), w).argmax(1)
-    yte = yte.long()
-    return LbfgsProbeResult(top1=top1_accuracy(pred, yte), mean_per_class=mean_per_class_accuracy(pred, yte),
-                            chosen_l2=chosen, select_by=select_by,
-                            val_scores=dict(sorted(val_scores.items())), iterations=dict(sorted(iterations.items())))
+    return LbfgsClassifier(w, b, prep, chosen, select_by, val_scores, iterations)
+
+
+def lbfgs_linear_eval(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
+                      test: tuple[torch.Tensor, torch.Tensor], num_classes: int | None = None, *,
+                      l2_values: Sequence[float] = DEFAULT_L2_GRID, select_by: str = "top1",
+                      standardize: bool = True, max_iter: int = 5000, tolerance_grad: float = 1e-6,
+                      matmul_dtype: torch.dtype = torch.float32) -> LbfgsProbeResult:
+    """Choose λ on val, refit on train + val, test. Features (N×D) and integer labels (N,).
+
+    ``num_classes`` defaults to 1 + the largest train/val label (test labels are read only
+    for the final scores)."""
+    xte, yte = test
+    if xte.ndim != 2 or yte.ndim != 1 or len(xte) != len(yte) or len(xte) == 0:
+        raise ValueError(f"test: expected N×D features and N labels, got {tuple(xte.shape)} and {tuple(yte.shape)}")
+    clf = fit_lbfgs_classifier(train, val, num_classes, l2_values=l2_values, select_by=select_by,
+                               standardize=standardize, max_iter=max_iter, tolerance_grad=tolerance_grad,
+                               matmul_dtype=matmul_dtype)
+    return clf.result(xte, yte)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..spec import CellSpec, LbfgsSpec, TargetSpec
+from ..spec import REGRESSION_DATASETS, CellSpec, LbfgsSpec, TargetSpec
 from .timing import SAMPLE, timed
 
 ROWS = 4096                # feature rows the probe heads are timed on (their cost is linear in rows)
@@ -82,6 +82,11 @@ def ssl_evaluation(spec: CellSpec, target: TargetSpec, first: bool, device) -> d
     backbone = _backbone(spec)
     feat_s, feats = timed(extract_features, backbone, x, mean, std, device=device)
     feat = feat_s / len(x)
+    if target.data.name in REGRESSION_DATASETS:  # 300W: features and a ridge fit, nothing else
+        ridge = _ridge_cost(ev.lbfgs, t.fit, t.val, t.test, feats.shape[1])
+        return {"images": float(t.images), "decode_s_per_image": decode, "features_s_per_image": feat,
+                "ridge_s": ridge, "feature_dim": float(feats.shape[1]),
+                "estimate_s": t.images * (decode + feat) + ridge, "timed": "ridge regression", "note": ""}
     pc = ev.linear_probe
     f, y = _random_features(t.fit, feats.shape[1], t.classes)
     n = len(f)
@@ -110,6 +115,30 @@ def ssl_evaluation(spec: CellSpec, target: TargetSpec, first: bool, device) -> d
         figures["sensitivity_s"] = _sensitivity_cost(spec, x, min(ev.sensitivity.images, t.test), device)
         estimate += figures["sensitivity_s"]
         timed_protocols.append("sensitivity")
+    if target.ten_crop:  # nine more crops of every training image (read at 8/7 of the side)
+        figures["ten_crop_s"] = 9 * t.fit * feat + len(t.train) * decode * (8 / 7) ** 2
+        estimate += figures["ten_crop_s"]
+        timed_protocols.append("ten-crop")
+    if ev.rotation.enabled:  # every image at four angles, then a 4-way L-BFGS fit on 4× the rows
+        figures["rotation_s"] = 4 * t.images * feat
+        estimate += figures["rotation_s"]
+        rot = lbfgs_cost(ev.lbfgs, 4 * t.fit, 4 * t.val, 4, feats.shape[1])
+        figures["rotation_lbfgs_s_per_iteration"] = rot["lbfgs_s_per_iteration"]
+        timed_protocols.append("rotation")
+        notes.append(f"rotation's L-BFGS not in the estimate: {rot['lbfgs_s_per_iteration']:.3g} s per iteration")
+    if ev.corruptions.enabled:
+        figures["corruptions_s"] = _corruption_cost(ev.corruptions, x, t.test, feat)
+        estimate += figures["corruptions_s"]
+        timed_protocols.append("corruptions")
+        notes.append("corrupted images are made once per experiment (cached), the first cell pays for them")
+    if ev.retrieval.enabled:
+        figures["retrieval_s"] = _retrieval_cost(ev.retrieval, t.test, feats.shape[1])
+        estimate += figures["retrieval_s"]
+        timed_protocols.append("retrieval")
+    if ev.conditioning_check.enabled and first:
+        figures["conditioning_s"] = _conditioning_cost(spec, x, min(ev.conditioning_check.images, t.test), device)
+        estimate += figures["conditioning_s"]
+        timed_protocols.append("conditioning check")
     return {**figures, "estimate_s": estimate, "timed": " + ".join(timed_protocols), "note": "; ".join(notes)}
 
 
@@ -157,6 +186,58 @@ def _sensitivity_cost(spec: CellSpec, x: torch.Tensor, images: int, device) -> f
     t0 = time.perf_counter()
     method_sensitivity(model, x[:m].to(device), mean=spec.augmentation.mean, std=spec.augmentation.std,
                        generator=torch.Generator().manual_seed(0))
+    return (time.perf_counter() - t0) / m * images
+
+
+def _ridge_cost(lb: LbfgsSpec, fit: int, val: int, test: int, dim: int) -> float:
+    """The ridge regression of a regression target (136 outputs: 300W's landmarks), run as the
+    evaluation runs it on features of the real width and rows (a closed form per λ: cheap)."""
+    from ..evaluation.lbfgs import l2_grid
+    from ..evaluation.regression import ridge_eval
+    g = torch.Generator().manual_seed(0)
+    parts = [(torch.randn(max(4, n), dim, generator=g), torch.randn(max(4, n), 136, generator=g))
+             for n in (min(fit, ROWS), min(val, ROWS), min(test, ROWS))]
+    seconds, _ = timed(ridge_eval, *parts, l2_values=l2_grid(*lb.l2_exponents))
+    return seconds * max(1.0, (fit + val) / max(4, min(fit, ROWS) + min(val, ROWS)))
+
+
+def _corruption_cost(cfg, x: torch.Tensor, test: int, feat: float) -> float:
+    """Each corruption at each severity on the test images it reads: the corruption itself,
+    timed on the decoded sample at the middle severity, and the features of the result."""
+    from ..evaluation.corruptions import corrupt
+    n = test if cfg.images is None else min(cfg.images, test)
+    sample = x[: max(2, min(8, len(x)))]
+    per_image = 0.0
+    for name in cfg.names:
+        seconds, _ = timed(corrupt, sample, name, 3, 0)
+        per_image += seconds / len(sample)
+    return len(cfg.severities) * n * (per_image + len(cfg.names) * feat)
+
+
+def _retrieval_cost(cfg, test: int, dim: int) -> float:
+    """Nearest neighbours of every test image among the others: timed on up to 2,048 random
+    features of the real width and scaled quadratically (every query against every image)."""
+    from ..evaluation.retrieval import retrieval_metrics
+    rows = max(8, min(2048, test))
+    g = torch.Generator().manual_seed(0)
+    feats, labels = torch.randn(rows, dim, generator=g), torch.randint(0, 10, (rows,), generator=g)
+    seconds, _ = timed(retrieval_metrics, feats, labels, tuple(cfg.k))
+    return seconds * (test / rows) ** 2
+
+
+def _conditioning_cost(spec: CellSpec, x: torch.Tensor, images: int, device) -> float:
+    """CASSLE's Eq. 2 check on a few decoded images, scaled to the images it reads; 0 for a
+    projector that does not read ω (the check is skipped)."""
+    from ..evaluation.conditioning_check import conditioning_check
+    from ..methods.build import build_model
+    model = build_model(spec).to(device).eval()
+    projector = getattr(model, "projector", None)
+    if not getattr(projector, "needs_omega", False):
+        return 0.0
+    m = max(2, min(SENSITIVITY_SAMPLE, len(x)))
+    t0 = time.perf_counter()
+    conditioning_check(model.backbone, projector, x[:m].to(device), spec.augmentation.view1,
+                       mean=spec.augmentation.mean, std=spec.augmentation.std, generator=torch.Generator().manual_seed(0))
     return (time.perf_counter() - t0) / m * images
 
 
