@@ -5,9 +5,9 @@ enough for `sassl rehearse` to open every root with its real reader and run a fe
 The layouts are the ones the datasets ship in (or torchvision leaves after its download):
 ImageNet as class folders under train/ and val/ (then packed with `sassl pack`), Painter by
 Numbers as folders of JPEGs, DTD and iNaturalist 2021 as torchvision reads them, Tiny ImageNet
-as tiny-imagenet-200/, CIFAR-10/100 as torchvision's pickled batches, Food-101, Oxford-IIIT Pets
-and Flowers-102 as torchvision reads them (torchvision checks the MD5 of the CIFAR and Flowers
-files, which no fake matches: read them with tests/cifar_md5_off on PYTHONPATH); Retinopathy as
+as tiny-imagenet-200/, CIFAR-10/100 as torchvision's pickled batches, Food-101, Oxford-IIIT Pets,
+Flowers-102 and STL-10 as torchvision reads them (torchvision checks the MD5 of the CIFAR, Flowers
+and STL-10 files, which no fake matches: read them with tests/cifar_md5_off on PYTHONPATH); Retinopathy as
 class folders per split, read as `imagefolder`; CASSLE's other targets (ImageNet-100, MIT-67,
 CUB-200, 300W: tests/fake_targets.py; Caltech-101, Cars, FGVC-Aircraft, SUN397:
 tests/fake_tv_targets.py) in their published layouts."""
@@ -185,6 +185,21 @@ def flowers102(root: Path, classes: int = 3, per_class: int = 6, seed: int = 9) 
     return root
 
 
+def stl10(root: Path, classes: int = 3, per_class: int = 2, seed: int = 24) -> Path:
+    """root/stl10_binary/{train,test}_{X,y}.bin and unlabeled_X.bin as STL-10 ships them (96-px
+    images, channel-major and column-major; labels 1..10 as bytes), and class_names.txt."""
+    rng = np.random.default_rng(seed)
+    folder = root / "stl10_binary"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", classes * per_class), ("test", classes * per_class), ("unlabeled", 2)):
+        small = rng.integers(0, 256, (n, 3, 12, 12), dtype=np.uint8)
+        (folder / f"{split}_X.bin").write_bytes(small.repeat(8, axis=2).repeat(8, axis=3).tobytes())
+        if split != "unlabeled":
+            (folder / f"{split}_y.bin").write_bytes(np.repeat(np.arange(1, classes + 1), per_class).astype(np.uint8).tobytes())
+    (folder / "class_names.txt").write_text("\n".join(f"class{c}" for c in range(10)) + "\n")
+    return root
+
+
 def labelled_folders(root: Path, splits: tuple[str, ...] = ("train", "test"), classes: int = 3, per_class: int = 4,
                      seed: int = 10) -> Path:
     """root/<split>/class<c>/<i>.jpg: a dataset sorted into class folders per split (`imagefolder`)"""
@@ -195,14 +210,14 @@ def labelled_folders(root: Path, splits: tuple[str, ...] = ("train", "test"), cl
 def paper_data(root: Path) -> Path:
     """Every root the paper profiles name, under ``root`` in place of /data."""
     pack_imagenet(imagenet_folders(root / "imagenet"), root / "imagenet-packed")
-    # CASSLE's ImageNet-100, packed from an ImageNet root by the shipped class list
+    # CASSLE's ImageNet-100: its 100 classes added to the ImageNet root (after packing the 3-class
+    # ImageNet above), then packed from that root by the shipped class list
     import fake_targets
     import fake_tv_targets
-    folders = fake_targets.imagenet100_folders(root / "imagenet-1k-for-100")
+    fake_targets.imagenet100_folders(root / "imagenet")
     subprocess.run([sys.executable, "-m", "orchestrator", "pack", "imagenet100", str(root / "imagenet100-packed"),
-                    "--root", str(folders), "--split", "train", "--shard-size", "32"], cwd=ROOT, check=True,
-                   capture_output=True, timeout=300)
-    shutil.rmtree(folders)
+                    "--root", str(root / "imagenet"), "--split", "train", "--shard-size", "32"], cwd=ROOT,
+                   check=True, capture_output=True, timeout=300)
     painter_by_numbers(root / "painter_by_numbers")
     dtd(root / "dtd")
     inat2021(root / "inat2021")
@@ -213,6 +228,7 @@ def paper_data(root: Path) -> Path:
     food101(root / "food101")
     oxford_pets(root / "oxford_pets")
     flowers102(root / "flowers102")
+    stl10(root / "stl10")
     fake_targets.mit67(root / "mit67")
     fake_targets.cub200(root / "cub200")
     fake_targets.w300(root / "300w")

@@ -85,23 +85,33 @@ def test_sipl_paper_profile_reads_tiny_imagenet_as_shipped(paper_experiments):
     assert "tiny_imagenet (MLP head)" in out  # the downstream classifier timed
 
 
-def test_cassle_paper_profiles_read_their_cifar_and_dtd_targets(paper_experiments):
-    """Tables 2 and 4 in one rehearsal, on its own local Ray: the workers must get
-    tests/cifar_md5_off (torchvision's MD5 check of the CIFAR files, which the fakes cannot pass,
-    skipped as torchvision's own tests do)."""
+def test_cassle_paper_profiles_read_imagenet100_and_their_targets(paper_experiments):
+    """Tables 2, 4, 7, 8, 10 and figure 5 in one rehearsal (tables 7, 8 and figure 5 reuse table
+    2's backbones: their pretraining pieces are timed once), on its own local Ray: the workers must
+    get tests/cifar_md5_off (torchvision's MD5 check of the CIFAR, Flowers and STL-10 files, which
+    the fakes cannot pass, skipped as torchvision's own tests do)."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests" / "cifar_md5_off"), env.get("PYTHONPATH", "")])
-    copy = paper_experiments / "cassle_table2.yaml"  # the SimCLR rows' own batch (1024) > the fakes' 12 images
-    copy.write_text(copy.read_text().replace("optim.batch_size: 1024", "optim.batch_size: 8"))
-    table2, table4 = rehearse_files(paper_experiments, ["cassle_table2", "cassle_table4_ablation"], *SMALL, env=env)
-    for target in ("cifar10/train", "cifar10/test", "cifar100/train", "cifar100/test", "food101/train",
-                   "oxford_pets/trainval", "flowers102/val", "imagefolder/test", "dtd/test"):
+    for name in ("cassle_table2", "cassle_table7_rotation", "cassle_table8_corruptions"):
+        copy = paper_experiments / f"{name}.yaml"  # the SimCLR rows' own batch (1024) > the fakes' 12 images
+        copy.write_text(copy.read_text().replace("optim.batch_size: 1024", "optim.batch_size: 8"))
+    files = ["cassle_table2", "cassle_table4_ablation", "cassle_table7_rotation", "cassle_table8_corruptions",
+             "cassle_table10_mocov1", "cassle_figure5_retrieval"]
+    table2, table4, table7, table8, table10, figure5 = rehearse_files(paper_experiments, files, *SMALL, env=env)
+    assert "packed/train" in table2 and "100 classes" in table2  # ImageNet-100, packed from the ImageNet root
+    for target in ("cifar10/train", "cifar100/test", "food101/train", "mit67/train", "mit67/test",
+                   "oxford_pets/trainval", "flowers102/val", "caltech101/val", "stanford_cars/test",
+                   "fgvc_aircraft/val", "dtd/test", "sun397/train", "cub200/test", "w300/val"):
         assert target in table2, target
-    assert "10 classes" in table2 and "100 classes" in table2
     assert "9 pretraining piece(s), 0 stylizer stage(s)" in table2  # 3 methods × (plain, AugSelf, CASSLE)
-    # the first target's sensitivity analysis runs each method (CASSLE's projector reads ω); L-BFGS bounded
-    assert table2.count("+ L-BFGS + sensitivity)") == 9 and "L-BFGS not in the estimate" in table2
+    # the first target's sensitivity analysis and (CASSLE rows) the conditioning check; L-BFGS bounded
+    assert table2.count("+ L-BFGS + sensitivity + conditioning check)") == 3
+    assert "ten-crop)" in table2 and "ridge regression)" in table2  # CUB's crops, 300W's landmarks
     assert "pretraining piece(s), 0 stylizer stage(s)" in table4 and "estimated wall time of the grid" in table4
+    assert "stl10/train" in table7 and "rotation)" in table7
+    assert "imagenet100/val" in table8 and "+ L-BFGS + corruptions)" in table8
+    assert "3 pretraining piece(s)" in table10 and "+ conditioning check)" in table10
+    assert "stanford_cars/test" in figure5 and "retrieval)" in figure5
 
 
 def test_the_vit_paper_profiles_rehearse_their_transformers(paper_experiments):

@@ -1,5 +1,5 @@
-"""Test-only, for subprocesses given this folder on PYTHONPATH: torchvision's CIFAR and Flowers-102
-readers accept the fake files of tests/fake_datasets.py. They check each file's MD5 against the
+"""Test-only, for subprocesses given this folder on PYTHONPATH: torchvision's CIFAR, Flowers-102
+and STL-10 readers accept the fake files of tests/fake_datasets.py. They check each file's MD5 against the
 real release, which no fake can match; torchvision's own dataset tests patch the same check.
 Only the checksum is skipped (a missing file still fails), and only once torchvision's cifar
 module is imported, so processes that never read them (Ray's own) are untouched."""
@@ -8,7 +8,7 @@ import importlib.util
 import os
 import sys
 
-_MODULES = {"torchvision.datasets.cifar", "torchvision.datasets.flowers102"}
+_MODULES = {"torchvision.datasets.cifar", "torchvision.datasets.flowers102", "torchvision.datasets.stl10"}
 
 
 class _ExistsInsteadOfMD5(importlib.abc.MetaPathFinder):

@@ -138,7 +138,8 @@ def ssl_evaluation(spec: CellSpec, target: TargetSpec, first: bool, device) -> d
     if ev.conditioning_check.enabled and first:
         figures["conditioning_s"] = _conditioning_cost(spec, x, min(ev.conditioning_check.images, t.test), device)
         estimate += figures["conditioning_s"]
-        timed_protocols.append("conditioning check")
+        if figures["conditioning_s"] > 0:  # a projector that reads ω (else the check is skipped)
+            timed_protocols.append("conditioning check")
     return {**figures, "estimate_s": estimate, "timed": " + ".join(timed_protocols), "note": "; ".join(notes)}
 
 
