@@ -186,3 +186,38 @@ def test_a_regression_target_is_scored_by_ridge_r2(tmp_path):
     out = evaluate_target(spec, spec.evaluation.targets[0], backbone.state_dict(), cache_dir=tmp_path)
     assert set(out["metrics"]) == {"ridge/w300/r2", "ridge/w300/l2"}
     assert out["metrics"]["ridge/w300/r2"] <= 1.0
+
+
+# ---------------------------------------------------------------- the tables (results/, from MLflow's values)
+def _cells():
+    import pandas as pd
+    rows = []
+    for row, base in (("MoCo v2", 0.0), ("MoCo v2 + CASSLE", 1.0)):
+        for seed in (0, 1):
+            m = {"rotation/c/top1": 60 + base + seed, "corruption/c/clean": 40 + base,
+                 "corruption/c/fog/1": 30 + base, "corruption/c/fog/mean": 25 + base,
+                 "retrieval/c/recall@1": 20 + base, "retrieval/c/recall@4": 50 + base, "retrieval/c/map@r": 5 + base,
+                 "lbfgs/c/top1": 35 + base, "lbfgs/c/mean_per_class": 33 + base, "lbfgs/p/top1": 70 + base,
+                 "lbfgs/p/mean_per_class": 60 + base, "ridge/w/r2": 0.5 + base / 10}
+            if base:
+                m.update({"conditioning/difference": 0.1 * (seed + 1), "conditioning/share_true_better": 70.0 + seed,
+                          "conditioning/sim_true": 0.8, "conditioning/sim_false": 0.7})
+            rows.append({"row": row, "seed": seed, "status": "FINISHED", "targets": [["c", "C"], ["p", "P"], ["w", "W"]],
+                         "target_metrics": {"p": "mean_per_class", "w": "r2"}, **m})
+    return pd.DataFrame(rows)
+
+
+def test_the_cassle_tables_read_each_protocols_metrics():
+    from results.cassle import cassle_tables
+    from results.transfer import ranked_table
+    tables = cassle_tables(_cells(), "x")
+    assert set(tables) == {"x-conditioning", "x-rotation", "x-corruptions", "x-retrieval"}
+    assert list(tables["x-conditioning"].frame.index) == ["MoCo v2 + CASSLE"]  # vanilla has no ω to check
+    assert tables["x-conditioning"].frame.iloc[0, 0] == "0.15 ± 0.07"
+    assert list(tables["x-corruptions"].frame.columns[:2]) == ["C · clean", "C · fog"]
+    assert list(tables["x-retrieval"].frame.columns[:3]) == ["C · R@1", "C · R@4", "C · mAP@R"]
+    assert tables["x-rotation"].frame.loc["MoCo v2 + CASSLE", "C"] == "61.50 ± 0.71"
+    ranks = ranked_table(_cells(), "lbfgs", "t")  # each target's own metric: P mean per-class, W's R²
+    assert list(ranks.frame.columns[:3]) == ["L-BFGS · C", "L-BFGS · P (mean per-class)", "L-BFGS · W (R²)"]
+    assert ranks.frame.loc["MoCo v2", "L-BFGS · P (mean per-class)"] == "60.00 ± 0.00"
+    assert ranks.frame.loc["MoCo v2 + CASSLE", "Avg. rank"] == "1.00"

@@ -194,3 +194,16 @@ def test_validate_prints_the_warning_and_still_passes(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "warning: method.encoder_width: has no effect: `method.aug_mode` is not `cassle`" in res.stderr
     assert "valid" in res.stdout
+
+
+def test_a_protocol_switched_off_is_not_a_slip_but_its_settings_are():
+    ev = BASE["evaluation"]
+    off = {**ev, "retrieval": {"enabled": False}, "conditioning_check": {"enabled": False}}
+    assert warnings_of(evaluation=off) == []  # saying a protocol is off is not a mistake
+    settings = {**ev, "corruptions": {"images": 100}}
+    assert warnings_of(evaluation=settings) == [
+        "evaluation.corruptions.images: has no effect: `evaluation.corruptions.enabled` is false; "
+        "set `evaluation.corruptions.enabled: true`"]
+    # the L-BFGS grid also serves rotation prediction: not reported while rotation is on
+    grid = {**ev, "lbfgs": {"max_iter": 50}}
+    assert warnings_of(evaluation=grid) and warnings_of(evaluation={**grid, "rotation": {"enabled": True}}) == []
