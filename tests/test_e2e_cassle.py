@@ -38,10 +38,14 @@ def test_cassle_grid_end_to_end(tmp_path):
         "optim": {"epochs": 1, "batch_size": 128},
         "seeds": [0],
         "evaluation": {
-            "targets": [{"key": "cifar10", "label": "CIFAR-10", "label_fraction": 0.1}],
+            "targets": [{"key": "cifar10", "label": "CIFAR-10", "label_fraction": 0.1, "metric": "mean_per_class"}],
             "linear_probe": {"lrs": [0.1], "epochs": 1, "random_init_control": False},
             "lbfgs": {"enabled": True, "l2_exponents": [-2, 2, 3], "max_iter": 50},
-            "sensitivity": {"enabled": True, "images": 64}},
+            "sensitivity": {"enabled": True, "images": 64},
+            # CASSLE's appendix protocols ride on the same run (rotation: unit-tested, 4x the features)
+            "conditioning_check": {"enabled": True, "images": 64},
+            "corruptions": {"enabled": True, "names": ["brightness"], "severities": [1], "images": 64},
+            "retrieval": {"enabled": True, "figure_queries": 2}},
         # CASSLE first: the tables must keep this order whichever cell starts first
         "grid": {"variants": [{"name": "SimCLR + CASSLE"}, {"name": "SimCLR", "set": {"method.aug_mode": "vanilla"}}]},
     }
@@ -68,6 +72,12 @@ def test_cassle_grid_end_to_end(tmp_path):
                                                               for a in AUGS], dtype=torch.float64))
         png = c.download_artifacts(r.info.run_id, "pictures/augmentation_sensitivity.png", str(tmp_path / row))
         np.testing.assert_array_equal(pixels(png), pixels(plot_sensitivity(logged, "augmentation sensitivity (simclr)")))
+    for row, r in cells.items():  # the appendix protocols: logged, pictured; Eq. 2 on the CASSLE row only
+        m, pictures = r.data.metrics, {a.path for a in c.list_artifacts(r.info.run_id, "pictures")}
+        assert 0 <= m["corruption/cifar10/brightness/1"] <= 100 and "retrieval/cifar10/map@r" in m
+        assert ("conditioning/share_true_better" in m) == (row == "SimCLR + CASSLE")
+        assert ("pictures/conditioning_check.png" in pictures) == (row == "SimCLR + CASSLE")
+        assert "pictures/retrieval.png" in pictures
     assert cells["SimCLR + CASSLE"].data.params["method.aug_mode"] == "cassle"
     assert cells["SimCLR + CASSLE"].data.params["method.omega_parts"] == "cj"
 
@@ -76,7 +86,10 @@ def test_cassle_grid_end_to_end(tmp_path):
     ranks = (tmp_path / "runs" / "tables" / "cassle-e2e-ranks.md").read_text()
     rows = [line.split("|")[1].strip() for line in ranks.splitlines() if line.startswith("| ")]
     assert [r for r in rows if r.startswith("SimCLR")] == ["SimCLR + CASSLE", "SimCLR"]
-    assert "Avg. rank" in ranks
+    assert "Avg. rank" in ranks and "L-BFGS · CIFAR-10 (mean per-class)" in ranks  # the target's own metric
+    for name in ("conditioning", "corruptions", "retrieval"):
+        assert (tmp_path / "runs" / "tables" / f"cassle-e2e-{name}.md").is_file(), name
+    assert (tmp_path / "runs" / "tables" / "cassle-e2e-retrieval.png").is_file()  # the rows' pictures stacked
     sens = (tmp_path / "runs" / "tables" / "cassle-e2e-sensitivity.md").read_text()
     assert all(a in sens for a in AUGS)
     _check_sensitivity_plot(tmp_path, cells, ["SimCLR + CASSLE", "SimCLR"])

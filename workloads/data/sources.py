@@ -143,7 +143,7 @@ class PackedShardsSource(ImageSource):
         return _digest("packed", self.shards.identity(), self.split)
 
 
-def _readable(path: Path, check: str) -> bool:
+def readable(path: Path, check: str) -> bool:
     """`verify` reads headers/structure only (fast); `decode` decodes fully (catches truncation)."""
     try:
         with Image.open(path) as im:
@@ -164,7 +164,7 @@ class FileSource(ImageSource):
     def __init__(self, name: str, root: str | Path, files: list[Path], labels: list[int],
                  classes: Sequence[str], image_size: int, check: str):
         self.root = Path(root).resolve()
-        keep = [_readable(f, check) for f in files]
+        keep = [readable(f, check) for f in files]
         self.skipped: list[str] = [str(f) for f, ok in zip(files, keep) if not ok]
         self.files: list[Path] = [f for f, ok in zip(files, keep) if ok]
         if not self.files:

@@ -31,7 +31,7 @@ from PIL import Image
 from .errors import DatasetError
 from .remote import is_uri
 from .shards import MANIFEST, PackedShards
-from .sources import FOLDER_EXTENSIONS, ImageSource
+from .sources import FOLDER_EXTENSIONS, ImageSource, readable
 
 __all__ = ["READER_SPLITS", "open_reader", "imagenet100_wnids", "IMAGENET100_LIST", "ImageNet100Folders",
            "ImageNet100Packed", "MIT67Source", "CUB200Source", "W300Source", "w300_split_indices",
@@ -71,16 +71,6 @@ _LAYOUTS = {
 
 # --- shared: a list of image files -----------------------------------------------------------
 
-def _readable(path: Path, check: str) -> bool:
-    """`verify` reads headers only (fast); `decode` decodes fully (as the folder sources check)."""
-    try:
-        with Image.open(path) as im:
-            im.verify() if check == "verify" else im.load()
-        return True
-    except Exception:  # PIL raises many different types for bad files
-        return False
-
-
 def _first(items: Sequence[Any], k: int = 3) -> str:
     return ", ".join(str(x) for x in items[:k]) + (" ..." if len(items) > k else "")
 
@@ -93,7 +83,7 @@ class _ListedImages(ImageSource):
     def __init__(self, name: str, split: str, root: Path, files: list[Path], labels: Sequence[int],
                  classes: Sequence[str], image_size: int, check: str):
         self.root = root
-        keep = [_readable(f, check) for f in files]
+        keep = [readable(f, check) for f in files]
         self.skipped: list[str] = [str(f) for f, ok in zip(files, keep) if not ok]
         self.files: list[Path] = [f for f, ok in zip(files, keep) if ok]
         self.positions = np.flatnonzero(np.asarray(keep, dtype=bool)).astype(np.int64)
