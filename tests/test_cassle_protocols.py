@@ -221,3 +221,13 @@ def test_the_cassle_tables_read_each_protocols_metrics():
     assert list(ranks.frame.columns[:3]) == ["L-BFGS · C", "L-BFGS · P (mean per-class)", "L-BFGS · W (R²)"]
     assert ranks.frame.loc["MoCo v2", "L-BFGS · P (mean per-class)"] == "60.00 ± 0.00"
     assert ranks.frame.loc["MoCo v2 + CASSLE", "Avg. rank"] == "1.00"
+
+
+def test_the_test_images_sampled_are_a_fixed_spread_not_the_first_classes():
+    from workloads.evaluation.frozen_protocols import sample_positions, test_sample
+    labels = torch.arange(10).repeat_interleave(100)  # sorted by class, as the kit's test split
+    keep = sample_positions(len(labels), 200)
+    assert len(keep) == 200 and torch.equal(keep, sample_positions(len(labels), 200))
+    assert len(torch.unique(labels[keep])) == 10 and bool((keep[1:] > keep[:-1]).all())
+    assert len(sample_positions(50, None)) == 50 and len(sample_positions(50, 80)) == 50
+    assert torch.equal(test_sample(labels.view(-1, 1), 200).view(-1), labels[keep])

@@ -116,12 +116,14 @@ def evaluate_target(spec: CellSpec, target: TargetSpec, backbone_state: dict[str
         metrics.update(_cached_control(spec, target, cache_dir, lambda: _control(spec, key, make_backbone, probe)))
     if ev.sensitivity.enabled and artifact_dir is not None and method_state is not None:
         say(f"{key}: augmentation sensitivity")
-        res, plot = _sensitivity(spec, method_state, splits.test[0][:ev.sensitivity.images], artifact_dir)
+        res, plot = _sensitivity(spec, method_state, frozen.test_sample(splits.test[0], ev.sensitivity.images),
+                                 artifact_dir)
         metrics.update(res.as_metrics())
         artifacts.append(plot)
     if ev.conditioning_check.enabled and artifact_dir is not None and method_state is not None:
         say(f"{key}: conditioning check (CASSLE Eq. 2)")
-        found = _conditioning(spec, method_state, splits.test[0][:ev.conditioning_check.images], artifact_dir)
+        found = _conditioning(spec, method_state, frozen.test_sample(splits.test[0], ev.conditioning_check.images),
+                              artifact_dir)
         if found is not None:  # a projector that does not read ω has nothing to check
             metrics.update(found[0].as_metrics())
             artifacts.append(found[1])

@@ -13,6 +13,7 @@ from typing import Callable
 
 import torch
 
+from ..data.prepare import limited_positions, take
 from ..spec import CellSpec, CorruptionsSpec, LbfgsSpec, RetrievalSpec
 from .features import Mapped, extract_features
 from .lbfgs import LbfgsClassifier, fit_lbfgs_classifier, l2_grid, lbfgs_linear_eval, top1_accuracy
@@ -49,8 +50,9 @@ def corruption_robustness(extract: Extract, classifier: LbfgsClassifier, test: S
     the mean over severities per corruption, and on the same (clean) images for reference."""
     from .corruptions import corrupt
     images, labels = test
-    n = len(labels) if cfg.images is None else min(cfg.images, len(labels))
-    images, labels = images[:n], labels[:n]  # a fixed subset: the first n, the same for every cell
+    keep = sample_positions(len(labels), cfg.images)  # the same images for every cell
+    images, labels = take(images, keep), labels[keep]
+    n = len(keep)
     out = {f"corruption/{key}/clean": top1_accuracy(classifier.predict(extract(images)), labels.long())}
     for name in cfg.names:
         accs = []
@@ -62,6 +64,19 @@ def corruption_robustness(extract: Extract, classifier: LbfgsClassifier, test: S
             accs.append(acc)
         out[f"corruption/{key}/{name}/mean"] = sum(accs) / len(accs)
     return out
+
+
+def sample_positions(n: int, k: int | None) -> torch.Tensor:
+    """k of n test images, a fixed random subset in order (all of them for k None or ≥ n): test
+    splits are often sorted by class (the kit's CIFAR-10: its first 2,000 images are 2 classes)."""
+    return limited_positions(n, k)
+
+
+def test_sample(images, k: int | None):
+    """The images of :func:`sample_positions` (decoded, for a lazy split)."""
+    keep = sample_positions(len(images), k)
+    out = take(images, keep)
+    return out if isinstance(out, torch.Tensor) else out[:len(out)]
 
 
 def _corrupted(images, name: str, severity: int, seed: int, cache_dir, cache_key: dict, corrupt) -> torch.Tensor:
