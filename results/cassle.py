@@ -3,7 +3,7 @@ prediction (table 7), weather corruptions (table 8) and retrieval (figure 5), pl
 each target reports in the L-BFGS table (mean per-class accuracy, 300W's R²).
 
 Metric keys: conditioning/{difference, share_true_better}; rotation/T/top1;
-corruption/T/{clean, <name>/<severity>, <name>/mean}; retrieval/T/{recall@k, map@r};
+corruption/T/{clean, <name>/<severity>, <name>/mean}; retrieval/T/{recall@k, map_at_r};
 lbfgs/T/{top1, mean_per_class}; ridge/T/r2."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from .tables import Table, metric_table
 from .transfer import targets
 
 CORRUPTION = re.compile(r"^corruption/([^/]+)/([^/]+)/mean$")
-RECALL = re.compile(r"^retrieval/([^/]+)/recall@(\d+)$")
+RECALL = re.compile(r"^retrieval/([^/]+)/recall_at_(\d+)$")
 METRIC_NAMES = {"top1": "top-1", "mean_per_class": "mean per-class", "r2": "R²"}
 
 
@@ -70,10 +70,10 @@ def retrieval_table(cells: pd.DataFrame, title: str) -> Table | None:
     for key, label in targets(cells):
         ks = sorted({int(m.group(2)) for c in cells.columns if (m := RECALL.match(str(c))) and m.group(1) == key})
         for k in ks:
-            cols[f"{label} · R@{k}"] = f"retrieval/{key}/recall@{k}"
+            cols[f"{label} · R@{k}"] = f"retrieval/{key}/recall_at_{k}"
             groups.append((label, f"R@{k}"))
         if ks:
-            cols[f"{label} · mAP@R"] = f"retrieval/{key}/map@r"
+            cols[f"{label} · mAP@R"] = f"retrieval/{key}/map_at_r"
             groups.append((label, "mAP@R"))
     return metric_table(cells, cols, title, bold=True, groups=groups) if cols else None
 

@@ -90,8 +90,8 @@ def test_retrieval_metrics_on_a_hand_made_case():
     assert res.recall[1] == 50.0 and res.recall[2] == 100.0
     # R = 1 for every query: AP = rel@1
     assert res.map_at_r == 50.0
-    assert res.as_metrics("retrieval/x") == {"retrieval/x/recall@1": 50.0, "retrieval/x/recall@2": 100.0,
-                                             "retrieval/x/map@r": 50.0}
+    assert res.as_metrics("retrieval/x") == {"retrieval/x/recall_at_1": 50.0, "retrieval/x/recall_at_2": 100.0,
+                                             "retrieval/x/map_at_r": 50.0}
 
 
 def test_map_at_r_counts_precision_at_the_relevant_ranks_only():
@@ -164,9 +164,11 @@ def test_a_cells_evaluation_runs_every_cassle_protocol(tmp_path):
                           artifact_dir=tmp_path / "art", method_state=model.state_dict())
     m = out["metrics"]
     assert {"lbfgs/dtd/top1", "lbfgs/dtd/mean_per_class", "rotation/dtd/top1", "corruption/dtd/clean",
-            "corruption/dtd/fog/5", "corruption/dtd/brightness/mean", "retrieval/dtd/recall@1",
-            "retrieval/dtd/recall@4", "retrieval/dtd/map@r", "conditioning/difference"} <= set(m)
+            "corruption/dtd/fog/5", "corruption/dtd/brightness/mean", "retrieval/dtd/recall_at_1",
+            "retrieval/dtd/recall_at_4", "retrieval/dtd/map_at_r", "conditioning/difference"} <= set(m)
     assert m["corruption/dtd/fog/mean"] == (m["corruption/dtd/fog/1"] + m["corruption/dtd/fog/5"]) / 2
+    import re
+    assert [k for k in m if not re.fullmatch(r"[\w\-. /]+", k)] == []  # what MLflow accepts as a metric name
     assert sorted(Path(p).name for p in out["artifacts"]) == ["conditioning_check.png", "retrieval.png"]
     assert len(list((tmp_path / "corruptions").glob("*.pt"))) == 4  # kept for the next cell
     again = evaluate_target(spec, spec.evaluation.targets[0], model.backbone.state_dict(), cache_dir=tmp_path)
@@ -196,7 +198,7 @@ def _cells():
         for seed in (0, 1):
             m = {"rotation/c/top1": 60 + base + seed, "corruption/c/clean": 40 + base,
                  "corruption/c/fog/1": 30 + base, "corruption/c/fog/mean": 25 + base,
-                 "retrieval/c/recall@1": 20 + base, "retrieval/c/recall@4": 50 + base, "retrieval/c/map@r": 5 + base,
+                 "retrieval/c/recall_at_1": 20 + base, "retrieval/c/recall_at_4": 50 + base, "retrieval/c/map_at_r": 5 + base,
                  "lbfgs/c/top1": 35 + base, "lbfgs/c/mean_per_class": 33 + base, "lbfgs/p/top1": 70 + base,
                  "lbfgs/p/mean_per_class": 60 + base, "ridge/w/r2": 0.5 + base / 10}
             if base:

@@ -74,7 +74,7 @@ def test_cassle_grid_end_to_end(tmp_path):
         np.testing.assert_array_equal(pixels(png), pixels(plot_sensitivity(logged, "augmentation sensitivity (simclr)")))
     for row, r in cells.items():  # the appendix protocols: logged, pictured; Eq. 2 on the CASSLE row only
         m, pictures = r.data.metrics, {a.path for a in c.list_artifacts(r.info.run_id, "pictures")}
-        assert 0 <= m["corruption/cifar10/brightness/1"] <= 100 and "retrieval/cifar10/map@r" in m
+        assert 0 <= m["corruption/cifar10/brightness/1"] <= 100 and "retrieval/cifar10/map_at_r" in m
         assert ("conditioning/share_true_better" in m) == (row == "SimCLR + CASSLE")
         assert ("pictures/conditioning_check.png" in pictures) == (row == "SimCLR + CASSLE")
         assert "pictures/retrieval.png" in pictures

@@ -36,7 +36,7 @@ PROTOCOL_METRICS = {
     "ridge": {"r2"},    # a regression target (300W): ridge regression on frozen features
     "rotation": {"top1"},  # CASSLE's appendix protocols
     "corruptions": {"top1"},
-    "retrieval": {"recall@1", "recall@4", "map@r"},
+    "retrieval": {"recall_at_1", "recall_at_4", "map_at_r"},
     "mlp_head": {"top1", "best_val_top1"},
     "pretext": {"best_val_top1"},
 }

@@ -24,8 +24,8 @@ class RetrievalResult:
     queries: int
 
     def as_metrics(self, prefix: str) -> dict[str, float]:
-        out = {f"{prefix}/recall@{k}": v for k, v in self.recall.items()}
-        out[f"{prefix}/map@r"] = self.map_at_r
+        out = {f"{prefix}/recall_at_{k}": v for k, v in self.recall.items()}
+        out[f"{prefix}/map_at_r"] = self.map_at_r
         return out
 
 
