@@ -136,7 +136,7 @@ def test_fine_tune_on_splits_read_batch_by_batch_matches_decoded():
     from workloads.spec import DatasetRef, TargetSpec
     target = TargetSpec(key="dtd", label="dtd", data=DatasetRef(name="dtd-kit", split="val", root=None, download=False),
                         val_split="test", val_fraction=0.0, split_seed=0, label_fraction=1.0, test_split="train",
-                        test_data=None)
+                        test_data=None, metric=None, ten_crop=False)
     lazy = target_splits(target, image_size=16, cache_dir=None, lazy=True)
     dense = target_splits(target, image_size=16, cache_dir=None)
     assert isinstance(lazy.train[0], LazyImages) and isinstance(lazy.val[0], LazyImages)

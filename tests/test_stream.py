@@ -44,7 +44,7 @@ def packed_target(packed, test_split: str = "test") -> TargetSpec:
     return TargetSpec(key="dtd", label="dtd", data=DatasetRef(name="packed", split="val", root=str(packed.root),
                                                                download=False),
                       test_split=test_split, test_data=None, val_split=None, val_fraction=0.25, split_seed=0,
-                      label_fraction=1.0)
+                      label_fraction=1.0, metric=None, ten_crop=False)
 
 
 def indices(batches) -> list[int]:

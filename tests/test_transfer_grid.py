@@ -63,7 +63,8 @@ def test_a_target_that_does_not_exist_fails_before_anything_starts(tmp_path):
 
 def test_target_splits_carve_val_keep_label_fraction_and_can_skip_test(tmp_path):
     t = TargetSpec(key="c", label="c", data=DatasetRef(name="cifar10-kit", split="train", root=None, download=False),
-                   test_split="test", test_data=None, val_split=None, val_fraction=0.1, split_seed=0, label_fraction=1.0)
+                   test_split="test", test_data=None, val_split=None, val_fraction=0.1, split_seed=0, label_fraction=1.0,
+                   metric=None, ten_crop=False)
     full = target_splits(t, image_size=32, cache_dir=tmp_path)
     assert len(full.train[1]) == 9000 and len(full.val[1]) == 1000 and len(full.test[1]) == 10000
     one = target_splits(replace(t, label_fraction=0.01), image_size=32, cache_dir=tmp_path / "b", with_test=False)
