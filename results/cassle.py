@@ -43,8 +43,10 @@ def conditioning_table(cells: pd.DataFrame, title: str) -> Table | None:
     cols = {"sim(own ω) − sim(another's ω)": "conditioning/difference",
             "Own ω better (% of images)": "conditioning/share_true_better",
             "sim(own ω)": "conditioning/sim_true", "sim(another's ω)": "conditioning/sim_false"}
-    return metric_table(cells[cells["conditioning/difference"].notna() | (cells["status"] != "FINISHED")],
-                        cols, title)
+    table = metric_table(cells[cells["conditioning/difference"].notna() | (cells["status"] != "FINISHED")],
+                         cols, title)
+    table.keys = {}  # no paired part: the baseline (vanilla) row has no ω to check
+    return table
 
 
 def rotation_table(cells: pd.DataFrame, title: str) -> Table | None:
