@@ -153,6 +153,16 @@ def readable(path: Path, check: str) -> bool:
         return False
 
 
+def open_rgb_file(name: str, path: Path) -> Image.Image:
+    """A listed image file as RGB; a file that fails to decode (e.g. truncated, though it passed
+    verify()) is a DatasetError naming the dataset and the file."""
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except Exception as e:  # PIL raises many different types for bad files
+        raise DatasetError(f"{name}: cannot decode {path}: {e}") from e
+
+
 def _scan(root: Path, extensions: tuple[str, ...]) -> list[Path]:
     return sorted(p for p in root.rglob("*")
                   if p.suffix.lower() in extensions and not p.name.startswith(".") and p.is_file())
@@ -178,11 +188,7 @@ class FileSource(ImageSource):
         super().__init__(name, "all", classes, labels, image_size)
 
     def _load(self, i: int) -> Image.Image:
-        try:
-            with Image.open(self.files[i]) as im:
-                return im.convert("RGB")
-        except Exception as e:  # e.g. a truncated file that passed verify()
-            raise DatasetError(f"{self.name}: cannot decode {self.files[i]}: {e}") from e
+        return open_rgb_file(self.name, self.files[i])
 
     def describe(self, i: int) -> str:
         return str(self.files[i])

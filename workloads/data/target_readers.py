@@ -31,7 +31,7 @@ from PIL import Image
 from .errors import DatasetError
 from .remote import is_uri
 from .shards import MANIFEST, PackedShards
-from .sources import FOLDER_EXTENSIONS, ImageSource, readable
+from .sources import FOLDER_EXTENSIONS, ImageSource, open_rgb_file, readable
 
 __all__ = ["READER_SPLITS", "open_reader", "imagenet100_wnids", "IMAGENET100_LIST", "ImageNet100Folders",
            "ImageNet100Packed", "MIT67Source", "CUB200Source", "W300Source", "w300_split_indices",
@@ -96,11 +96,7 @@ class _ListedImages(ImageSource):
         super().__init__(name, split, classes, np.asarray(labels, dtype=np.int64)[self.positions], image_size)
 
     def _open(self, i: int) -> Image.Image:
-        try:
-            with Image.open(self.files[i]) as im:
-                return im.convert("RGB")
-        except Exception as e:  # e.g. a truncated file that passed verify()
-            raise DatasetError(f"{self.name}: cannot decode {self.files[i]}: {e}") from e
+        return open_rgb_file(self.name, self.files[i])
 
     def _load(self, i: int) -> Image.Image:
         return self._open(i)
